@@ -1,0 +1,37 @@
+# The two commands (each sets up .venv on first use):
+#   make run    the default pipeline, offline, on this machine (results/, report at results/report.html)
+#   make test   the test suite (unit tests + one end-to-end Snakemake run on config/test.yaml)
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+SMK    := $(VENV)/bin/snakemake
+CORES  ?= 2
+CONFIG ?= config/config.yaml
+SMKFLAGS ?=
+
+.PHONY: run test report lint bench clean-results
+
+$(VENV)/.installed: envs/requirements.txt pyproject.toml
+	python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r envs/requirements.txt
+	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
+	touch $@
+
+run: $(VENV)/.installed
+	$(SMK) --cores $(CORES) --configfile $(CONFIG) --rerun-incomplete $(SMKFLAGS)
+	@$(MAKE) --no-print-directory report
+
+# The HTML report is rebuilt only when a result is newer than it.
+report: $(VENV)/.installed
+	@if [ ! -f results/report.html ] || [ -n "$$(find results -newer results/report.html -type f ! -name report.html | head -1)" ]; then \
+		$(SMK) --cores 1 --configfile $(CONFIG) --report results/report.html; \
+	else echo "results/report.html is up to date"; fi
+
+test: $(VENV)/.installed
+	$(PY) -m pytest -q
+
+lint: $(VENV)/.installed
+	$(SMK) --lint --configfile $(CONFIG)
+
+bench: $(VENV)/.installed
+	$(PY) benchmarks/quant_overhead.py

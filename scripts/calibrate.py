@@ -1,0 +1,23 @@
+"""Rule calibrate: calibration windows -> shared per-layer activation statistics."""
+from pathlib import Path
+
+import torch
+
+from lpbench.archs import get_arch
+from lpbench.calibration import collect_stats
+from lpbench.data import calibration_windows
+from lpbench.jobs import setup
+from lpbench.sources import load_model
+
+log = setup(snakemake)
+model, tok, meta = load_model(Path(snakemake.input.model).parent)
+arch = get_arch(model)
+s = snakemake.params.settings
+bos = tok.bos_token_id if meta.get("bos_per_window") else None
+windows = calibration_windows(torch.load(snakemake.input.tokens), s["seqlen"], s["n_windows"],
+                              snakemake.params.seed, bos_id=bos)
+stats = collect_stats(model, arch, windows)
+stats["meta"].update(model=meta["model_id"], seed=snakemake.params.seed)
+torch.save(stats, snakemake.output.stats)
+torch.save(windows, snakemake.output.windows)
+log.info("calibrated %s on %d windows x %d tokens", meta["model_id"], *windows.shape)

@@ -1,0 +1,196 @@
+"""Corpus sources and the calibration / evaluation split.
+
+Every corpus entry becomes two text files, ``calibration.txt`` and ``evaluation.txt``, plus
+``corpus.json`` with provenance. The split is part of the entry and is checked so that calibration text
+and evaluation text never overlap.
+
+Sources (``corpora.<id>.source``):
+
+``debian``  a Debian package fetched with ``apt-get download`` (checked against the archive's SHA256),
+            unpacked with ``dpkg-deb -x``. Reader ``janeaustenr``: the R lazy-load database of the
+            ``r-cran-janeaustenr`` package (six public-domain Jane Austen novels), read with ``rdata``.
+            Splits name novels, e.g. evaluation ``[persuasion]``, calibration the others.
+``hf``      a Hugging Face dataset repo at a pinned revision (e.g. ``Salesforce/wikitext``,
+            ``wikitext-2-raw-v1``): parquet files per split, text column joined the way the
+            quantization literature does (WikiText-2: rows joined with "\\n\\n").
+``local``   a text file; split at a paragraph boundary by ``evaluation_fraction`` (the tail is the
+            evaluation text, the head calibration), or two files ``calibration`` / ``evaluation``.
+
+Novels are joined line by line with "\\n" (a blank line separates paragraphs, as in the book); the
+text is labelled by what it is, never as WikiText.
+"""
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+import re
+import shutil
+import subprocess
+import time
+import zlib
+from pathlib import Path
+
+SPLITS = ("calibration", "evaluation")
+
+
+class CorpusError(RuntimeError):
+    pass
+
+
+# -------------------------------------------------------------------------------------------- debian
+def _apt_sha256(package: str, version: str | None) -> tuple[str, str]:
+    out = subprocess.run(["apt-cache", "show", package], capture_output=True, text=True)
+    if out.returncode != 0 or not out.stdout.strip():
+        raise CorpusError(f"apt-cache knows no package '{package}': {out.stderr.strip()}")
+    for stanza in out.stdout.strip().split("\n\n"):
+        fields = dict(re.findall(r"^(\S+): (.*)$", stanza, flags=re.M))
+        if version is None or fields.get("Version") == version:
+            return fields["Version"], fields["SHA256"]
+    raise CorpusError(f"apt-cache has no version '{version}' of '{package}'")
+
+
+def apt_download(package: str, dest: Path, version: str | None = None, retries: int = 3) -> Path:
+    """``apt-get download`` into ``dest``, verified against the archive's SHA256; retries, and runs
+    ``apt-get update`` once if the package lists are missing."""
+    dest.mkdir(parents=True, exist_ok=True)
+    last = ""
+    for attempt in range(1, retries + 1):
+        try:
+            ver, sha = _apt_sha256(package, version)
+        except CorpusError as e:
+            last = str(e)
+            subprocess.run(["apt-get", "update", "-qq"], capture_output=True)
+            continue
+        spec = f"{package}={ver}"
+        proc = subprocess.run(["apt-get", "download", "-qq", spec], cwd=dest, capture_output=True, text=True)
+        debs = sorted(dest.glob(f"{package}_*.deb"))
+        if proc.returncode == 0 and debs:
+            deb = debs[-1]
+            if hashlib.sha256(deb.read_bytes()).hexdigest() == sha:
+                return deb
+            last = f"{deb.name}: sha256 mismatch with the Debian archive (expected {sha})"
+            deb.unlink()
+        else:
+            last = proc.stderr.strip()
+        time.sleep(2 * attempt)
+    raise CorpusError(f"could not download Debian package '{package}' after {retries} attempts: {last}")
+
+
+def read_r_lazyload(base: Path) -> dict:
+    """Read every object of an R lazy-load database (``base.rdx`` index + ``base.rdb`` blobs).
+
+    The index is a gzip'd serialized R list ``variables -> (offset, length)``; each blob in the .rdb is a
+    4-byte big-endian length followed by a zlib stream of a serialized R object.
+    """
+    import warnings
+
+    import rdata
+
+    def parse(raw: bytes):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # rdata warns "assumed RDS" for bare serializations
+            return rdata.conversion.convert(rdata.parser.parse_data(raw))
+
+    index = parse(gzip.decompress(base.with_suffix(".rdx").read_bytes()))
+    blob = base.with_suffix(".rdb").read_bytes()
+    out = {}
+    for name, (off, length) in index["variables"].items():
+        chunk = blob[int(off): int(off) + int(length)]
+        raw = zlib.decompress(chunk[4:])
+        if len(raw) != int.from_bytes(chunk[:4], "big"):
+            raise CorpusError(f"{base}.rdb: object '{name}' has the wrong length (corrupt package?)")
+        out[str(name)] = parse(raw)
+    return out
+
+
+def _janeaustenr(entry: dict, work: Path) -> tuple[dict[str, str], dict]:
+    deb = apt_download(entry.get("package", "r-cran-janeaustenr"), work, entry.get("version"))
+    root = work / "root"
+    if root.exists():
+        shutil.rmtree(root)
+    subprocess.run(["dpkg-deb", "-x", str(deb), str(root)], check=True)
+    base = next(root.glob("usr/lib/R/site-library/janeaustenr/data/Rdata.rdx"), None)
+    if base is None:
+        raise CorpusError(f"{deb.name} has no janeaustenr data/Rdata.rdx")
+    books = {name: "\n".join(str(line) for line in lines) for name, lines in read_r_lazyload(base).items()}
+    return books, {"package": deb.name, "deb_sha256": hashlib.sha256(deb.read_bytes()).hexdigest()}
+
+
+def _split_named(parts: dict[str, str], splits: dict) -> dict[str, str]:
+    """Split named documents (novels) into calibration / evaluation lists, checked disjoint."""
+    cal, ev = list(splits["calibration"]), list(splits["evaluation"])
+    unknown = sorted(set(cal + ev) - set(parts))
+    if unknown:
+        raise CorpusError(f"unknown document(s) {unknown} in splits; available: {sorted(parts)}")
+    overlap = sorted(set(cal) & set(ev))
+    if overlap:
+        raise CorpusError(f"calibration and evaluation splits overlap: {overlap}")
+    return {"calibration": "\n\n".join(parts[n] for n in cal), "evaluation": "\n\n".join(parts[n] for n in ev)}
+
+
+# ------------------------------------------------------------------------------------------------ hf
+def _hf_dataset(entry: dict, work: Path) -> tuple[dict[str, str], dict]:
+    import pandas as pd
+    from huggingface_hub import snapshot_download
+
+    files = entry["files"]  # {"calibration": "wikitext-2-raw-v1/train-*.parquet", "evaluation": ...}
+    try:
+        snap = Path(snapshot_download(repo_id=entry["repo_id"], repo_type="dataset",
+                                      revision=entry["revision"], local_dir=work / "hf",
+                                      endpoint=entry.get("endpoint"), allow_patterns=list(files.values())))
+    except Exception as e:
+        raise CorpusError(f"could not download dataset '{entry['repo_id']}' at '{entry['revision']}': {e}") from e
+    texts = {}
+    for split, pattern in files.items():
+        paths = sorted(snap.glob(pattern))
+        if not paths:
+            raise CorpusError(f"dataset '{entry['repo_id']}' has no file matching '{pattern}'")
+        rows = pd.concat([pd.read_parquet(p) for p in paths])[entry.get("text_field", "text")]
+        texts[split] = entry.get("joiner", "\n\n").join(rows.astype(str))
+    return texts, {"repo_id": entry["repo_id"], "revision": entry["revision"]}
+
+
+# --------------------------------------------------------------------------------------------- local
+def _local(entry: dict) -> tuple[dict[str, str], dict]:
+    if "calibration" in entry and "evaluation" in entry:
+        texts = {s: Path(entry[s]).read_text() for s in SPLITS}
+        return texts, {s: str(entry[s]) for s in SPLITS}
+    path = Path(entry["path"])
+    if not path.is_file():
+        raise CorpusError(f"local corpus file {path} does not exist")
+    text = path.read_text()
+    frac = float(entry.get("evaluation_fraction", 0.5))
+    cut = text.rfind("\n\n", 0, int(len(text) * (1 - frac)))
+    cut = cut if cut > 0 else int(len(text) * (1 - frac))
+    return {"calibration": text[:cut], "evaluation": text[cut:].lstrip("\n")}, {"path": str(path)}
+
+
+# --------------------------------------------------------------------------------------------- entry
+def materialize(corpus_id: str, entry: dict, out: Path, work: Path) -> dict:
+    """Write ``out/calibration.txt``, ``out/evaluation.txt`` and ``out/corpus.json``."""
+    out, work = Path(out), Path(work)
+    out.mkdir(parents=True, exist_ok=True)
+    work.mkdir(parents=True, exist_ok=True)
+    source = entry["source"]
+    if source == "debian":
+        reader = entry.get("reader", "janeaustenr")
+        if reader != "janeaustenr":
+            raise CorpusError(f"corpus '{corpus_id}': unknown Debian reader '{reader}'; known: janeaustenr")
+        parts, meta = _janeaustenr(entry, work)
+        texts = _split_named(parts, entry["splits"])
+        meta["splits"] = entry["splits"]
+    elif source == "hf":
+        texts, meta = _hf_dataset(entry, work)
+    elif source == "local":
+        texts, meta = _local(entry)
+    else:
+        raise CorpusError(f"corpus '{corpus_id}': unknown source '{source}'; known: debian, hf, local")
+    if texts["calibration"] and texts["calibration"] in texts["evaluation"]:
+        raise CorpusError(f"corpus '{corpus_id}': calibration text is contained in the evaluation text")
+    for split in SPLITS:
+        (out / f"{split}.txt").write_text(texts[split])
+    meta.update(corpus_id=corpus_id, source=source, label=entry.get("label", corpus_id),
+                chars={s: len(texts[s]) for s in SPLITS})
+    (out / "corpus.json").write_text(json.dumps(meta, indent=2, default=str))
+    return meta

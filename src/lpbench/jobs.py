@@ -1,0 +1,56 @@
+"""Shared set-up for the pipeline's scripts: threads, seeds, logging to the rule's log file.
+
+Scripts are thin: read ``snakemake.input/params/output``, call the library, write. Each one can also run
+standalone (outside Snakemake) with :func:`mock_snakemake`, in the manner of PyPSA-Eur.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import random
+from pathlib import Path
+from types import SimpleNamespace
+
+import torch
+
+
+def setup(snakemake) -> logging.Logger:
+    threads = int(getattr(snakemake, "threads", 1) or 1)
+    torch.set_num_threads(threads)
+    seed = int(snakemake.params.get("seed", 0)) if hasattr(snakemake.params, "get") else 0
+    random.seed(seed)
+    torch.manual_seed(seed)
+    log = logging.getLogger("lpbench")
+    log.setLevel(logging.INFO)
+    log.handlers.clear()
+    fmt = logging.Formatter("%(asctime)s %(levelname)s %(message)s")
+    handlers = [logging.StreamHandler()]
+    if getattr(snakemake, "log", None):
+        Path(snakemake.log[0]).parent.mkdir(parents=True, exist_ok=True)
+        handlers.append(logging.FileHandler(snakemake.log[0], mode="w"))
+    for h in handlers:
+        h.setFormatter(fmt)
+        log.addHandler(h)
+    return log
+
+
+def write_json(path, obj) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=2, sort_keys=False, default=str) + "\n")
+    tmp.replace(path)
+
+
+def mock_snakemake(input: dict, output: dict, params: dict | None = None, threads: int = 1,
+                   log: list | None = None):
+    """A stand-in for the ``snakemake`` object so that a script runs standalone or under a test."""
+    class _NS(SimpleNamespace):
+        def __getitem__(self, i):
+            return list(vars(self).values())[i]
+
+        def get(self, key, default=None):
+            return getattr(self, key, default)
+
+    return SimpleNamespace(input=_NS(**input), output=_NS(**output), params=_NS(**(params or {})),
+                           threads=threads, log=log or [], wildcards=_NS())

@@ -1,0 +1,119 @@
+"""Method interface and registry. One module per method kind in this package.
+
+A method is configured in ``config.yaml`` as ``methods: {<name>: {method: <kind>, <params>}}``. The
+pipeline drives every kind through the same three steps:
+
+1. ``calibrate(model, arch, stats, windows)`` — offline, once per (model, calibration corpus): returns
+   the method's artifact (a dict of tensors / numbers: scales, rotations, groupings), which the
+   ``method_artifact`` rule saves to ``resources/artifacts/`` so it is computed once and shared.
+   ``stats`` is the shared calibration statistics file (see :mod:`lpbench.calibration`), ``windows``
+   the calibration token windows for methods that need their own pass (GPTQ, Tender, ...).
+2. ``apply(model, arch, artifact)`` — turns the FP32 model into the evaluated model (in place).
+3. ``ops_per_token(dims)`` — what the method adds per token, as ``{op_name: count}`` with op names of
+   ``config/hw_costs.yaml`` (e.g. ``int8_mult``); :mod:`lpbench.hwcost` turns it into energy.
+
+Adding a kind = one new module here with a subclass decorated by :func:`register` (it is imported
+automatically) plus a config entry. Parameters are checked in ``__init__``: an unknown or missing one
+raises an error that names the method.
+"""
+from __future__ import annotations
+
+import importlib
+import pkgutil
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import torch
+import torch.nn as nn
+
+from lpbench.archs import ArchSpec
+
+METHOD_KINDS: dict[str, type["Method"]] = {}
+
+
+@dataclass(frozen=True)
+class ModelDims:
+    """Shapes a per-token op count needs."""
+    hidden: int
+    intermediate: int
+    layers: int
+    heads: int
+    kv_heads: int
+    head_dim: int
+    vocab: int
+    mlp_matrices: int = 3   # 3 for a gated MLP (gate, up, down), 2 for a standard one (fc1, fc2)
+
+    @classmethod
+    def from_config(cls, cfg, arch: ArchSpec | None = None) -> "ModelDims":
+        heads = cfg.num_attention_heads
+        hidden = cfg.hidden_size
+        return cls(hidden=hidden, intermediate=getattr(cfg, "intermediate_size", None) or cfg.ffn_dim,
+                   layers=cfg.num_hidden_layers, heads=heads,
+                   kv_heads=getattr(cfg, "num_key_value_heads", None) or heads,
+                   head_dim=getattr(cfg, "head_dim", None) or hidden // heads, vocab=cfg.vocab_size,
+                   mlp_matrices=3 if arch is None or arch.mlp_kind == "gated" else 2)
+
+    @property
+    def gemm_macs(self) -> float:
+        """Multiply-accumulates per token in the blocks' linears (embedding and LM head excluded)."""
+        attn = (self.heads + 2 * self.kv_heads) * self.head_dim * self.hidden + self.heads * self.head_dim * self.hidden
+        return float(self.layers * (attn + self.mlp_matrices * self.hidden * self.intermediate))
+
+
+class Method:
+    """Base class. Subclasses set ``kind``, ``defaults`` (every accepted parameter with its default)
+    and override what they need."""
+
+    kind: ClassVar[str] = ""
+    defaults: ClassVar[dict[str, Any]] = {}
+    #: dtype the evaluated model runs in (fp16/bf16 baselines override it)
+    eval_dtype: torch.dtype = torch.float32
+
+    def __init__(self, name: str = "", **params):
+        unknown = sorted(set(params) - set(self.defaults))
+        if unknown:
+            raise ValueError(f"method '{name or self.kind}' (kind {self.kind}): unknown parameter(s) "
+                             f"{unknown}; accepted: {sorted(self.defaults)}")
+        self.name = name or self.kind
+        self.params = {**self.defaults, **params}
+
+    def calibrate(self, model: nn.Module, arch: ArchSpec, stats: dict, windows: torch.Tensor) -> dict:
+        return {}
+
+    def apply(self, model: nn.Module, arch: ArchSpec, artifact: dict) -> nn.Module:
+        return model
+
+    def ops_per_token(self, dims: ModelDims) -> dict[str, float]:
+        return {}
+
+    def describe(self) -> str:
+        return f"{self.kind}({', '.join(f'{k}={v}' for k, v in self.params.items())})"
+
+
+def register(cls: type[Method]) -> type[Method]:
+    if not cls.kind:
+        raise TypeError(f"{cls.__name__} must set a 'kind'")
+    if cls.kind in METHOD_KINDS and METHOD_KINDS[cls.kind] is not cls:
+        raise TypeError(f"method kind '{cls.kind}' registered twice")
+    METHOD_KINDS[cls.kind] = cls
+    return cls
+
+
+def _import_all() -> None:
+    for info in pkgutil.iter_modules(__path__):
+        importlib.import_module(f"{__name__}.{info.name}")
+
+
+def build_method(name: str, entry: dict) -> Method:
+    """Build the method configured as ``methods[name] = entry`` (``entry['method']`` is the kind)."""
+    _import_all()
+    entry = dict(entry)
+    kind = entry.pop("method", None)
+    if kind not in METHOD_KINDS:
+        raise ValueError(f"method '{name}': unknown kind '{kind}'; known kinds: {sorted(METHOD_KINDS)}")
+    return METHOD_KINDS[kind](name=name, **entry)
+
+
+def known_kinds() -> list[str]:
+    _import_all()
+    return sorted(METHOD_KINDS)

@@ -1,0 +1,159 @@
+"""The one fake-quantization primitive every method uses, and the quantized linear layer.
+
+Fake quantization = quantize to integer codes, then dequantize back to float, in one pass, so a
+quantized model runs as an ordinary float model (the way the official code of QuaRot, RRS and Tender
+evaluates). Codes are never materialized on the hot path; :func:`quantize_codes` exists for integer
+emulation and tests.
+
+Granularity names are explicit about which axis a scale is shared along, because "per-channel" means
+different things for weights and activations:
+
+``per_tensor``  one scale for the whole tensor
+``per_row``     one scale per index of all leading dims, shared along the last dim. For activations
+                (…, tokens, features) that is *per token*; for a weight (out, in) it is *per output channel*.
+``per_column``  one scale per index of the last dim, shared along all leading dims. For activations that
+                is *per input channel*; for a weight it is per input channel.
+``per_group``   contiguous groups of ``group_size`` along the last dim, one scale per (row, group).
+
+Rounding is round-half-to-even (``torch.round``), as in the official code of QuaRot/RRS/Tender.
+Symmetric signed: scale = clip·max|x| / (2^(b-1) - 1), codes clamped to [-2^(b-1), 2^(b-1) - 1].
+Symmetric unsigned (non-negative inputs, e.g. post-ReLU): scale = clip·max(x) / (2^b - 1), codes in
+[0, 2^b - 1]. Asymmetric: scale = clip·(max - min) / (2^b - 1), zero point round(-clip·min / scale),
+codes in [0, 2^b - 1] (the min/max range is shrunk by the clip ratio, as in QuaRot's asymmetric mode).
+An all-zero slice gets scale 1 (its codes are 0), never a division by zero.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+
+GRANULARITIES = ("per_tensor", "per_row", "per_column", "per_group")
+
+
+@dataclass(frozen=True)
+class QuantSpec:
+    bits: int
+    granularity: str = "per_row"
+    symmetric: bool = True
+    signed: bool = True
+    group_size: int | None = None
+    clip_ratio: float = 1.0
+
+    def __post_init__(self):
+        if self.granularity not in GRANULARITIES:
+            raise ValueError(f"unknown granularity '{self.granularity}'; known: {GRANULARITIES}")
+        if not 1 <= self.bits <= 16:
+            raise ValueError(f"bits must be in 1..16, got {self.bits}")
+        if self.symmetric and self.signed and self.bits < 2:
+            # qmax = 2^(b-1) - 1 = 0 would make the scale infinite and every output NaN
+            raise ValueError("symmetric signed quantization needs bits >= 2 (1 bit leaves codes {-1, 0}); "
+                             "use signed=False or symmetric=False for 1-bit")
+        if self.granularity == "per_group" and not self.group_size:
+            raise ValueError("per_group quantization needs group_size")
+        if not 0 < self.clip_ratio <= 1:
+            raise ValueError(f"clip_ratio must be in (0, 1], got {self.clip_ratio}")
+        if not self.symmetric and not self.signed:
+            raise ValueError("asymmetric quantization is always unsigned codes with a zero point; "
+                             "set signed=True (the default) for asymmetric")
+
+    @property
+    def qmin(self) -> int:
+        return -(2 ** (self.bits - 1)) if (self.symmetric and self.signed) else 0
+
+    @property
+    def qmax(self) -> int:
+        return 2 ** (self.bits - 1) - 1 if (self.symmetric and self.signed) else 2 ** self.bits - 1
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        return fake_quant(x, self)
+
+
+def _grouped(x: torch.Tensor, spec: QuantSpec) -> torch.Tensor:
+    """View x so that a reduction over the last dim gives one statistic per scale."""
+    if spec.granularity == "per_tensor":
+        return x.reshape(1, -1)
+    if spec.granularity == "per_row":
+        return x
+    if spec.granularity == "per_column":
+        return x.reshape(-1, x.shape[-1]).transpose(0, 1)
+    g = spec.group_size
+    if x.shape[-1] % g:
+        raise ValueError(f"last dim {x.shape[-1]} is not a multiple of group_size {g}")
+    return x.reshape(*x.shape[:-1], x.shape[-1] // g, g)
+
+
+def _ungrouped(y: torch.Tensor, x: torch.Tensor, spec: QuantSpec) -> torch.Tensor:
+    if spec.granularity == "per_column":
+        return y.transpose(0, 1).reshape(x.shape)
+    return y.reshape(x.shape)
+
+
+def scales_and_zeros(xg: torch.Tensor, spec: QuantSpec) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Scale (and zero point for asymmetric) per slice of the last dim of a grouped view."""
+    if spec.symmetric:
+        if spec.signed:
+            ref = xg.abs().amax(dim=-1, keepdim=True)
+        else:
+            ref = xg.amax(dim=-1, keepdim=True).clamp(min=0)
+        scale = ref * spec.clip_ratio / spec.qmax
+        scale = torch.where(scale > 0, scale, torch.ones_like(scale))
+        return scale, None
+    hi = xg.amax(dim=-1, keepdim=True).clamp(min=0) * spec.clip_ratio
+    lo = xg.amin(dim=-1, keepdim=True).clamp(max=0) * spec.clip_ratio
+    scale = (hi - lo) / spec.qmax
+    scale = torch.where(scale > 0, scale, torch.ones_like(scale))
+    zero = torch.round(-lo / scale)
+    return scale, zero
+
+
+def quantize_codes(x: torch.Tensor, spec: QuantSpec):
+    """Integer codes (as float tensor of integral values), scale and zero point, in the grouped view."""
+    xg = _grouped(x, spec)
+    scale, zero = scales_and_zeros(xg, spec)
+    q = torch.round(xg / scale)
+    if zero is not None:
+        q = q + zero
+    return q.clamp_(spec.qmin, spec.qmax), scale, zero
+
+
+def fake_quant(x: torch.Tensor, spec: QuantSpec) -> torch.Tensor:
+    """Quantize and dequantize ``x`` with ``spec``; same shape and dtype as ``x``."""
+    q, scale, zero = quantize_codes(x, spec)
+    if zero is not None:
+        q = q - zero
+    return _ungrouped(q * scale, x, spec).to(x.dtype)
+
+
+class QuantLinear(nn.Module):
+    """A linear layer with (already fake-quantized) weights and an optional runtime input quantizer.
+
+    ``input_transform`` runs before the activation quantizer (e.g. an online Hadamard rotation or a
+    runtime smoothing); it must be a callable on the input tensor. The weight is stored quantized once,
+    at apply time, so evaluation costs one elementwise pass over activations beyond the float GEMM.
+    """
+
+    def __init__(self, linear: nn.Linear, weight: torch.Tensor, act_quant=None, input_transform=None):
+        super().__init__()
+        self.in_features, self.out_features = linear.in_features, linear.out_features
+        self.weight = nn.Parameter(weight.detach(), requires_grad=False)
+        self.bias = None if linear.bias is None else nn.Parameter(linear.bias.detach(), requires_grad=False)
+        self.act_quant = act_quant
+        self.input_transform = input_transform
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.input_transform is not None:
+            x = self.input_transform(x)
+        if self.act_quant is not None:
+            x = self.act_quant(x)
+        return nn.functional.linear(x, self.weight, self.bias)
+
+    def extra_repr(self) -> str:
+        return f"in={self.in_features}, out={self.out_features}, act_quant={self.act_quant}"
+
+
+def replace_module(model: nn.Module, name: str, new: nn.Module) -> None:
+    parent_name, _, child = name.rpartition(".")
+    parent = model.get_submodule(parent_name) if parent_name else model
+    setattr(parent, child, new)

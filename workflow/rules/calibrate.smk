@@ -1,0 +1,18 @@
+rule calibrate:
+    """Offline statistics every method needs, one pass over the calibration windows."""
+    input:
+        model="resources/models/{model}/lpbench_model.json",
+        tokens="resources/tokens/{model}/{corpus}/calibration.pt",
+    output:
+        stats="resources/calib/{model}/{corpus}.pt",
+        windows="resources/calib/{model}/{corpus}.windows.pt",
+    params:
+        settings=lambda wc: window_settings(config, wc.model, "calibration"),
+        seed=config["seed"],
+    threads: config["threads"]
+    resources:
+        mem_mb=8000,
+    log:
+        "logs/calibrate/{model}/{corpus}.log",
+    script:
+        "../../scripts/calibrate.py"

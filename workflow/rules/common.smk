@@ -1,0 +1,61 @@
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(workflow.basedir) / "src"))
+
+from lpbench.config import check_references, experiment_triples, window_settings
+
+check_references(config)  # unknown model/corpus/method names or bad method parameters: fail now
+
+
+def resolve(path):
+    """A relative path in the config means the working directory, else the workflow's directory."""
+    p = Path(path)
+    if p.is_absolute() or p.exists():
+        return str(p)
+    return str(Path(workflow.basedir) / p)
+
+
+for _section in ("models", "corpora"):
+    for _entry in config[_section].values():
+        for _key in ("path", "calibration", "evaluation"):
+            if isinstance(_entry.get(_key), str):
+                _entry[_key] = resolve(_entry[_key])
+config["claims"] = resolve(config["claims"])
+config["hw_costs"] = resolve(config["hw_costs"])
+
+TRIPLES = experiment_triples(config)
+MODELS = sorted({m for m, _, _ in TRIPLES})
+CAUSAL = [m for m in MODELS if config["models"][m].get("causal", True)]
+
+
+wildcard_constraints:
+    model="[A-Za-z0-9][A-Za-z0-9_.+-]*",
+    corpus="[A-Za-z0-9][A-Za-z0-9_.+-]*",
+    method="[A-Za-z0-9][A-Za-z0-9_.+-]*",
+    split="calibration|evaluation",
+
+
+def eval_results():
+    return [f"results/evals/{m}/{c}/{meth}.json" for m, c, meth in TRIPLES]
+
+
+def get_final_output():
+    return [
+        "results/tables/perplexity.csv",
+        "results/tables/perplexity.md",
+        "results/tables/encoder.csv",
+        "results/tables/hwcost.csv",
+        "results/figures/perplexity.png",
+        "results/claims.md",
+        "results/claims.csv",
+    ]
+
+
+def config_slice_hash(wc):
+    """Hash of every config value one evaluation depends on (recorded in its result JSON)."""
+    from lpbench.provenance import config_hash
+
+    return config_hash(config["models"][wc.model], config["corpora"][wc.corpus],
+                       config["methods"][wc.method], window_settings(config, wc.model),
+                       config["calibration"], config["seed"])

@@ -1,0 +1,41 @@
+rule download_model:
+    """Fetch a model from its source and convert it once to the canonical FP32 HF directory."""
+    output:
+        meta="resources/models/{model}/lpbench_model.json",
+    params:
+        entry=lambda wc: config["models"][wc.model],
+        work=lambda wc: f"resources/downloads/models/{wc.model}",
+    log:
+        "logs/download_model/{model}.log",
+    resources:
+        mem_mb=8000,
+    script:
+        "../../scripts/download_model.py"
+
+
+rule download_corpus:
+    """Fetch a corpus and write its non-overlapping calibration and evaluation texts."""
+    output:
+        meta="resources/corpora/{corpus}/corpus.json",
+        calibration="resources/corpora/{corpus}/calibration.txt",
+        evaluation="resources/corpora/{corpus}/evaluation.txt",
+    params:
+        entry=lambda wc: config["corpora"][wc.corpus],
+        work=lambda wc: f"resources/downloads/corpora/{wc.corpus}",
+    log:
+        "logs/download_corpus/{corpus}.log",
+    script:
+        "../../scripts/download_corpus.py"
+
+
+rule tokenize:
+    """Tokenize a corpus split once per (model, corpus)."""
+    input:
+        model="resources/models/{model}/lpbench_model.json",
+        text="resources/corpora/{corpus}/{split}.txt",
+    output:
+        "resources/tokens/{model}/{corpus}/{split}.pt",
+    log:
+        "logs/tokenize/{model}/{corpus}/{split}.log",
+    script:
+        "../../scripts/tokenize.py"

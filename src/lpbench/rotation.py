@@ -1,0 +1,350 @@
+"""Hadamard and random orthogonal rotations, and QuaRot-style rotation of a model's residual stream.
+
+Reading chosen (and why)
+------------------------
+QuaRot (Ashkboos et al., 2024) makes activations easier to quantize by rotating the residual stream with
+an orthogonal matrix ``Q``: the hidden state ``x`` becomes ``xQ`` everywhere, and every linear reading the
+stream absorbs ``Q`` so that the full-precision network computes exactly the same function. Two facts make
+this an exact identity, and this module implements exactly those and nothing more:
+
+1. RMSNorm commutes with an orthogonal ``Q`` only when its gain ``γ`` is all ones
+   (``‖xQ‖ = ‖x‖``, but ``(x̂Q)⊙γ ≠ (x̂⊙γ)Q``). So :func:`fuse_norms` first folds each pre-norm's ``γ``
+   into the linears it feeds (``W ← W·diag(γ)``) and sets ``γ = 1``. That is possible only for pre-norm
+   RMSNorm families (llama, qwen2); sandwich norms (gemma3) and LayerNorm/post-norm families raise
+   :class:`NotImplementedError` rather than silently producing a different model.
+2. With ``γ = 1``, :func:`rotate_model` rewrites the weights: embedding rows ``E ← EQ``; linears that read
+   the stream (q, k, v, gate, up, lm_head) ``W ← WQ`` since ``(xQ)(WQ)ᵀ = xWᵀ``; linears that write to it
+   (o, down) ``W ← QᵀW`` and their bias ``b ← bQ``. This is QuaRot's offline rotation of the residual
+   stream (its ``R1``); head-wise rotations of v/o are not applied here.
+
+Online rotations (QuaRot's Hadamard before ``down_proj`` and the per-head one before ``o_proj``) are
+:class:`OnlineHadamard` modules used as ``QuantLinear.input_transform``; :func:`fold_online_rotation`
+pre-multiplies the consuming linear's weight so that the pair is exactly invariant in full precision.
+
+Hadamard matrices come from compressed-tensors (``compressed_tensors.transform.utils.hadamard``, the
+vLLM project's maintained port of the QuaRot/SpinQuant construction, which ships N. J. A. Sloane's
+library of known ``K×K`` Hadamard matrices) instead of hand-written ``K`` matrices in this repository.
+Unseeded sizes ``n = 2^k`` use Sylvester's construction; sizes ``n = K·2^k`` use ``Kᵀ ⊗ H_{2^k}``, the
+matrix compressed-tensors' ``random_hadamard_matrix`` builds for all-``+1`` signs. A seeded Hadamard is
+QuaRot's random Hadamard ``diag(s)·H`` with random signs ``s``, taken from ``random_hadamard_matrix``
+itself (its ``H`` is Sylvester for powers of two except n = 32, where it stores another order-32
+matrix). compressed-tensors returns ±1 entries; every matrix here is normalized by ``1/√n`` and checked
+to be orthonormal. The stored ``K`` matrices are read with compressed-tensors' private
+``_fetch_hadamard_divisor`` (there is no public accessor); a version that removes it fails loudly here.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import warnings
+
+import torch
+import torch.nn as nn
+from compressed_tensors.transform.utils import hadamard as _ct_hadamard
+from compressed_tensors.transform.utils.hadamard import (deterministic_hadamard_matrix, is_pow2,
+                                                         random_hadamard_matrix)
+
+from lpbench.archs import ArchSpec, get_submodule
+
+logger = logging.getLogger(__name__)
+
+_F64 = torch.float64
+_WARNED_NO_HADAMARD: set[int] = set()
+
+
+# ---- Hadamard and orthogonal matrices ------------------------------------------------------------------
+def _known_hadamard(n: int) -> torch.Tensor | None:
+    """compressed-tensors' stored ±1 Hadamard of the largest order K with n/K a power of two, or None."""
+    fetch = getattr(_ct_hadamard, "_fetch_hadamard_divisor", None)
+    if fetch is None:
+        raise RuntimeError("this compressed-tensors version has no _fetch_hadamard_divisor; lpbench.rotation "
+                           "needs its stored Hadamard matrices for sizes that are not powers of two")
+    return fetch(n, _F64)
+
+
+def _hadamard_factors(n: int, seeded: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """±1 matrices ``(A, B)`` with ``A ⊗ B`` the (unnormalized, unsigned) Hadamard of order ``n``.
+
+    Unseeded powers of two: two Sylvester factors (``H_a ⊗ H_b = H_{ab}``). Otherwise (and for every
+    seeded order) the factors of compressed-tensors' construction, ``(Kᵀ, H_{2^k})`` with its stored
+    ``K``; for seeded powers of two this differs from Sylvester only at n = 32, where compressed-tensors
+    stores another Hadamard of order 32. Raises ValueError when no Hadamard of order ``n`` is known.
+    """
+    if not isinstance(n, int) or n < 1:
+        raise ValueError(f"Hadamard order must be a positive integer, got {n!r}")
+    if is_pow2(n) and not seeded:
+        a = 2 ** (int(math.log2(n)) // 2)
+        return deterministic_hadamard_matrix(a, _F64), deterministic_hadamard_matrix(n // a, _F64)
+    known = _known_hadamard(n)
+    if known is None:
+        raise ValueError(
+            f"no Hadamard matrix of order {n} is known: the order must be 2^k or K·2^k with K one of the "
+            "orders stored by compressed-tensors (multiples of 4 up to 256). Use rotation_matrix(n, "
+            "kind='orthogonal') or rotation_matrix(n) (which falls back to a random orthogonal matrix).")
+    return known.T.contiguous(), deterministic_hadamard_matrix(n // known.shape[0], _F64)
+
+
+def has_hadamard(n: int) -> bool:
+    """Whether :func:`hadamard_matrix` can build an ``n × n`` Hadamard matrix."""
+    try:
+        _hadamard_factors(n)
+    except ValueError:
+        return False
+    return True
+
+
+def _random_signs(n: int, seed: int) -> torch.Tensor:
+    """The ±1 signs compressed-tensors' ``random_hadamard_matrix`` draws from ``manual_seed(seed)``.
+
+    Replays its single draw (``randint(0, 2, (n,))``) so that :class:`OnlineHadamard` can apply the seeded
+    Hadamard without materializing it; ``tests/test_rotation.py`` checks the two agree.
+    """
+    g = torch.Generator().manual_seed(seed)
+    return torch.randint(0, 2, (n,), generator=g, dtype=_F64) * 2 - 1
+
+
+def _check_orthonormal(m: torch.Tensor, what: str, tol: float = 1e-8) -> None:
+    """Cheap (O(n²)) check that ``m`` is orthonormal: ``mᵀ(m v) = v`` for a few random probes ``v``."""
+    probe = torch.randn(m.shape[0], 4, generator=torch.Generator().manual_seed(0), dtype=_F64)
+    err = (m.T @ (m @ probe) - probe).abs().max().item()
+    if err > tol:
+        raise RuntimeError(f"{what} is not orthonormal (probe error {err:.2e})")
+
+
+def hadamard_matrix(n: int, seed: int | None = None, dtype: torch.dtype = _F64) -> torch.Tensor:
+    """Orthonormal ``n × n`` Hadamard matrix ``H`` (``H Hᵀ = I``, every entry ``±1/√n``).
+
+    ``seed=None``: deterministic — Sylvester's construction for ``n = 2^k``, ``Kᵀ ⊗ H_{2^k}`` with one of
+    compressed-tensors' known ``K×K`` matrices otherwise. With a seed: QuaRot's random Hadamard
+    ``diag(s)·H`` with random signs ``s``, from compressed-tensors' ``random_hadamard_matrix`` (same
+    seed → same matrix; ``H`` is the unseeded matrix except at n = 32, see the module docstring).
+    Built in float64, returned in ``dtype``. Raises ValueError when no Hadamard of order ``n`` is known
+    (see :func:`has_hadamard`).
+    """
+    a, b = _hadamard_factors(n)
+    if seed is None:
+        unnormalized = deterministic_hadamard_matrix(n, _F64) if is_pow2(n) else torch.kron(a, b)
+    else:
+        gen = torch.Generator().manual_seed(seed)
+        unnormalized = random_hadamard_matrix(n, _F64, gen=gen)      # ±1 entries, not normalized
+    h = unnormalized / math.sqrt(n)
+    _check_orthonormal(h, f"Hadamard matrix of order {n}")
+    return h.to(dtype)
+
+
+def random_orthogonal(n: int, seed: int, dtype: torch.dtype = _F64) -> torch.Tensor:
+    """Haar-distributed random orthogonal ``n × n`` matrix from a seeded Gaussian.
+
+    ``Q`` of the QR decomposition of a standard Gaussian matrix, with each column's sign fixed so that
+    ``R`` has a positive diagonal (without the fix the distribution is not uniform). float64, then ``dtype``.
+    """
+    if not isinstance(n, int) or n < 1:
+        raise ValueError(f"matrix order must be a positive integer, got {n!r}")
+    gauss = torch.randn(n, n, generator=torch.Generator().manual_seed(seed), dtype=_F64)
+    q, r = torch.linalg.qr(gauss)
+    signs = torch.sign(torch.diagonal(r))
+    signs = torch.where(signs == 0, torch.ones_like(signs), signs)
+    return (q * signs).to(dtype)
+
+
+def rotation_matrix(n: int, kind: str = "hadamard", seed: int | None = 0,
+                    dtype: torch.dtype = _F64) -> torch.Tensor:
+    """An orthonormal ``n × n`` rotation for :func:`rotate_model`.
+
+    ``kind="hadamard"``: :func:`hadamard_matrix` (random signs from ``seed``, deterministic if None); when
+    no Hadamard of order ``n`` is known, falls back to :func:`random_orthogonal` (seed 0 if None) and warns
+    once per ``n``. ``kind="orthogonal"``: :func:`random_orthogonal` (needs an integer seed).
+    """
+    if kind == "hadamard":
+        if has_hadamard(n):
+            return hadamard_matrix(n, seed, dtype)
+        if n not in _WARNED_NO_HADAMARD:
+            _WARNED_NO_HADAMARD.add(n)
+            msg = f"no Hadamard matrix of order {n} is known; using a random orthogonal matrix instead"
+            logger.warning(msg)
+            warnings.warn(msg, stacklevel=2)
+        return random_orthogonal(n, 0 if seed is None else seed, dtype)
+    if kind == "orthogonal":
+        if seed is None:
+            raise ValueError("kind='orthogonal' needs an integer seed")
+        return random_orthogonal(n, seed, dtype)
+    raise ValueError(f"unknown rotation kind '{kind}'; known: 'hadamard', 'orthogonal'")
+
+
+# ---- folding norms and rotating the residual stream ---------------------------------------------------
+def _require_foldable(arch: ArchSpec) -> None:
+    """Raise NotImplementedError unless the family is a pre-norm RMSNorm decoder with an LM head."""
+    if arch.norm_kind == "rmsnorm" and arch.placement == "pre":
+        if arch.final_norm is None or arch.lm_head is None:
+            raise NotImplementedError(f"{arch.family}: needs a final norm and an LM head to fold into")
+        return
+    if arch.placement == "sandwich":
+        reason = ("its sandwich norms (post-attention / post-feedforward) normalize each branch output "
+                  "before the residual add, so their gain acts on the residual stream itself and cannot "
+                  "be folded into any linear; the stream is then not invariant under a rotation")
+    elif arch.norm_kind == "layernorm":
+        reason = ("LayerNorm subtracts the mean, which does not commute with a rotation; it would first "
+                  "have to be rewritten as RMSNorm (mean subtraction folded into the linears writing the "
+                  "stream, as SliceGPT/QuaRot do for OPT), which is not implemented")
+    else:
+        reason = f"norm kind '{arch.norm_kind}' with placement '{arch.placement}' is not supported"
+    raise NotImplementedError(
+        f"norm fusion / rotation is implemented for pre-norm RMSNorm families (llama, qwen2) only; "
+        f"'{arch.family}' is not supported: {reason}")
+
+
+def _norm_consumers(arch: ArchSpec) -> dict[str, list[str]]:
+    """norm role -> names (inside a block) of the linears reading that norm's output."""
+    mlp_in = ["gate", "up"] if arch.mlp_kind == "gated" else ["fc1"]
+    return {"attn_in": [arch.attn[r] for r in ("q", "k", "v")],
+            "mlp_in": [arch.mlp[r] for r in mlp_in]}
+
+
+def _stream_writers(arch: ArchSpec) -> list[str]:
+    """Names (inside a block) of the linears writing to the residual stream."""
+    return [arch.attn["o"], arch.mlp["down" if arch.mlp_kind == "gated" else "fc2"]]
+
+
+def _untie_lm_head(model: nn.Module, arch: ArchSpec) -> None:
+    """Give the LM head its own weight if it shares the embedding's, and stop transformers re-tying it."""
+    embed, head = get_submodule(model, arch.embed), get_submodule(model, arch.lm_head)
+    if head.weight is not embed.weight and head.weight.data_ptr() != embed.weight.data_ptr():
+        return
+    head.weight = nn.Parameter(embed.weight.detach().clone(), requires_grad=embed.weight.requires_grad)
+    configs = {id(c): c for c in (getattr(model, "config", None),) if c is not None}
+    if hasattr(model.config, "get_text_config"):
+        text = model.config.get_text_config()
+        configs[id(text)] = text
+    for cfg in configs.values():
+        if hasattr(cfg, "tie_word_embeddings"):
+            cfg.tie_word_embeddings = False
+    if hasattr(model, "all_tied_weights_keys"):
+        model.all_tied_weights_keys = {}
+
+
+@torch.no_grad()
+def _fold_gain(norm: nn.Module, linears: list[nn.Linear]) -> None:
+    """``W ← W·diag(γ)`` for every linear reading ``norm``'s output, then ``γ ← 1`` (float64 math)."""
+    if getattr(norm, "bias", None) is not None:
+        raise NotImplementedError(f"{type(norm).__name__} has a bias; only a pure gain can be folded")
+    gamma = norm.weight.detach().to(_F64)
+    for lin in linears:
+        lin.weight.copy_((lin.weight.to(_F64) * gamma).to(lin.weight.dtype))
+    norm.weight.fill_(1.0)
+
+
+def fuse_norms(model: nn.Module, arch: ArchSpec) -> None:
+    """Fold every RMSNorm gain into the linears it feeds, in place, and set the gains to 1.
+
+    Block norms: ``attn_in`` → q, k, v and ``mlp_in`` → gate, up; the final norm → lm_head. An LM head tied
+    to the embedding is untied first (its weight cloned; ``config.tie_word_embeddings`` set to False), since
+    the final gain must change the head but not the embedding. The model computes the same function
+    afterwards. Only pre-norm RMSNorm families (llama, qwen2); others raise NotImplementedError.
+    """
+    _require_foldable(arch)
+    _untie_lm_head(model, arch)
+    consumers = _norm_consumers(arch)
+    for block in arch.blocks(model):
+        for role, names in consumers.items():
+            _fold_gain(get_submodule(block, arch.norms[role]), [get_submodule(block, n) for n in names])
+    _fold_gain(get_submodule(model, arch.final_norm), [get_submodule(model, arch.lm_head)])
+
+
+@torch.no_grad()
+def rotate_model(model: nn.Module, arch: ArchSpec, Q: torch.Tensor) -> None:
+    """Rotate the residual stream by the orthogonal ``Q`` (``x → xQ``), in place (QuaRot's ``R1``).
+
+    Must follow :func:`fuse_norms` (every norm gain must be 1, checked). Embedding ``E ← EQ``; q, k, v,
+    gate, up and lm_head ``W ← WQ``; o and down ``W ← QᵀW``, bias ``b ← bQ``. Products are computed in
+    float64 and stored back in each parameter's dtype; the full-precision model computes the same logits.
+    """
+    _require_foldable(arch)
+    embed = get_submodule(model, arch.embed)
+    d = embed.weight.shape[1]
+    if tuple(Q.shape) != (d, d):
+        raise ValueError(f"rotation must be {d}×{d} (the hidden size), got {tuple(Q.shape)}")
+    q64 = Q.detach().to(device="cpu", dtype=_F64)
+    _check_orthonormal(q64, "rotation Q")
+    for name in arch.norm_names(model):
+        if not torch.all(get_submodule(model, name).weight == 1):
+            raise ValueError(f"norm '{name}' has a gain ≠ 1: call fuse_norms(model, arch) "
+                             "before rotate_model")
+
+    readers = [embed.weight, get_submodule(model, arch.lm_head).weight]
+    writers = []
+    for block in arch.blocks(model):
+        readers += [get_submodule(block, n).weight for names in _norm_consumers(arch).values() for n in names]
+        writers += [get_submodule(block, n) for n in _stream_writers(arch)]
+
+    done: set[int] = set()                       # a weight shared by two modules is rotated once
+    for w in readers:
+        if id(w) not in done:
+            done.add(id(w))
+            w.copy_((w.to(_F64) @ q64.to(w.device)).to(w.dtype))
+    for lin in writers:
+        qd = q64.to(lin.weight.device)
+        lin.weight.copy_((qd.T @ lin.weight.to(_F64)).to(lin.weight.dtype))
+        if lin.bias is not None:
+            lin.bias.copy_((lin.bias.to(_F64) @ qd).to(lin.bias.dtype))
+
+
+# ---- online Hadamard transforms ----------------------------------------------------------------------
+class OnlineHadamard(nn.Module):
+    """``x ↦ x·H`` over the last dim, for ``QuantLinear.input_transform``.
+
+    ``OnlineHadamard(dim)``: ``H = hadamard_matrix(dim, seed)`` on the full last dim (e.g. before
+    ``down_proj``). ``OnlineHadamard(dim, head_dim=h)``: the last dim is ``dim/h`` heads of size ``h`` and
+    each head's slice is multiplied by ``hadamard_matrix(h, seed)`` (block-diagonal ``I ⊗ H_h``, e.g. before
+    ``o_proj``). ``H`` is never materialized: it is applied as its Kronecker factors ``A ⊗ B`` (sizes
+    ``K`` and ``2^k``), i.e. ``Aᵀ X B`` on the input reshaped to ``(…, K, 2^k)``, costing ``(K + 2^k)``
+    multiply-adds per element instead of ``dim``. Computed in at least float32, returned in the input
+    dtype. Pair it with :func:`fold_online_rotation` on the consuming linear.
+    """
+
+    def __init__(self, dim: int, head_dim: int | None = None, seed: int | None = None):
+        super().__init__()
+        size = head_dim or dim
+        if dim % size:
+            raise ValueError(f"dim {dim} is not a multiple of head_dim {size}")
+        a, b = _hadamard_factors(size, seeded=seed is not None)
+        self.dim, self.head_dim, self.seed = dim, head_dim, seed
+        # buffers: they follow .to(device); not persistent, they are rebuilt from (dim, head_dim, seed)
+        self.register_buffer("left", a / math.sqrt(a.shape[0]), persistent=False)
+        self.register_buffer("right", b / math.sqrt(b.shape[0]), persistent=False)
+        signs = None if seed is None else _random_signs(size, seed).reshape(a.shape[0], b.shape[0])
+        self.register_buffer("signs", signs, persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.shape[-1] != self.dim:
+            raise ValueError(f"OnlineHadamard expects last dim {self.dim}, got {x.shape[-1]}")
+        dtype = torch.promote_types(x.dtype, torch.float32)
+        a, b = self.left.to(dtype), self.right.to(dtype)
+        y = x.to(dtype).reshape(*x.shape[:-1], -1, a.shape[0], b.shape[0])    # (..., heads, K, 2^k)
+        if self.signs is not None:
+            y = y * self.signs.to(dtype)
+        y = a.T @ y @ b
+        return y.reshape(x.shape).to(x.dtype)
+
+    def matrix(self) -> torch.Tensor:
+        """The dense ``dim × dim`` float64 matrix ``M`` with ``forward(x) = x·M`` (for tests, small dims)."""
+        return self(torch.eye(self.dim, dtype=_F64, device=self.left.device))
+
+    def fold_into(self, weight: torch.Tensor) -> torch.Tensor:
+        """``W·M`` for a weight ``W`` (out, dim) of the linear consuming this transform's output, computed
+        in float64 and returned in ``weight``'s dtype; then ``(xM)(WM)ᵀ = xWᵀ``."""
+        return self(weight.detach().to(_F64)).to(weight.dtype)
+
+    def extra_repr(self) -> str:
+        return f"dim={self.dim}, head_dim={self.head_dim}, seed={self.seed}"
+
+
+@torch.no_grad()
+def fold_online_rotation(linear: nn.Linear, rotation: OnlineHadamard) -> None:
+    """Pre-multiply ``linear``'s weight, in place, so that ``linear(rotation(x)) = linear_before(x)``.
+
+    Since ``H`` is orthonormal, ``(xH)(WH)ᵀ = xWᵀ``; the bias is untouched. Use the folded weight (quantized
+    or not) in a ``QuantLinear`` with ``input_transform=rotation``.
+    """
+    if linear.in_features != rotation.dim:
+        raise ValueError(f"linear has {linear.in_features} inputs, rotation acts on {rotation.dim}")
+    linear.weight.copy_(rotation.fold_into(linear.weight))

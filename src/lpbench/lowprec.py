@@ -1,0 +1,306 @@
+"""Low-precision floating-point emulation: the one module SLaNC and IterL2Norm share.
+
+Every value lives in a ``float64`` tensor that holds a number exactly representable in the emulated
+format ``fmt`` ∈ {"fp64", "fp32", "fp16", "bf16"}. Each arithmetic operation is computed in float64 and
+then rounded once to ``fmt`` (:func:`round_to`), so a chain of operations behaves like hardware that
+rounds after every add and multiply (no fused multiply-add).
+
+Why "compute in float64, round once" is exact emulation
+    For +, −, ×, ÷ and √ of two numbers representable in a format with p significand bits, rounding the
+    exact result first to a format with q ≥ 2p + 2 bits and then to p bits gives the same result as
+    rounding the exact result directly (the double-rounding theorem, Figueroa 1995). float64 has
+    q = 53 ≥ 2·24 + 2 = 50, so a float64 operation followed by :func:`round_to` is a correctly rounded
+    fp32 / fp16 / bf16 operation.
+
+How :func:`round_to` rounds (round to nearest, ties to even, gradual underflow, overflow to ±inf)
+    ``fp32``: ``x.to(torch.float32)``. A float64 → float32 conversion is one IEEE conversion (correct
+    RNE incl. subnormals and overflow); the tests check it against numpy.
+    ``fp16`` / ``bf16``: NOT torch's cast. Torch converts float64 → float16/bfloat16 *through float32*,
+    i.e. it rounds twice, which is wrong for general float64 inputs: 1 + 2⁻¹¹ + 2⁻⁴⁰ becomes 1.0 in
+    fp16 (correct: 1 + 2⁻¹⁰) and 1 + 2⁻⁸ + 2⁻⁴⁰ becomes 1.0 in bf16 (correct: 1 + 2⁻⁷). Instead we
+    round generically and exactly: with e = ⌊log₂|x|⌋ (from ``torch.frexp``, exact) clamped below at
+    the format's e_min (this is what makes subnormals have a fixed quantum), the quantum is
+    q = 2^(e − p + 1); ``round(x / q)·q`` with ``torch.round`` (ties to even) is the RNE result, and
+    every product/quotient by a power of two here is exact in float64. Results above the format's
+    largest finite value become ±inf, exactly the IEEE RNE overflow rule (the halfway point max + ulp/2
+    rounds to the even neighbour 2^(e_max+1), which overflows). The tests compare with numpy float16
+    (whose float64 → float16 conversion is direct) and with a bit-level bf16 RNE on float32 bits.
+
+Summation orders of :func:`accumulate_sum` (reduction over the last dim, rounding after every add)
+    ``sequential``  left to right: acc ← fl(acc + x_i), one accumulator.
+    ``pairwise``    binary adder tree: the vector is zero-padded to a power of two, then level by level
+                    adjacent pairs are added (x₀+x₁, x₂+x₃, …). Adding a padded zero is exact, so this
+                    equals the recursive tree that splits at the largest power of two below the length.
+    ``blocked``     contiguous blocks of ``block`` elements are each summed sequentially (the last one
+                    zero-padded), then the block sums are reduced by the pairwise tree. This is a lane
+                    accumulator whose lane j streams elements j·block … (j+1)·block − 1. A datapath whose
+                    L lanes read L *consecutive* elements per cycle (lane j sees j, j+L, j+2L, …) is the
+                    same computation on the permuted vector ``x.reshape(-1, L).T.reshape(-1)`` with
+                    ``block = d / L``.
+
+Normalization statistics (:func:`emulated_norm`)
+    LayerNorm: mean = fl(Σx · fl(1/d)), y = fl(x − mean), S = fl(fl(Σ fl(y²) · fl(1/d)) + eps);
+    RMSNorm: y = x, same S. Division by d is a multiplication by the rounded reciprocal (what a
+    division-free datapath does). The inverse square root is by default one rounded unit
+    fl(1/√S) (computed in float64, then rounded); an iterative algorithm can be passed as ``rsqrt``
+    (IterL2Norm / FISR in :mod:`lpbench.methods.iterl2norm`), which then does its own rounded ops.
+    out = fl(fl(y · r) · w) + b with every op rounded.
+
+SLaNC static scale and eps
+    ``scale = s`` means the norm sees x/s, stored in ``fmt`` with one rounding, fl(x/s): that is what
+    folding 1/s into the preceding linear layer's weights produces (the pre-norm value is computed
+    directly at the smaller magnitude). LayerNorm and RMSNorm are scale invariant except for eps:
+    LN(x/s; eps/s²) = (x/s − μ/s) / √(σ²/s² + eps/s²) = (x − μ)/√(σ² + eps) = LN(x; eps). So ``eps`` is
+    always the eps of the original (unscaled) norm and the emulation uses fl(eps/s²) internally; in exact
+    arithmetic the output does not depend on s. (In fp16, eps/s² may itself be subnormal or flush to 0
+    for large s — eps = 1e-5 is already subnormal in fp16 — which is part of what is emulated.)
+
+Per-token statistics returned by :func:`emulated_norm`
+    ``overflow``     bool: an inf/NaN appeared in Σx (LayerNorm mean), Σy², the variance or S.
+    ``underflow``    int: number of elements with y ≠ 0 whose square fl(y²) is 0 or subnormal.
+    ``sumsq``        Σy² as reached in the format (may be inf).
+    ``sumsq_exact``  Σy² in float64 of the same (rounded, scaled, centered) y — the value the format
+                     had to hold.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+
+F64 = torch.float64
+
+
+@dataclass(frozen=True)
+class Format:
+    name: str
+    p: int            # significand bits including the implicit leading one
+    emin: int         # exponent of the smallest normal number
+    emax: int         # exponent of the largest finite number
+    dtype: torch.dtype
+    int_dtype: torch.dtype   # integer type of the same width (bit views)
+
+    @property
+    def bits(self) -> int:
+        return torch.finfo(self.dtype).bits
+
+    @property
+    def mantissa_bits(self) -> int:
+        return self.p - 1
+
+    @property
+    def bias(self) -> int:
+        return 1 - self.emin
+
+    @property
+    def u(self) -> float:
+        """Unit roundoff of round-to-nearest: 2^-p."""
+        return 2.0 ** -self.p
+
+    @property
+    def max(self) -> float:
+        return (2.0 - 2.0 ** (1 - self.p)) * 2.0 ** self.emax
+
+    @property
+    def tiny(self) -> float:
+        """Smallest positive normal number."""
+        return 2.0 ** self.emin
+
+    @property
+    def min_subnormal(self) -> float:
+        return 2.0 ** (self.emin - self.p + 1)
+
+
+FORMATS: dict[str, Format] = {
+    "fp64": Format("fp64", 53, -1022, 1023, torch.float64, torch.int64),
+    "fp32": Format("fp32", 24, -126, 127, torch.float32, torch.int32),
+    "fp16": Format("fp16", 11, -14, 15, torch.float16, torch.int16),
+    "bf16": Format("bf16", 8, -126, 127, torch.bfloat16, torch.int16),
+}
+ORDERS = ("sequential", "pairwise", "blocked")
+
+
+def get_format(fmt: str | Format) -> Format:
+    if isinstance(fmt, Format):
+        return fmt
+    if fmt not in FORMATS:
+        raise ValueError(f"unknown floating-point format '{fmt}'; known: {sorted(FORMATS)}")
+    return FORMATS[fmt]
+
+
+def pow2(k: torch.Tensor) -> torch.Tensor:
+    """Exact 2^k as float64 for an integer tensor k in [-1022, 1023] (built from the exponent bits)."""
+    return ((k.to(torch.int64) + 1023) << 52).view(F64)
+
+
+def exponent(x: torch.Tensor) -> torch.Tensor:
+    """⌊log₂|x|⌋ as int64, exact (for a normal number of any format this is its biased exponent field
+    minus the bias; for a subnormal it is what a leading-zero count gives). 0 maps to -1."""
+    return torch.frexp(x.to(F64))[1].to(torch.int64) - 1
+
+
+def _round_generic(x: torch.Tensor, f: Format) -> torch.Tensor:
+    e = torch.clamp(exponent(x), min=f.emin)
+    qexp = e - (f.p - 1)
+    r = torch.round(x * pow2(-qexp)) * pow2(qexp)
+    r = torch.where(r.abs() > f.max, torch.copysign(torch.full_like(r, math.inf), x), r)
+    return torch.where(torch.isfinite(x), r, x)
+
+
+def round_to(x, fmt: str | Format) -> torch.Tensor:
+    """Round to the nearest value of ``fmt`` (ties to even, subnormals, overflow to ±inf); float64 out."""
+    f = get_format(fmt)
+    x = torch.as_tensor(x, dtype=F64) if not isinstance(x, torch.Tensor) else x.to(F64)
+    if f.name == "fp64":
+        return x
+    if f.name == "fp32":
+        return x.to(torch.float32).to(F64)
+    return _round_generic(x, f)
+
+
+def to_bits(x: torch.Tensor, fmt: str | Format) -> torch.Tensor:
+    """Bit pattern (signed int of the format's width) of values already representable in ``fmt``.
+    The cast is exact for representable values, so torch's double rounding cannot occur here."""
+    f = get_format(fmt)
+    return x.to(f.dtype).view(f.int_dtype)
+
+
+def from_bits(bits: torch.Tensor, fmt: str | Format) -> torch.Tensor:
+    f = get_format(fmt)
+    return bits.to(f.int_dtype).view(f.dtype).to(F64)
+
+
+class Arith:
+    """Arithmetic in ``fmt``: every operation is computed in float64 and rounded once to the format
+    (correctly rounded by the double-rounding theorem, see the module docstring). No fused ops.
+    Operands must be representable already (use :meth:`r` / :meth:`const` on inputs).
+
+    Fast path: the float64 result of +, −, ×, ÷, √ on *representable* operands is rounded with torch's
+    cast (float64 → float32 → fp16/bf16). By the same theorem applied twice (53 ≥ 2·24+2 and
+    24 ≥ 2·11+2) that chain equals one correct rounding of the exact result, so the cast is exact here
+    — unlike for arbitrary float64 inputs, which :meth:`r` rounds with the generic method. The tests
+    check the ops bit for bit against numpy float16 and torch bfloat16 arithmetic."""
+
+    def __init__(self, fmt: str | Format):
+        self.f = get_format(fmt)
+        self.fmt = self.f.name
+
+    def r(self, x) -> torch.Tensor:
+        return round_to(x, self.f)
+
+    const = r
+
+    def _op(self, x: torch.Tensor) -> torch.Tensor:
+        return x if self.fmt == "fp64" else x.to(self.f.dtype).to(F64)
+
+    def add(self, a, b):
+        return self._op(a + b)
+
+    def sub(self, a, b):
+        return self._op(a - b)
+
+    def mul(self, a, b):
+        return self._op(a * b)
+
+    def div(self, a, b):
+        return self._op(a / b)
+
+    def sqrt(self, a):
+        return self._op(torch.sqrt(a))
+
+    def rsqrt(self, a):
+        """One rounded inverse-square-root unit: fl(1/√a) (float64 rsqrt, then rounded)."""
+        return self.r(torch.rsqrt(a))
+
+
+FormatOps = Arith
+
+
+def _tree_sum(x: torch.Tensor, A: Arith) -> torch.Tensor:
+    n = x.shape[-1]
+    if n == 0:
+        return x.new_zeros(x.shape[:-1])
+    width = 1 << (n - 1).bit_length()
+    if width != n:
+        x = torch.nn.functional.pad(x, (0, width - n))
+    while x.shape[-1] > 1:
+        x = A.add(x[..., 0::2], x[..., 1::2])
+    return x[..., 0]
+
+
+def _sequential_sum(x: torch.Tensor, A: Arith) -> torch.Tensor:
+    if x.shape[-1] == 0:
+        return x.new_zeros(x.shape[:-1])
+    acc = x[..., 0]
+    for i in range(1, x.shape[-1]):
+        acc = A.add(acc, x[..., i])
+    return acc
+
+
+def accumulate_sum(x: torch.Tensor, fmt: str | Format, order: str = "sequential",
+                   block: int = 16) -> torch.Tensor:
+    """Σ over the last dim in ``fmt`` with a rounding after every add, in the given ``order``
+    (see the module docstring). Inputs are first rounded to ``fmt``. Vectorized over leading dims."""
+    A = Arith(fmt)
+    x = A.r(x)
+    if order == "sequential":
+        return _sequential_sum(x, A)
+    if order == "pairwise":
+        return _tree_sum(x, A)
+    if order == "blocked":
+        if block < 1:
+            raise ValueError(f"block must be >= 1, got {block}")
+        n = x.shape[-1]
+        nb = max(1, -(-n // block))
+        x = torch.nn.functional.pad(x, (0, nb * block - n))
+        partial = _sequential_sum(x.reshape(*x.shape[:-1], nb, block), A)
+        return _tree_sum(partial, A)
+    raise ValueError(f"unknown summation order '{order}'; known: {ORDERS}")
+
+
+def emulated_norm(x: torch.Tensor, kind: str = "layernorm", fmt: str | Format = "fp16",
+                  order: str = "sequential", eps: float = 1e-5, weight: torch.Tensor | None = None,
+                  bias: torch.Tensor | None = None, scale: float = 1.0, block: int = 16,
+                  rsqrt: Callable[[torch.Tensor], torch.Tensor] | None = None
+                  ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """LayerNorm / RMSNorm over the last dim with every operation rounded to ``fmt``.
+
+    ``x`` is the float value of the activation; the norm sees fl(x / scale) (SLaNC static scale, see
+    the module docstring: ``eps`` is the unscaled norm's eps, eps/scale² is used internally so the
+    exact result does not depend on ``scale``). ``weight``/``bias`` are the effective affine parameters
+    (pass 1 + w for Gemma-style norms); they are rounded to ``fmt``. ``rsqrt`` maps S (per token,
+    in ``fmt``) to an approximation of S^(-1/2) in ``fmt``; default one rounded 1/√S unit.
+    Returns (output as float64 holding ``fmt`` values, per-token stats dict).
+    """
+    if kind not in ("layernorm", "rmsnorm"):
+        raise ValueError(f"unknown norm kind '{kind}'; known: layernorm, rmsnorm")
+    A = Arith(fmt)
+    x = x.to(F64)
+    d = x.shape[-1]
+    xs = A.r(x / scale)
+    inv_d = A.const(1.0 / d)
+    nonfinite = torch.zeros(x.shape[:-1], dtype=torch.bool)
+    if kind == "layernorm":
+        total = accumulate_sum(xs, A.f, order, block)
+        nonfinite |= ~torch.isfinite(total)
+        mean = A.mul(total, inv_d)
+        y = A.sub(xs, mean.unsqueeze(-1))
+    else:
+        y = xs
+    sq = A.mul(y, y)
+    sumsq = accumulate_sum(sq, A.f, order, block)
+    var = A.mul(sumsq, inv_d)
+    S = A.add(var, A.const(eps / (scale * scale)))
+    nonfinite |= ~torch.isfinite(sumsq) | ~torch.isfinite(var) | ~torch.isfinite(S)
+    lost = (y != 0) & (sq.abs() < A.f.tiny)
+    r = A.rsqrt(S) if rsqrt is None else rsqrt(S)
+    out = A.mul(y, r.unsqueeze(-1))
+    if weight is not None:
+        out = A.mul(out, A.r(weight.detach().to(F64)))
+    if bias is not None:
+        out = A.add(out, A.r(bias.detach().to(F64)))
+    stats = {"overflow": nonfinite, "underflow": lost.sum(-1), "sumsq": sumsq,
+             "sumsq_exact": (y * y).sum(-1)}
+    return out, stats

@@ -1,0 +1,319 @@
+"""IterL2Norm (Ye et al., arXiv 2412.04778) and the fast inverse square root (FISR) it is compared with.
+
+What is known and what is reconstructed
+    The paper's body (its exact update rule, initialization and update-rate settings) is not available
+    (see ``shared/papers/iterl2norm.md``). Known: a division- and square-root-free iteration, "a small
+    fixed-point Euler update" derived from a differential equation whose steady state is y/‖y‖₂,
+    converging within five iterations; compared with FISR in FP32 and BF16. This module implements the
+    digest's reconstruction, derived below. It is a reading, not the paper's verified scheme.
+
+Derivation
+    LayerNorm(x) = γ ⊙ √d · y/‖y‖₂ + β with y = x − mean(x) (RMSNorm: y = x, no β), so a norm reduces to
+    L2-normalizing y, i.e. to finding a = 1/‖y‖ = S^(-1/2) with S = ‖y‖². Take the scalar ODE
+        da/dt = a (1 − S a²),
+    whose positive steady state is a* = S^(-1/2) (and which is stable there: d/da[a(1 − S a²)] = −2 at
+    a*). Its explicit Euler discretization with step λ is
+        a_{k+1} = a_k + λ · a_k · (1 − S · a_k²),
+    and ŷ_k = a_k·y is the vector form ŷ_{k+1} = ŷ_k + λ(1 − ‖ŷ_k‖²)ŷ_k. Near a* the error contracts by
+    |1 − 2λ| per step; λ = ½ makes the contraction factor 0: the step is then exactly Newton's method
+    for f(a) = a⁻² − S, the same update FISR uses (convergence becomes quadratic:
+    ε_{k+1} = (3/2)ε_k² − ½ε_k³ for a_k = a*(1 − ε_k)). λ is the parameter ``lam`` ("update rate").
+    Only multiplications and additions are needed: no division, no square root.
+
+Initialization (``init="pow2"``) — a deviation from the brief, on purpose
+    With S = m·2^e (1 ≤ m < 2) read from the exponent, a₀ is a power of two. The brief suggested
+    a₀ = 2^(−⌊e/2⌋); then S·a₀² = m·2^(e mod 2) ∈ [1, 4) and the λ = ½ step *diverges* for S·a₀² ≥ 3
+    (S·a₀² = 3 gives a₁ = 0, larger values a negative a₁) — e.g. S = 3.8. We use a₀ = 2^(−⌈e/2⌉), so
+    S·a₀² = m·2^(−(e mod 2)) ∈ [½, 2): the nearest a power of two can be with only the exponent known,
+    and inside Newton's convergence region (0, 3). Worst case ε₀ = 1 − 1/√2 ≈ 0.29 (or √2 − 1 from
+    above), so five λ = ½ steps leave a truncation error ≤ ~5·10⁻⁷ (worse than fp32's unit roundoff
+    6·10⁻⁸ only for S with m close to 2 and even e), six steps ≤ ~4·10⁻¹³. The exponent is read exactly
+    (:func:`lpbench.lowprec.exponent`; for a normal S it equals its biased exponent field minus the
+    bias), and a₀ is built from exponent bits, exactly. ``init="magic"`` starts instead from FISR's bit
+    trick (for ablations).
+
+Order of operations (every one rounded to ``fmt`` by :class:`lpbench.lowprec.Arith`)
+    t = S·a; t = t·a; t = 1 − t; t = a·t; t = λ·t; a = a + t. (S·a)·a keeps intermediate values near
+    √S and 1; a·a first would be ≈ 1/S, which is subnormal in fp16 for S > 2¹⁴.
+
+FISR
+    a₀ from the bit trick i = R − (bits(S) >> 1) on the bit pattern of S *in the emulated format*,
+    then ``iters`` Newton steps a ← a·(1.5 − h·a·a) with h = 0.5·S, every op rounded. Choice: the trick
+    runs on the format's own bits with the format's own constant, because a BF16/FP16 datapath holds
+    16-bit words (doing it on float32 bits would need an fp32 register the datapath does not have).
+    The constants come from one formula, R = round(1.5·2^M·(bias − σ)) with M mantissa bits and σ the
+    offset of the linear log₂ approximation implied by the classic fp32 constant (σ = 0.0450465679):
+    fp32 0x5f3759df (the classic constant), bf16 0x5f37, fp16 0x59bb (0x59ba, also in circulation, is
+    the truncation, one unit lower), fp64 0x5fe6eb3be0000000 (the same σ carries only fp32's precision,
+    hence the trailing zeros; Lomont's optimized fp64 constant is not used). See :data:`FISR_MAGIC`.
+
+Model integration
+    :class:`IterL2NormMethod` (kind ``iterl2norm``) replaces every norm of ``arch.norm_names(model)`` by
+    :class:`IterNorm`: the statistics (mean, Σy² in the chosen order) are accumulated in ``fmt`` by
+    :func:`lpbench.lowprec.emulated_norm`, and the inverse square root of S = Σy²/d + eps is the
+    iteration (transformers' LlamaRMSNorm/Qwen2RMSNorm/Gemma3RMSNorm compute x·rsqrt(mean(x²) + eps)
+    and nn.LayerNorm (x − μ)/√(var + eps), so eps is added to the mean square, not to ‖y‖²). Gemma3's
+    RMSNorm multiplies by (1 + w): the effective weight 1 + w is precomputed offline and rounded once.
+    Each replacement is checked on a probe input against the original module's own forward.
+"""
+from __future__ import annotations
+
+from fractions import Fraction
+from typing import Any
+
+import torch
+import torch.nn as nn
+
+from lpbench.archs import ArchSpec, get_submodule
+from lpbench.lowprec import F64, FORMATS, ORDERS, Arith, accumulate_sum, emulated_norm, exponent, \
+    get_format, pow2, round_to
+from lpbench.methods import Method, ModelDims, register
+
+#: σ implied by the classic fp32 constant 0x5f3759df: 127 − 0x5f3759df / (1.5·2²³), exact rational
+FISR_SIGMA = Fraction(127) - Fraction(0x5F3759DF) / (Fraction(3, 2) * 2 ** 23)
+
+
+def fisr_magic(fmt: str) -> int:
+    """R = round(1.5 · 2^M · (bias − σ)) for a format with M mantissa bits and the given bias
+    (exact rational arithmetic; reproduces 0x5f3759df for fp32 by construction)."""
+    f = get_format(fmt)
+    return round(Fraction(3, 2) * 2 ** f.mantissa_bits * (f.bias - FISR_SIGMA))
+
+
+FISR_MAGIC = {name: fisr_magic(name) for name in FORMATS}
+INITS = ("pow2", "magic")
+ALGORITHMS = ("iterl2norm", "fisr")
+
+
+# ---- scalar inverse square root ------------------------------------------------------------------
+def pow2_init(S: torch.Tensor) -> torch.Tensor:
+    """a₀ = 2^(−⌈e/2⌉) with e = ⌊log₂ S⌋, so that S·a₀² ∈ [½, 2). Exact (built from exponent bits)."""
+    e = exponent(S)
+    return pow2(-torch.div(e + 1, 2, rounding_mode="floor"))
+
+
+def fisr_init(S: torch.Tensor, fmt: str) -> torch.Tensor:
+    """FISR's first estimate: bits⁻¹(R − (bits(S) >> 1)) on the bit pattern of S in ``fmt``."""
+    f = get_format(fmt)
+    bits = round_to(S, f).to(f.dtype).view(f.int_dtype).to(torch.int64)
+    return (FISR_MAGIC[f.name] - (bits >> 1)).to(f.int_dtype).view(f.dtype).to(F64)
+
+
+def iter_inv_sqrt(S: torch.Tensor, iters: int, fmt: str, lam: float = 0.5,
+                  init: str = "pow2") -> torch.Tensor:
+    """a_k ≈ S^(-1/2) by a_{k+1} = a_k + λ·a_k·(1 − S·a_k²), every op rounded to ``fmt``."""
+    A = Arith(fmt)
+    S = A.r(S)
+    if init == "pow2":
+        a = pow2_init(S)
+    elif init == "magic":
+        a = fisr_init(S, A.fmt)
+    else:
+        raise ValueError(f"unknown init '{init}'; known: {INITS}")
+    a, lam_f, one = A.r(a), A.const(lam), A.const(1.0)
+    for _ in range(iters):
+        t = A.mul(A.mul(S, a), a)
+        t = A.mul(lam_f, A.mul(a, A.sub(one, t)))
+        a = A.add(a, t)
+    return a
+
+
+def fisr(S: torch.Tensor, iters: int, fmt: str) -> torch.Tensor:
+    """Fast inverse square root: bit-trick estimate, then ``iters`` steps a ← a·(1.5 − (0.5·S)·a·a)."""
+    A = Arith(fmt)
+    S = A.r(S)
+    a = fisr_init(S, A.fmt)
+    h, three_halves = A.mul(A.const(0.5), S), A.const(1.5)
+    for _ in range(iters):
+        a = A.mul(a, A.sub(three_halves, A.mul(A.mul(h, a), a)))
+    return a
+
+
+def _sumsq(y: torch.Tensor, fmt: str, order: str, block: int) -> torch.Tensor:
+    A = Arith(fmt)
+    y = A.r(y)
+    return accumulate_sum(A.mul(y, y), fmt, order, block)
+
+
+def iterl2norm(y: torch.Tensor, iters: int, fmt: str, lam: float = 0.5, init: str = "pow2",
+               order: str = "pairwise", block: int = 16) -> torch.Tensor:
+    """y/‖y‖₂ over the last dim: S = Σy² accumulated in ``fmt`` (``order``), a = IterL2Norm's
+    iteration, output fl(y·a). Float64 tensor holding ``fmt`` values."""
+    A = Arith(fmt)
+    y = A.r(y)
+    a = iter_inv_sqrt(_sumsq(y, fmt, order, block), iters, fmt, lam, init)
+    return A.mul(y, a.unsqueeze(-1))
+
+
+def fisr_normalize(y: torch.Tensor, iters: int, fmt: str, order: str = "pairwise",
+                   block: int = 16) -> torch.Tensor:
+    """y/‖y‖₂ with the inverse square root from :func:`fisr`; otherwise as :func:`iterl2norm`."""
+    A = Arith(fmt)
+    y = A.r(y)
+    a = fisr(_sumsq(y, fmt, order, block), iters, fmt)
+    return A.mul(y, a.unsqueeze(-1))
+
+
+# ---- norm module -----------------------------------------------------------------------------------
+def _norm_params(module: nn.Module) -> tuple[str, float, torch.Tensor | None, torch.Tensor | None, float]:
+    """(kind, eps, weight, bias, weight offset) of a LayerNorm / RMSNorm module."""
+    if isinstance(module, nn.LayerNorm):
+        if len(module.normalized_shape) != 1:
+            raise ValueError(f"LayerNorm over {module.normalized_shape}: only the last dim is supported")
+        return "layernorm", module.eps, module.weight, module.bias, 0.0
+    name = type(module).__name__
+    if name.endswith("RMSNorm") and hasattr(module, "weight"):
+        eps = getattr(module, "variance_epsilon", None)
+        eps = getattr(module, "eps", None) if eps is None else eps
+        if eps is None:
+            raise ValueError(f"{name}: no 'variance_epsilon' or 'eps' attribute")
+        return "rmsnorm", float(eps), module.weight, None, (1.0 if name.startswith("Gemma") else 0.0)
+    raise ValueError(f"cannot replace norm module of type {name}: supported are nn.LayerNorm and "
+                     "*RMSNorm modules (x·rsqrt(mean(x²)+eps)·w, or ·(1+w) for Gemma)")
+
+
+def _check_formula(module: nn.Module, kind: str, eps: float, weight: torch.Tensor | None,
+                   bias: torch.Tensor | None) -> None:
+    """The exact (fp64) version of our formula, with the unrounded effective weight, must reproduce the
+    original module's forward on a probe input (catches a wrong eps placement or weight offset)."""
+    d = weight.shape[-1] if weight is not None else module.normalized_shape[0]
+    probe = torch.randn(4, d, generator=torch.Generator().manual_seed(0)) * 3 + 0.5
+    with torch.no_grad():
+        ref = module(probe).to(F64)
+        ours, _ = emulated_norm(probe, kind, "fp64", "pairwise", eps, weight, bias)
+    err = ((ours - ref).norm() / ref.norm().clamp_min(1e-30)).item()
+    if not err < 1e-5:
+        raise ValueError(f"replacement of {type(module).__name__} does not match its forward "
+                         f"(relative error {err:.2e}): unsupported norm variant")
+
+
+class IterNorm(nn.Module):
+    """A LayerNorm/RMSNorm whose statistics are accumulated in ``fmt`` and whose inverse square root is
+    IterL2Norm's iteration or FISR (all ops rounded to ``fmt``). Output in the input's dtype."""
+
+    def __init__(self, kind: str, eps: float, weight: torch.Tensor | None, bias: torch.Tensor | None,
+                 weight_offset: float = 0.0, iters: int = 5, fmt: str = "fp32", lam: float = 0.5,
+                 algorithm: str = "iterl2norm", init: str = "pow2", order: str = "pairwise",
+                 block: int = 16):
+        super().__init__()
+        self.kind, self.eps, self.weight_offset = kind, eps, weight_offset
+        self.iters, self.fmt, self.lam, self.algorithm = iters, fmt, lam, algorithm
+        self.init, self.order, self.block = init, order, block
+        w = None if weight is None else weight.detach().to(F64) + weight_offset
+        self.register_buffer("weight_eff", None if w is None else round_to(w, fmt))
+        self.register_buffer("bias", None if bias is None else bias.detach().to(F64))
+
+    @classmethod
+    def from_module(cls, module: nn.Module, **params) -> "IterNorm":
+        kind, eps, weight, bias, offset = _norm_params(module)
+        _check_formula(module, kind, eps, None if weight is None else weight.detach().to(F64) + offset, bias)
+        return cls(kind, eps, weight, bias, offset, **params)
+
+    def rsqrt(self, S: torch.Tensor) -> torch.Tensor:
+        if self.algorithm == "fisr":
+            return fisr(S, self.iters, self.fmt)
+        return iter_inv_sqrt(S, self.iters, self.fmt, self.lam, self.init)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            out, _ = emulated_norm(x, self.kind, self.fmt, self.order, self.eps, self.weight_eff,
+                                   self.bias, block=self.block, rsqrt=self.rsqrt)
+        return out.to(x.dtype)
+
+    def extra_repr(self) -> str:
+        return (f"{self.kind}, algorithm={self.algorithm}, iters={self.iters}, fmt={self.fmt}, "
+                f"lam={self.lam}, order={self.order}")
+
+
+# ---- op counts --------------------------------------------------------------------------------------
+def norm_instances(arch: ArchSpec | None, dims: ModelDims) -> list[tuple[int, int]]:
+    """(vector length, normalizations per token) for every norm of the model. Without ``arch``: the
+    pre-norm layout, 2 hidden-size norms per layer plus the final norm."""
+    if arch is None:
+        return [(dims.hidden, 2 * dims.layers + 1)]
+    out = [(dims.hidden, len(arch.norms) * dims.layers)]
+    for rel in arch.extra_norms:
+        if rel.endswith("q_norm"):
+            out.append((dims.head_dim, dims.heads * dims.layers))
+        elif rel.endswith("k_norm"):
+            out.append((dims.head_dim, dims.kv_heads * dims.layers))
+        else:
+            out.append((dims.hidden, dims.layers))
+    if arch.final_norm:
+        out.append((dims.hidden, 1))
+    return out
+
+
+def norm_ops(d: int, kind: str, algorithm: str, iters: int, affine_bias: bool = True) -> dict[str, int]:
+    """Float mults/adds and integer ops of one normalization of length d (γ always, β if LayerNorm)."""
+    mult = d + 1 + d + d          # squares, ·(1/d), y·a, ·γ
+    add = (d - 1) + 1             # Σy², + eps
+    if kind == "layernorm":
+        mult += 1                 # mean = Σx·(1/d)
+        add += (d - 1) + d + (d if affine_bias else 0)   # Σx, x − mean, + β
+    if algorithm == "fisr":
+        mult += 1 + 3 * iters     # h = 0.5·S; per step h·a, ·a, a·(…)
+        add += iters              # 1.5 − …
+    else:
+        mult += 4 * iters         # S·a, ·a, a·(…), λ·(…)
+        add += 2 * iters          # 1 − …, a + …
+    return {"mult": mult, "add": add, "int": 1}   # int: the exponent / bit-trick subtract
+
+
+@register
+class IterL2NormMethod(Method):
+    """Replace every LayerNorm/RMSNorm by :class:`IterNorm` (IterL2Norm or FISR inverse square root)."""
+
+    kind = "iterl2norm"
+    defaults: dict[str, Any] = {"iters": 5, "fmt": "fp32", "lam": 0.5, "algorithm": "iterl2norm",
+                                "init": "pow2", "order": "pairwise", "block": 16}
+
+    def __init__(self, name: str = "", **params):
+        super().__init__(name, **params)
+        p = self.params
+        checks = [(p["fmt"] in FORMATS, f"fmt must be one of {sorted(FORMATS)}"),
+                  (p["algorithm"] in ALGORITHMS, f"algorithm must be one of {ALGORITHMS}"),
+                  (p["init"] in INITS, f"init must be one of {INITS}"),
+                  (p["order"] in ORDERS, f"order must be one of {ORDERS}"),
+                  (isinstance(p["iters"], int) and p["iters"] >= 0, "iters must be an integer >= 0"),
+                  (0 < float(p["lam"]) < 1, "lam must be in (0, 1)"),
+                  (isinstance(p["block"], int) and p["block"] >= 1, "block must be an integer >= 1")]
+        bad = [msg for ok, msg in checks if not ok]
+        if bad:
+            raise ValueError(f"method '{self.name}' (kind {self.kind}): {'; '.join(bad)}; got {p}")
+        self._arch: ArchSpec | None = None
+
+    def apply(self, model: nn.Module, arch: ArchSpec, artifact: dict) -> nn.Module:
+        for name in arch.norm_names(model):
+            parent_name, _, child = name.rpartition(".")
+            parent = get_submodule(model, parent_name) if parent_name else model
+            setattr(parent, child, IterNorm.from_module(getattr(parent, child), **self.params))
+        self._arch = arch
+        return model
+
+    def ops_per_token(self, dims: ModelDims, arch: ArchSpec | None = None) -> dict[str, float]:
+        """Every op of the replaced normalizations per token (the whole norm datapath, since the method
+        replaces it). Op names ``<fmt>_mult``, ``<fmt>_add``, ``int<bits>_add``. The norm layout comes
+        from ``arch`` (or the one seen by :meth:`apply`); without either, the pre-norm layout."""
+        arch = arch or self._arch
+        kind = arch.norm_kind if arch else "layernorm"
+        f = get_format(self.params["fmt"])
+        total = {f"{f.name}_mult": 0.0, f"{f.name}_add": 0.0, f"int{f.bits}_add": 0.0}
+        for d, count in norm_instances(arch, dims):
+            ops = norm_ops(d, kind, self.params["algorithm"], self.params["iters"])
+            total[f"{f.name}_mult"] += count * ops["mult"]
+            total[f"{f.name}_add"] += count * ops["add"]
+            total[f"int{f.bits}_add"] += count * ops["int"]
+        return total
+
+
+def relative_error(out: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
+    """Per-vector normwise relative error of ``out`` against float64 y/‖y‖ (mean and max), and the
+    largest elementwise relative error over nonzero reference entries."""
+    y = y.to(F64)
+    ref = y / y.norm(dim=-1, keepdim=True)
+    rel = (out - ref).norm(dim=-1) / ref.norm(dim=-1)
+    nz = ref != 0
+    elem = ((out - ref).abs()[nz] / ref.abs()[nz]).max() if nz.any() else torch.tensor(0.0)
+    return {"mean": rel.mean().item(), "max": rel.max().item(), "elem_max": elem.item()}
+

@@ -1,0 +1,214 @@
+"""Analytical cycle / energy model of an output-stationary systolic array running Tender (claim TENDER-4).
+
+The official Tender repository has no simulator, and the baselines' designs (ANT, OLAccel, OliVe) are
+not available to us, so this module reproduces the *mechanism* of the paper's speedup: power-of-two-apart
+group scales let the partial sums of the channel groups be combined inside the PE accumulator by
+shifts, whereas a decomposition with arbitrary group scales must take every group's partial sums out of
+the array and requantize them (dequantize-multiply + FP add) in a vector unit. The paper's headline
+ratios against the three named accelerators cannot be reproduced without those designs; the ratios
+computed here are against the four generic designs below, on the same array.
+
+Configuration (``config`` dict; :data:`DEFAULT_CONFIG` lists every key with an assumed default)
+    ``rows``/``cols`` R×C PEs; ``pe_bits`` operand bits one PE multiplies per cycle (Tender's
+    Multi-Scale Systolic Array: 64×64 PEs of 4 bits; an INT8 MAC uses 2×2 PEs, so INT8 runs on an
+    effective 32×32 array — ``f = ceil(bits / pe_bits)`` and R_eff = R // f, C_eff = C // f);
+    ``clock_hz``; ``mem_bytes_per_cycle`` (DRAM bandwidth); ``vector_lanes`` V of the FP vector unit
+    (64 in the paper); ``overlap`` (True: array, vector unit and memory run concurrently and the slowest
+    bounds the GEMM — double buffering; False: array and vector time add, memory still overlapped);
+    ``out_bytes`` bytes per output element written back (2: FP16); ``vector_fp`` "fp32" | "fp16"
+    (precision of the vector unit's multiplies/adds for energy).
+Energy constants are a separate dict ``{op: pJ}`` with the op names of ``config/hw_costs.yaml``
+(``int8_mult``, ``int32_add``, ``fp16_mult``, ``fp16_add``, ``fp32_mult``, ``fp32_add``; ``int32_mult``
+for >8-bit integers). Optional: ``int4_mult`` (else INT4 multiplies are charged as INT8: an upper bound),
+``shift`` (else a 1-bit accumulator shift is charged as an INT32 add: an upper bound), ``dram_byte``
+(else memory energy is not counted). A required op missing from the dict is an error.
+
+Cycle formulas for a GEMM (M×K)·(K×N); tiles = ⌈M/R_eff⌉·⌈N/C_eff⌉; fill = R_eff + C_eff (= 2R square);
+g = number of non-empty channel groups (≤ G; pass the measured mean, or G as the upper bound)
+    (a) ``tender``     array = tiles · (K + g + fill)             [inferred from the paper's description:
+                       K MAC steps streamed, one shift slot per non-empty group, one fill/drain]
+                       vector = ⌈M·N / V⌉                          (one dequantizing FMA per output,
+                                                                      which also adds b·Wᵀ)
+    (b) ``requant``    array = tiles · (K + g · fill)             [inferred: each group's partial-sum
+                       tile drains out of the array separately]
+                       vector = ⌈g·M·N / V⌉                        (per group and output: dequantize
+                                                                      multiply + FP add, one FMA slot)
+    (c) ``per_tensor`` array = tiles · (K + fill),  vector = ⌈M·N / V⌉   (one dequantize per output)
+    (d) ``fp16``       array = tiles · (K + fill) on an FP16 array of R×C PEs (f = 1; not area-
+                       normalized: an FP16 PE is several times larger than a 4-bit PE), vector = 0
+    memory = ⌈bytes / mem_bytes_per_cycle⌉ with bytes = M·K·a + K·N·w + M·N·out_bytes, a = w =
+    bits/8 (2 for FP16): every operand crosses DRAM once (ideal on-chip reuse) [assumed].
+    total = max(array, vector, memory) with ``overlap``; else max(array + vector, memory).
+
+Energy (pJ) per GEMM, MACs = M·N·K
+    (a) MACs·(mult + int32_add) + M·N·(g−1)·shift + M·N·vec_mult (dequant) + M·K·vec_mult (input quant)
+        [+ bias: M·K·vec_add (x − b) + M·N·vec_add (+ b·Wᵀ)]
+    (b) MACs·(mult + int32_add) + g·M·N·(vec_mult + vec_add) + M·K·vec_mult [+ the same bias ops]
+    (c) MACs·(mult + int32_add) + M·N·vec_mult + M·K·vec_mult
+    (d) MACs·(fp16_mult + fp16_add)
+    + bytes·dram_byte when given. Cycles count one shift *slot* per non-empty group (the formula of the
+    brief); energy charges the g−1 shifts that change the accumulator.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any, Iterable
+
+DESIGNS = ("tender", "requant", "per_tensor", "fp16")
+
+#: Assumed defaults (Tender's array geometry and vector unit from the paper; clock from a third-party
+#: re-implementation (Omni-LUT, 7 nm, 500 MHz); bandwidth: one HBM2 stack, 256 GB/s at 500 MHz).
+DEFAULT_CONFIG: dict[str, Any] = {
+    "rows": 64, "cols": 64, "pe_bits": 4, "clock_hz": 500e6, "mem_bytes_per_cycle": 512,
+    "vector_lanes": 64, "overlap": True, "out_bytes": 2, "vector_fp": "fp32",
+}
+
+
+def _cfg(config: dict | None) -> dict:
+    cfg = {**DEFAULT_CONFIG, **(config or {})}
+    unknown = sorted(set(cfg) - set(DEFAULT_CONFIG))
+    if unknown:
+        raise ValueError(f"unknown systolic config key(s) {unknown}; known: {sorted(DEFAULT_CONFIG)}")
+    return cfg
+
+
+def effective_array(config: dict | None, bits: int, design: str = "tender") -> tuple[int, int]:
+    """PE rows/cols one MAC of ``bits``-bit operands occupies as a whole array (FP16: the full array)."""
+    cfg = _cfg(config)
+    f = 1 if design == "fp16" else math.ceil(bits / cfg["pe_bits"])
+    r, c = cfg["rows"] // f, cfg["cols"] // f
+    if r < 1 or c < 1:
+        raise ValueError(f"a {bits}-bit MAC needs {f}x{f} PEs; the {cfg['rows']}x{cfg['cols']} array is too small")
+    return r, c
+
+
+def tile_cycles(K: int, design: str, rows: int, cols: int, groups: float = 1) -> float:
+    """Array cycles of one output tile (see the module docstring for the formulas)."""
+    fill = rows + cols
+    if design == "tender":
+        return K + groups + fill
+    if design == "requant":
+        return K + groups * fill
+    if design in ("per_tensor", "fp16"):
+        return K + fill
+    raise ValueError(f"unknown design '{design}'; known: {DESIGNS}")
+
+
+def _e(energy: dict, op: str) -> float:
+    if op not in energy:
+        raise KeyError(f"no energy constant for '{op}'; given: {sorted(energy)}")
+    return float(energy[op])
+
+
+def gemm_cost(M: int, K: int, N: int, design: str, config: dict | None = None, energy: dict | None = None,
+              bits: int = 4, groups: float = 1, bias: bool = False) -> dict:
+    """Cycles (array / vector / memory / total), seconds and energy (pJ, by part) of one GEMM."""
+    if design not in DESIGNS:
+        raise ValueError(f"unknown design '{design}'; known: {DESIGNS}")
+    if groups < 1:
+        raise ValueError("groups (non-empty groups per tile) must be >= 1")
+    cfg = _cfg(config)
+    r, c = effective_array(cfg, bits, design)
+    tiles = math.ceil(M / r) * math.ceil(N / c)
+    array = tiles * tile_cycles(K, design, r, c, groups)
+    V = cfg["vector_lanes"]
+    vector = {"tender": math.ceil(M * N / V), "requant": math.ceil(groups * M * N / V),
+              "per_tensor": math.ceil(M * N / V), "fp16": 0}[design]
+    ab = 2 if design == "fp16" else bits / 8
+    nbytes = M * K * ab + K * N * ab + M * N * cfg["out_bytes"]
+    memory = math.ceil(nbytes / cfg["mem_bytes_per_cycle"])
+    total = max(array, vector, memory) if cfg["overlap"] else max(array + vector, memory)
+
+    out = {"design": design, "M": M, "K": K, "N": N, "bits": bits, "groups": groups, "tiles": tiles,
+           "array_rows": r, "array_cols": c, "array_cycles": array, "vector_cycles": vector,
+           "memory_cycles": memory, "cycles": total, "seconds": total / cfg["clock_hz"], "bytes": nbytes}
+    if energy is None:
+        return out
+    macs = M * N * K
+    vf = cfg["vector_fp"]
+    vmul, vadd = _e(energy, f"{vf}_mult"), _e(energy, f"{vf}_add")
+    parts: dict[str, float] = {}
+    if design == "fp16":
+        parts["mac"] = macs * (_e(energy, "fp16_mult") + _e(energy, "fp16_add"))
+    else:
+        if bits <= 4 and "int4_mult" in energy:
+            mult = _e(energy, "int4_mult")
+        else:
+            mult = _e(energy, "int8_mult" if bits <= 8 else "int32_mult")
+        parts["mac"] = macs * (mult + _e(energy, "int32_add"))
+        parts["input_quant"] = M * K * vmul
+        if design == "tender":
+            shift = float(energy["shift"]) if "shift" in energy else _e(energy, "int32_add")
+            parts["shift"] = M * N * (groups - 1) * shift
+            parts["dequant"] = M * N * vmul
+        elif design == "requant":
+            parts["requant"] = groups * M * N * (vmul + vadd)
+        else:
+            parts["dequant"] = M * N * vmul
+        if bias and design in ("tender", "requant"):
+            parts["bias"] = (M * K + M * N) * vadd
+    if "dram_byte" in energy:
+        parts["dram"] = nbytes * float(energy["dram_byte"])
+    out["energy_pj_parts"] = parts
+    out["energy_pj"] = sum(parts.values())
+    return out
+
+
+def layer_gemms(dims, seqlen: int, scope: str = "linear") -> list[dict]:
+    """The GEMMs of one transformer block at prefill of ``seqlen`` tokens, from a
+    :class:`lpbench.methods.ModelDims`: ``{name, M, K, N, count}`` (count = repetitions, e.g. per head).
+    ``scope="all"`` adds the attention matmuls Q·Kᵀ and P·V per head."""
+    if scope not in ("linear", "all"):
+        raise ValueError("scope must be 'linear' or 'all'")
+    d, T = dims, seqlen
+    qd, kvd = d.heads * d.head_dim, d.kv_heads * d.head_dim
+    g = [{"name": "q_proj", "M": T, "K": d.hidden, "N": qd, "count": 1},
+         {"name": "k_proj", "M": T, "K": d.hidden, "N": kvd, "count": 1},
+         {"name": "v_proj", "M": T, "K": d.hidden, "N": kvd, "count": 1},
+         {"name": "o_proj", "M": T, "K": qd, "N": d.hidden, "count": 1}]
+    if d.mlp_matrices == 3:
+        g += [{"name": "gate_proj", "M": T, "K": d.hidden, "N": d.intermediate, "count": 1},
+              {"name": "up_proj", "M": T, "K": d.hidden, "N": d.intermediate, "count": 1},
+              {"name": "down_proj", "M": T, "K": d.intermediate, "N": d.hidden, "count": 1}]
+    else:
+        g += [{"name": "fc1", "M": T, "K": d.hidden, "N": d.intermediate, "count": 1},
+              {"name": "fc2", "M": T, "K": d.intermediate, "N": d.hidden, "count": 1}]
+    if scope == "all":
+        g += [{"name": "qk", "M": T, "K": d.head_dim, "N": T, "count": d.heads},
+              {"name": "pv", "M": T, "K": T, "N": d.head_dim, "count": d.heads}]
+    return g
+
+
+def workload_cost(gemms: Iterable[dict], design: str, config: dict | None = None, energy: dict | None = None,
+                  bits: int = 4, groups: float = 1, bias: bool = False) -> dict:
+    """Sum of :func:`gemm_cost` over a GEMM list (``count`` repetitions each)."""
+    tot = {"cycles": 0.0, "array_cycles": 0.0, "vector_cycles": 0.0, "memory_cycles": 0.0, "seconds": 0.0}
+    e = 0.0
+    per = []
+    for gm in gemms:
+        r = gemm_cost(gm["M"], gm["K"], gm["N"], design, config, energy, bits, groups, bias)
+        n = gm.get("count", 1)
+        for k in tot:
+            tot[k] += n * r[k]
+        if energy is not None:
+            e += n * r["energy_pj"]
+        per.append({"name": gm.get("name", ""), "count": n, **r})
+    out = {"design": design, **tot, "gemms": per}
+    if energy is not None:
+        out["energy_pj"] = e
+    return out
+
+
+def compare_designs(gemms: list[dict], config: dict | None = None, energy: dict | None = None,
+                    bits: int = 4, groups: float = 1, bias: bool = True) -> dict:
+    """Tender (a) against explicit requantization (b), per-tensor INT (c) and FP16 (d) on the same
+    workload: ``speedup[d] = cycles_d / cycles_tender`` and ``energy_ratio[d] = E_d / E_tender``
+    (> 1 means Tender is faster / more energy-efficient). Note that (c) does not quantize as accurately
+    as Tender; the comparison is of cost only."""
+    res = {d: workload_cost(gemms, d, config, energy, bits, groups, bias) for d in DESIGNS}
+    ta = res["tender"]
+    out = {"designs": {d: {k: v for k, v in r.items() if k != "gemms"} for d, r in res.items()},
+           "speedup": {d: res[d]["cycles"] / ta["cycles"] for d in DESIGNS if d != "tender"}}
+    if energy is not None:
+        out["energy_ratio"] = {d: res[d]["energy_pj"] / ta["energy_pj"] for d in DESIGNS if d != "tender"}
+    return out

@@ -17,6 +17,10 @@ include: "workflow/rules/calibrate.smk"
 include: "workflow/rules/quantize.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/hwcost.smk"
+include: "workflow/rules/rrs.smk"
+include: "workflow/rules/tender.smk"
+include: "workflow/rules/slanc.smk"
+include: "workflow/rules/iterl2norm.smk"
 include: "workflow/rules/report.smk"
 
 

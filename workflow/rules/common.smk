@@ -40,16 +40,26 @@ def eval_results():
     return [f"results/evals/{m}/{c}/{meth}.json" for m, c, meth in TRIPLES]
 
 
+# Extension points: a paper's rule file (workflow/rules/<paper>.smk) appends the files it produces to
+# FINAL_OUTPUTS, and the tables its claims read to CLAIM_TABLES (a claim's rule names a table by stem).
+FINAL_OUTPUTS = [
+    "results/tables/perplexity.csv",
+    "results/tables/perplexity.md",
+    "results/tables/encoder.csv",
+    "results/tables/hwcost.csv",
+    "results/figures/perplexity.png",
+    "results/claims.md",
+    "results/claims.csv",
+]
+CLAIM_TABLES = [
+    "results/tables/perplexity.csv",
+    "results/tables/encoder.csv",
+    "results/tables/hwcost.csv",
+]
+
+
 def get_final_output():
-    return [
-        "results/tables/perplexity.csv",
-        "results/tables/perplexity.md",
-        "results/tables/encoder.csv",
-        "results/tables/hwcost.csv",
-        "results/figures/perplexity.png",
-        "results/claims.md",
-        "results/claims.csv",
-    ]
+    return FINAL_OUTPUTS
 
 
 def config_slice_hash(wc):

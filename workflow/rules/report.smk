@@ -29,7 +29,7 @@ rule claims:
     """Verdicts of every claim in the ledger, computed from the result tables."""
     input:
         ledger=config["claims"],
-        tables=["results/tables/perplexity.csv", "results/tables/encoder.csv", "results/tables/hwcost.csv"],
+        tables=lambda wc: CLAIM_TABLES,
     output:
         md=report("results/claims.md", caption="../report/claims.rst", category="Claims"),
         csv="results/claims.csv",

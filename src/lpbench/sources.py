@@ -171,9 +171,15 @@ def fetch_hf(repo_id: str, revision: str, dest: Path, *, endpoint: str | None = 
     """Download ``repo_id`` at ``revision`` with huggingface_hub into ``dest`` and return the folder.
 
     ``endpoint`` points at another hub (a mirror, or the local stand-in the tests run); ``revision``
-    should be a commit hash so the download is reproducible.
+    should be a commit hash so the download is reproducible. ``dest`` is emptied first: given a
+    non-empty ``local_dir``, huggingface_hub returns it with only a warning when the repo cannot be
+    reached, and caches its file listing there by commit alone — a typo'd repo id would silently
+    yield the previous download.
     """
     from huggingface_hub import snapshot_download
+
+    if Path(dest).exists():
+        shutil.rmtree(dest)
 
     patterns = allow_patterns or ["*.json", "*.safetensors", "*.model", "*.txt", "*.gguf"]
     try:

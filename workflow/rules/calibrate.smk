@@ -14,5 +14,7 @@ rule calibrate:
         mem_mb=8000,
     log:
         "logs/calibrate/{model}/{corpus}.log",
+    conda:
+        ENV
     script:
         "../../scripts/calibrate.py"

@@ -24,6 +24,8 @@ for _section in ("models", "corpora"):
 config["claims"] = resolve(config["claims"])
 config["hw_costs"] = resolve(config["hw_costs"])
 
+ENV = "../../envs/lpbench.yaml"  # for --use-conda; the Makefile's .venv is the default
+
 TRIPLES = experiment_triples(config)
 MODELS = sorted({m for m, _, _ in TRIPLES})
 CAUSAL = [m for m in MODELS if config["models"][m].get("causal", True)]

@@ -9,6 +9,8 @@ rule download_model:
         "logs/download_model/{model}.log",
     resources:
         mem_mb=8000,
+    conda:
+        ENV
     script:
         "../../scripts/download_model.py"
 
@@ -24,6 +26,8 @@ rule download_corpus:
         work=lambda wc: f"resources/downloads/corpora/{wc.corpus}",
     log:
         "logs/download_corpus/{corpus}.log",
+    conda:
+        ENV
     script:
         "../../scripts/download_corpus.py"
 
@@ -37,5 +41,7 @@ rule tokenize:
         "resources/tokens/{model}/{corpus}/{split}.pt",
     log:
         "logs/tokenize/{model}/{corpus}/{split}.log",
+    conda:
+        ENV
     script:
         "../../scripts/tokenize.py"

@@ -19,5 +19,7 @@ rule evaluate:
         "results/benchmarks/evaluate/{model}/{corpus}/{method}.tsv"
     log:
         "logs/evaluate/{model}/{corpus}/{method}.log",
+    conda:
+        ENV
     script:
         "../../scripts/evaluate.py"

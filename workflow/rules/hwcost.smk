@@ -11,5 +11,7 @@ rule hwcost:
         pairs=sorted({(m, meth) for m, _, meth in TRIPLES}),
     log:
         "logs/hwcost.log",
+    conda:
+        ENV
     script:
         "../../scripts/hwcost.py"

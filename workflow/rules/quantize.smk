@@ -14,5 +14,7 @@ rule method_artifact:
         mem_mb=8000,
     log:
         "logs/method_artifact/{model}/{corpus}/{method}.log",
+    conda:
+        ENV
     script:
         "../../scripts/method_artifact.py"

@@ -9,6 +9,8 @@ rule aggregate:
         enc_md="results/tables/encoder.md",
     log:
         "logs/aggregate.log",
+    conda:
+        ENV
     script:
         "../../scripts/aggregate.py"
 
@@ -21,6 +23,8 @@ rule figures:
         pdf="results/figures/perplexity.pdf",
     log:
         "logs/figures.log",
+    conda:
+        ENV
     script:
         "../../scripts/figures.py"
 
@@ -35,5 +39,7 @@ rule claims:
         csv="results/claims.csv",
     log:
         "logs/claims.log",
+    conda:
+        ENV
     script:
         "../../scripts/claims.py"

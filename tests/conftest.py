@@ -1,0 +1,53 @@
+"""Shared pytest fixtures."""
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from hub_standin import HubStandin
+
+
+@pytest.fixture
+def hf_hub(tmp_path_factory, monkeypatch):
+    """A running local stand-in of the Hugging Face hub (see ``tests/hub_standin.py``).
+
+    ``huggingface_hub`` is pointed at a fresh HF_HOME so no cache, token or setting leaks in or out;
+    telemetry, xet and progress bars are off and offline mode is forced off. ``huggingface_hub`` reads
+    these variables once at import, so its ``constants`` are patched as well as the environment.
+    """
+    home = tmp_path_factory.mktemp("hf_home")
+    env = {
+        "HF_HOME": str(home),
+        "HF_HUB_CACHE": str(home / "hub"),
+        "HF_ASSETS_CACHE": str(home / "assets"),
+        "HF_XET_CACHE": str(home / "xet"),
+        "HF_TOKEN_PATH": str(home / "token"),
+        "HF_HUB_DISABLE_TELEMETRY": "1",
+        "HF_HUB_DISABLE_XET": "1",
+        "HF_HUB_DISABLE_PROGRESS_BARS": "1",
+        "HF_HUB_DISABLE_IMPLICIT_TOKEN": "1",
+        "HF_HUB_OFFLINE": "0",
+        "TRANSFORMERS_OFFLINE": "0",
+        "NO_PROXY": ",".join(filter(None, [os.environ.get("NO_PROXY"), "127.0.0.1", "localhost"])),
+    }
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    for key in ("HF_TOKEN", "HF_ENDPOINT", "HUGGING_FACE_HUB_TOKEN"):
+        monkeypatch.delenv(key, raising=False)
+
+    from huggingface_hub import constants
+    from huggingface_hub.utils import tqdm as hf_tqdm
+
+    for name, value in {
+        "HF_HOME": str(home), "HF_HUB_CACHE": str(home / "hub"), "HF_ASSETS_CACHE": str(home / "assets"),
+        "HF_XET_CACHE": str(home / "xet"), "HF_TOKEN_PATH": str(home / "token"),
+        "HF_STORED_TOKENS_PATH": str(home / "stored_tokens"),
+        "HF_HUB_DISABLE_TELEMETRY": True, "HF_HUB_DISABLE_XET": True, "HF_HUB_OFFLINE": False,
+        "HF_HUB_DISABLE_IMPLICIT_TOKEN": True,
+    }.items():
+        monkeypatch.setattr(constants, name, value, raising=False)
+    monkeypatch.setattr(hf_tqdm, "HF_HUB_DISABLE_PROGRESS_BARS", True, raising=False)
+
+    with HubStandin(tmp_path_factory.mktemp("hub_root")) as hub:
+        yield hub

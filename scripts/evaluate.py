@@ -15,7 +15,8 @@ t0 = time.perf_counter()
 method = build_method(snakemake.wildcards.method, snakemake.params.entry)
 result = run_evaluation(Path(snakemake.input.model).parent, method,
                         torch.load(snakemake.input.artifact)["artifact"],
-                        torch.load(snakemake.input.tokens), snakemake.params.settings)
+                        torch.load(snakemake.input.tokens), snakemake.params.settings,
+                        device=snakemake.params.device)
 corpus = json.loads(Path(snakemake.input.corpus).read_text())
 result["corpus"] = {"id": snakemake.wildcards.corpus, "label": corpus["label"], "split": "evaluation"}
 result["provenance"] = {"config_hash": snakemake.params.config_hash, "seed": snakemake.params.seed,

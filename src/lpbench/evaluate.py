@@ -28,7 +28,7 @@ def perplexity(model: nn.Module, windows: torch.Tensor, batch_size: int = 1, pro
     bad: list[int] = []
     per_window: list[float] = []
     for i in tqdm(range(0, len(windows), batch_size), desc="perplexity", disable=not progress):
-        batch = windows[i: i + batch_size]
+        batch = windows[i: i + batch_size].to(model.device)
         logits = model(batch, use_cache=False).logits
         # shift: position t predicts token t+1
         lp = logits[:, :-1].float()
@@ -56,7 +56,7 @@ def perplexity(model: nn.Module, windows: torch.Tensor, batch_size: int = 1, pro
 
 @torch.inference_mode()
 def encoder_outputs(model: nn.Module, windows: torch.Tensor, batch_size: int = 8) -> torch.Tensor:
-    outs = [model(windows[i: i + batch_size]).last_hidden_state.float()
+    outs = [model(windows[i: i + batch_size].to(model.device)).last_hidden_state.float().cpu()
             for i in range(0, len(windows), batch_size)]
     return torch.cat(outs)
 
@@ -75,9 +75,10 @@ def encoder_error(reference: torch.Tensor, output: torch.Tensor) -> dict:
 
 
 def run_evaluation(model_dir, method, artifact: dict, ids: torch.Tensor, settings: dict,
-                   progress: bool = True) -> dict:
+                   progress: bool = True, device: str = "cpu") -> dict:
     """Load the canonical model, apply ``method`` with its offline ``artifact`` and evaluate it on the
-    non-overlapping windows of ``ids`` described by ``settings`` (seqlen, n_windows, batch_size)."""
+    non-overlapping windows of ``ids`` described by ``settings`` (seqlen, n_windows, batch_size).
+    Methods are applied on the CPU, then the model moves to ``device`` ("cuda" on a GPU node)."""
     from lpbench.archs import get_arch
     from lpbench.data import eval_windows
     from lpbench.sources import load_model
@@ -87,7 +88,7 @@ def run_evaluation(model_dir, method, artifact: dict, ids: torch.Tensor, setting
     if meta.get("causal", True):
         bos = tok.bos_token_id if meta.get("bos_per_window") else None
         windows = eval_windows(ids, settings["seqlen"], settings.get("n_windows"), bos_id=bos)
-        model = method.apply(model, arch, artifact)
+        model = method.apply(model, arch, artifact).to(device)
         metrics = perplexity(model, windows, settings.get("batch_size", 1), progress=progress)
         metrics["kind"] = "perplexity"
     else:
@@ -95,8 +96,8 @@ def run_evaluation(model_dir, method, artifact: dict, ids: torch.Tensor, setting
         sep = tok.sep_token_id if tok.sep_token_id is not None else tok.eos_token_id
         body = eval_windows(ids, settings["seqlen"] - 2, settings.get("n_windows"))
         windows = torch.cat([torch.full((len(body), 1), cls), body, torch.full((len(body), 1), sep)], 1)
-        reference = encoder_outputs(model, windows)
-        model = method.apply(model, arch, artifact)
+        reference = encoder_outputs(model.to(device), windows)
+        model = method.apply(model.cpu(), arch, artifact).to(device)
         metrics = encoder_error(reference, encoder_outputs(model, windows))
         metrics["kind"] = "encoder_error"
     return {"model": {"id": meta["model_id"], "model_type": meta["model_type"], "source": meta["source"],

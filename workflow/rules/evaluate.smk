@@ -11,6 +11,7 @@ rule evaluate:
         entry=lambda wc: config["methods"][wc.method],
         settings=lambda wc: window_settings(config, wc.model, "evaluation"),
         seed=config["seed"],
+        device=config["device"],
         config_hash=lambda wc: config_slice_hash(wc),
     threads: config["threads"]
     resources:

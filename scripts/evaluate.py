@@ -14,7 +14,7 @@ log = setup(snakemake)
 t0 = time.perf_counter()
 method = build_method(snakemake.wildcards.method, snakemake.params.entry)
 result = run_evaluation(Path(snakemake.input.model).parent, method,
-                        torch.load(snakemake.input.artifact)["artifact"],
+                        torch.load(snakemake.input.artifact)["artifact"] if "artifact" in snakemake.input.keys() else {},
                         torch.load(snakemake.input.tokens), snakemake.params.settings,
                         device=snakemake.params.device)
 corpus = json.loads(Path(snakemake.input.corpus).read_text())

@@ -1,22 +1,18 @@
 """Rule method_artifact: a method's offline artifact from the shared calibration statistics.
-
-Methods without an offline step (``calibrate`` not overridden) get an empty artifact without loading
-the model."""
+(Methods without an offline step have no artifact job: see ``method_artifact_input`` in common.smk.)"""
 from pathlib import Path
 
 import torch
 
 from lpbench.archs import get_arch
 from lpbench.jobs import setup
-from lpbench.methods import Method, build_method
+from lpbench.methods import build_method
 from lpbench.sources import load_model
 
 log = setup(snakemake)
 method = build_method(snakemake.wildcards.method, snakemake.params.entry)
-artifact = {}
-if type(method).calibrate is not Method.calibrate:
-    model, _, _ = load_model(Path(snakemake.input.model).parent)
-    artifact = method.calibrate(model, get_arch(model), torch.load(snakemake.input.stats),
-                                torch.load(snakemake.input.windows))
+model, _, _ = load_model(Path(snakemake.input.model).parent)
+artifact = method.calibrate(model, get_arch(model), torch.load(snakemake.input.stats),
+                            torch.load(snakemake.input.windows))
 torch.save({"method": method.describe(), "artifact": artifact}, snakemake.output[0])
 log.info("%s: artifact with %d entries", method.describe(), len(artifact))

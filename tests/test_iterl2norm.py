@@ -172,12 +172,38 @@ def test_method_parameters_checked_and_ops_counted():
         build_method("bad", {"method": "iterl2norm", "k": 3})
     # one RMSNorm of d = 4, 2 iterations: 4 squares + ·(1/d) + 4·(y·a) + 4·γ + 4·2 iteration mults,
     # 3 tree adds + eps + 2·2 iteration adds
-    assert norm_ops(4, "rmsnorm", "iterl2norm", 2) == {"mult": 4 + 1 + 4 + 4 + 8, "add": 3 + 1 + 4, "int": 1}
+    # + 2 integer adds of the pow2 initialization
+    assert norm_ops(4, "rmsnorm", "iterl2norm", 2) == {"mult": 4 + 1 + 4 + 4 + 8, "add": 3 + 1 + 4, "int": 2,
+                                                       "sqrt": 0, "div": 0}
+    assert norm_ops(4, "rmsnorm", "sqrtdiv", 0) == {"mult": 13, "add": 4, "int": 0, "sqrt": 1, "div": 1}
+    assert norm_ops(4, "rmsnorm", "sqrtdiv", 0, divide_per_element=True)["div"] == 4
     m = build_method("it", {"method": "iterl2norm", "iters": 2, "fmt": "bf16"})
     dims = ModelDims(hidden=4, intermediate=8, layers=3, heads=1, kv_heads=1, head_dim=4, vocab=10)
     from lpbench.archs import FAMILIES
-    ops = m.ops_per_token(dims, FAMILIES["llama"])     # 2 norms per layer + final = 7 norms
-    assert ops == {"bf16_mult": 7 * 21, "bf16_add": 7 * 8, "int16_add": 7}
+    gemm = {"fp32_mult": dims.gemm_macs, "fp32_add": dims.gemm_macs}
+    # bf16 charged with the fp16 constants; 2 norms per layer + final = 7 norms
+    norms = {"fp16_mult": 7 * 21, "fp16_add": 7 * 8, "int32_add": 7 * 2}
+    assert m.norm_ops_per_token(dims, FAMILIES["llama"]) == norms
+    assert m.ops_per_token(dims, arch=FAMILIES["llama"]) == {**gemm, **norms}
+    # through the interface (dims only): the pre-norm estimate, the same for Llama
+    assert m.ops_per_token(dims) == {**gemm, **norms}
+    # Gemma3 with its registry entry: 4 norms per layer + q/k norms per head + final
+    g = m.norm_ops_per_token(dims, FAMILIES["gemma3"])
+    assert g["int32_add"] == 2 * (4 * 3 + 3 * (1 + 1) + 1)
+
+
+@pytest.mark.parametrize("fmt", ["fp32", "fp16", "bf16"])
+@pytest.mark.parametrize("algorithm", ["iterl2norm", "fisr"])
+def test_ops_have_energy_constants_in_every_format(fmt, algorithm):
+    from pathlib import Path
+
+    from lpbench.hwcost import energy_pj, load_costs
+    costs = load_costs(Path(__file__).parents[1] / "config" / "hw_costs.yaml")
+    dims = ModelDims(hidden=8, intermediate=16, layers=2, heads=2, kv_heads=1, head_dim=4, vocab=10)
+    m = build_method("it", {"method": "iterl2norm", "fmt": fmt, "algorithm": algorithm})
+    assert energy_pj(m.ops_per_token(dims), costs)["total"] > 0
+    with pytest.raises(ValueError, match="no energy constants for format fp64"):
+        build_method("it", {"method": "iterl2norm", "fmt": "fp64"}).ops_per_token(dims)
 
 
 # ---- norm macro latency model ------------------------------------------------------------------------

@@ -58,3 +58,16 @@ def test_energy_parts_and_comparison():
     assert cmp["energy_ratio"]["fp16"] > 1
     w = workload_cost(layer_gemms(dims, 16), "tender", bits=8, groups=8)
     assert w["cycles"] > 0 and len(w["gemms"]) == 7
+
+
+def test_layer_comparison_row():
+    from lpbench.accel.systolic import layer_comparison
+    dims = ModelDims(hidden=4096, intermediate=11008, layers=32, heads=32, kv_heads=32, head_dim=128, vocab=32000)
+    row = layer_comparison(dims, 2048, 4, 14, None, ENERGY)
+    cmp = compare_designs(layer_gemms(dims, 2048), None, ENERGY, bits=4, groups=14)
+    assert row["speedup_vs_requant"] == pytest.approx(cmp["speedup"]["requant"])
+    assert row["cycles_tender"] == pytest.approx(32 * cmp["designs"]["tender"]["cycles"])
+    assert row["energy_vs_requant"] > 1 and row["tender_bound"] in ("array", "vector", "memory")
+    # one group: requantization drains once, like Tender; Tender's only extra is its one shift slot per tile
+    one = layer_comparison(dims, 2048, 4, 1, None, ENERGY)
+    assert one["speedup_vs_requant"] == pytest.approx(1.0, abs=1e-3) and one["speedup_vs_requant"] < 1

@@ -286,3 +286,71 @@ def test_groups_table_scope_errors_and_ops():
     assert set(ops) <= {"int8_mult", "int32_add", "fp32_add", "fp32_mult"}
     assert ops["int8_mult"] == dims.gemm_macs
     assert "group_compare" in Tender(bits=4, groups=8, static=False).ops_breakdown(dims)
+
+
+# ---- batch handling, calibration windows, exactness on models, non-empty groups ---------------------
+@pytest.mark.parametrize("make", [_tiny_llama, _tiny_opt])
+def test_batch_of_two_equals_two_single_runs(make):
+    """OPT flattens batch x tokens before fc1/fc2: the batch pre-hook restores (B, T, C), so a batch of
+    two sequences is quantized exactly as the two sequences one at a time."""
+    ev = torch.randint(0, 128, (2, 40), generator=torch.Generator().manual_seed(5))
+    calib = torch.randint(0, 128, (2, 40), generator=torch.Generator().manual_seed(6))
+    model = make()
+    arch = get_arch(model)
+    m = build_method("t4", {"method": "tender", "bits": 4, "groups": 4, "chunk": 16})
+    m.apply(model, arch, m.calibrate(model, arch, {}, calib))
+    both = _logits(model, ev)
+    one = torch.cat([_logits(model, ev[i:i + 1]) for i in range(2)])
+    assert torch.allclose(both, one, rtol=1e-4, atol=1e-4)
+
+
+def test_calib_windows_limits_the_pass():
+    model = _tiny_llama()
+    arch = get_arch(model)
+    calib = torch.randint(0, 128, (4, 40), generator=torch.Generator().manual_seed(2))
+    a = build_method("t", {"method": "tender", "bits": 8, "chunk": 16, "calib_windows": 2}).calibrate(model, arch, {}, calib)
+    b = build_method("t", {"method": "tender", "bits": 8, "chunk": 16}).calibrate(model, arch, {}, calib[:2])
+    assert int(a["meta/calib_windows"]) == 2
+    assert all(torch.equal(a[k], b[k]) for k in b if k != "meta/calib_windows")
+    with pytest.raises(ValueError, match="calib_windows"):
+        Tender(calib_windows=0)
+
+
+@pytest.mark.parametrize("make", [_tiny_llama, _tiny_opt])
+def test_exactness_on_model_layers(make):
+    """TENDER-2 on model layers with calibrated static scales (clipping, bias, unsigned fc2 included)."""
+    model = make()
+    arch = get_arch(model)
+    calib = torch.randint(0, 128, (2, 40), generator=torch.Generator().manual_seed(2))
+    ev = torch.randint(0, 128, (1, 40), generator=torch.Generator().manual_seed(9))
+    for bits in (8, 4):
+        m = build_method("t", {"method": "tender", "bits": bits, "chunk": 16})
+        rows = m.exactness_on_model(model, arch, m.calibrate(model, arch, {}, calib), ev)
+        assert len(rows) == 2 * 4                                  # blocks 0 and 1 (n//2 == 1), 4 sites
+        assert all(r["mismatches"] == 0 and r["code_mismatches"] == 0 for r in rows)
+        assert all(r["static"] for r in rows)
+        assert max(r["max_rel_diff_fp64_fakequant"] for r in rows) < 1e-5
+    if arch.family == "opt":
+        assert any(r["unsigned"] for r in rows if r["site"] == "fc2")
+
+
+def test_exactness_check_counts_a_broken_accumulator(monkeypatch):
+    """The check is not vacuous: corrupting the shift (k + 1) is caught as mismatches."""
+    import lpbench.methods.tender as T
+    x = _acts((1, 40, 32), seed=3)
+    w = torch.randn(8, 32, generator=torch.Generator().manual_seed(4))
+    assert T.exactness_check(x, w, 8, 4, 16)["mismatches"] == 0
+    orig = torch.bitwise_left_shift
+    monkeypatch.setattr(T.torch, "bitwise_left_shift",
+                        lambda a, k: orig(a, k + 1) if isinstance(k, int) and k > 0 else orig(a, k))
+    assert T.exactness_check(x, w, 8, 4, 16)["mismatches"] > 0
+
+
+def test_artifact_nonempty_groups_hand_count():
+    from lpbench.methods.tender import artifact_nonempty_groups
+    art = {"meta/groups": torch.tensor(4), "meta/scheme_round_down": torch.tensor(0),
+           # CMax per position vs TMax 8 (thresholds 1, 2, 4): groups [0, 1, 3] and [3, 3, 3]
+           "site/a:qkv/tmax": torch.tensor([8.0, 8.0]),
+           "site/a:qkv/cmax": torch.tensor([[0.5, 1.5, 8.0], [8.0, 7.0, 5.0]])}
+    info = artifact_nonempty_groups(art)
+    assert info == {"groups": 4, "mean": 2.0, "max": 3, "sites": 1}

@@ -4,6 +4,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 
 from lpbench.config import check_references, experiment_triples, window_settings
+from lpbench.methods import has_offline_step
 
 check_references(config)  # unknown model/corpus/method names or bad method parameters: fail now
 
@@ -36,6 +37,14 @@ wildcard_constraints:
     corpus="[A-Za-z0-9][A-Za-z0-9_.+-]*",
     method="[A-Za-z0-9][A-Za-z0-9_.+-]*",
     split="calibration|evaluation",
+
+
+def method_artifact_input(wc):
+    """The offline artifact an evaluation reads; none for methods without an offline step, so no
+    job starts just to write an empty file."""
+    if has_offline_step(config["methods"][wc.method]):
+        return {"artifact": f"resources/artifacts/{wc.model}/{wc.corpus}/{wc.method}.pt"}
+    return {}
 
 
 def eval_results():

@@ -1,9 +1,9 @@
 rule evaluate:
     """Apply a method to a model and measure it on the evaluation windows: one JSON with provenance."""
     input:
+        unpack(method_artifact_input),
         model="resources/models/{model}/lpbench_model.json",
         tokens="resources/tokens/{model}/{corpus}/evaluation.pt",
-        artifact="resources/artifacts/{model}/{corpus}/{method}.pt",
         corpus="resources/corpora/{corpus}/corpus.json",
     output:
         "results/evals/{model}/{corpus}/{method}.json",

@@ -1,1 +1,145 @@
 # Rules of the iterl2norm reproduction. Appends to FINAL_OUTPUTS / CLAIM_TABLES (see common.smk).
+#
+# IterL2Norm (issue 6): precision study (ITER-1, ITER-2), norm-macro latency and energy (ITER-3),
+# model level through the shared evaluate rule (methods of kind `iterl2norm`, ITER-4).
+# Settings: the `iterl2norm` config section (defaults in lpbench.iterl2norm_study.DEFAULTS).
+
+ITERL2NORM = config.get("iterl2norm") or {}
+ITERL2NORM_METHODS = sorted({meth for _, _, meth in TRIPLES if config["methods"][meth]["method"] == "iterl2norm"})
+ITERL2NORM_TRIPLES = [
+    (m, c, meth)
+    for m, c, meth in TRIPLES
+    if meth in ITERL2NORM_METHODS
+    or (meth == "fp32" and any(m == m2 and c == c2 for m2, c2, x in TRIPLES if x in ITERL2NORM_METHODS))
+]
+_record = ITERL2NORM.get("record") or {}
+ITERL2NORM_RECORD_MODELS = _record.get("models") or sorted({m for m, _, meth in ITERL2NORM_TRIPLES if meth != "fp32"})
+ITERL2NORM_RECORD_CORPUS = _record.get("corpus") or next(iter(config["corpora"]))
+
+
+rule iterl2norm_record:
+    """Inputs of every norm of a model on its first calibration windows (forward pre-hooks)."""
+    input:
+        model="resources/models/{model}/lpbench_model.json",
+        windows=f"resources/calib/{{model}}/{ITERL2NORM_RECORD_CORPUS}.windows.pt",
+    output:
+        inputs="resources/iterl2norm/{model}/norm_inputs.pt",
+    params:
+        record={k: v for k, v in _record.items() if k in ("windows", "tokens_per_window", "max_vectors")},
+        seed=config["seed"],
+    threads: config["threads"]
+    resources:
+        mem_mb=6000,
+    log:
+        "logs/iterl2norm/record/{model}.log",
+    conda:
+        ENV
+    script:
+        "../../scripts/iterl2norm_record.py"
+
+
+rule iterl2norm_precision:
+    """Error vs iterations per format and d (synthetic and real inputs); ITER-1 and ITER-2 tables."""
+    input:
+        real=expand("resources/iterl2norm/{model}/norm_inputs.pt", model=ITERL2NORM_RECORD_MODELS),
+    output:
+        errors="results/data/iterl2norm_errors.csv",
+        conv=report("results/tables/iterl2norm_convergence.csv", caption="../report/iterl2norm_convergence.rst",
+                    category="IterL2Norm"),
+        conv_md="results/tables/iterl2norm_convergence.md",
+        wins=report("results/tables/iterl2norm_wins.csv", caption="../report/iterl2norm_wins.rst",
+                    category="IterL2Norm"),
+        wins_md="results/tables/iterl2norm_wins.md",
+    params:
+        cfg=ITERL2NORM,
+    threads: config["threads"]
+    resources:
+        mem_mb=4000,
+    benchmark:
+        "results/benchmarks/iterl2norm/precision.tsv"
+    log:
+        "logs/iterl2norm/precision.log",
+    conda:
+        ENV
+    script:
+        "../../scripts/iterl2norm_precision.py"
+
+
+rule iterl2norm_latency:
+    """Norm-macro cycle model vs the paper's endpoints (ITER-3); energy vs a sqrt + divide datapath."""
+    input:
+        costs=config["hw_costs"],
+    output:
+        lat=report("results/tables/iterl2norm_latency.csv", caption="../report/iterl2norm_latency_table.rst",
+                   category="IterL2Norm"),
+        lat_md="results/tables/iterl2norm_latency.md",
+        curve="results/data/iterl2norm_latency_curve.csv",
+        energy=report("results/tables/iterl2norm_energy.csv", caption="../report/iterl2norm_energy.rst",
+                      category="IterL2Norm"),
+        energy_md="results/tables/iterl2norm_energy.md",
+    params:
+        cfg=ITERL2NORM,
+    log:
+        "logs/iterl2norm/latency.log",
+    conda:
+        ENV
+    script:
+        "../../scripts/iterl2norm_latency.py"
+
+
+rule iterl2norm_figures:
+    input:
+        errors="results/data/iterl2norm_errors.csv",
+        conv="results/tables/iterl2norm_convergence.csv",
+        curve="results/data/iterl2norm_latency_curve.csv",
+        lat="results/tables/iterl2norm_latency.csv",
+    output:
+        err_png=report("results/figures/iterl2norm_error.png", caption="../report/iterl2norm_error.rst",
+                       category="IterL2Norm"),
+        err_pdf="results/figures/iterl2norm_error.pdf",
+        real_png=report("results/figures/iterl2norm_error_real.png",
+                        caption="../report/iterl2norm_error_real.rst", category="IterL2Norm"),
+        real_pdf="results/figures/iterl2norm_error_real.pdf",
+        lat_png=report("results/figures/iterl2norm_latency.png", caption="../report/iterl2norm_latency.rst",
+                       category="IterL2Norm"),
+        lat_pdf="results/figures/iterl2norm_latency.pdf",
+    log:
+        "logs/iterl2norm/figures.log",
+    conda:
+        ENV
+    script:
+        "../../scripts/iterl2norm_figures.py"
+
+
+rule iterl2norm_model_table:
+    """Perplexity vs k (causal LMs) and output error (encoder) of the iterl2norm methods (ITER-4)."""
+    input:
+        [f"results/evals/{m}/{c}/{meth}.json" for m, c, meth in ITERL2NORM_TRIPLES],
+    output:
+        csv=report("results/tables/iterl2norm_model.csv", caption="../report/iterl2norm_model.rst",
+                   category="IterL2Norm"),
+        md="results/tables/iterl2norm_model.md",
+    log:
+        "logs/iterl2norm/model_table.log",
+    conda:
+        ENV
+    script:
+        "../../scripts/iterl2norm_model_table.py"
+
+
+FINAL_OUTPUTS += [
+    "results/tables/iterl2norm_convergence.md",
+    "results/tables/iterl2norm_wins.md",
+    "results/tables/iterl2norm_latency.md",
+    "results/tables/iterl2norm_energy.md",
+    "results/tables/iterl2norm_model.md",
+    "results/figures/iterl2norm_error.pdf",
+    "results/figures/iterl2norm_error_real.pdf",
+    "results/figures/iterl2norm_latency.pdf",
+]
+CLAIM_TABLES += [
+    "results/tables/iterl2norm_convergence.csv",
+    "results/tables/iterl2norm_wins.csv",
+    "results/tables/iterl2norm_latency.csv",
+    "results/tables/iterl2norm_model.csv",
+]

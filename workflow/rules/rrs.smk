@@ -1,1 +1,110 @@
-# Rules of the rrs reproduction. Appends to FINAL_OUTPUTS / CLAIM_TABLES (see common.smk).
+# Rules of the rrs reproduction (issue 3: Rotated Runtime Smooth and its W4A4 baselines).
+# Appends to FINAL_OUTPUTS / CLAIM_TABLES (see common.smk).
+#
+# The RRS-paper methods are ordinary config methods (kinds smoothquant, quarot, rs, rrs; evaluated by the
+# shared `evaluate` rule); this file adds the paper's own outputs: the perplexity table and figure, the
+# activation-outlier figure/table, and the cost table that claim RRS-4 reads.
+
+_RRS_KINDS = ("smoothquant", "quarot", "rs", "rrs")
+
+
+def _rrs_triples():
+    """Evaluations the RRS table shows: every evaluated method of an RRS kind, plus fp32 and rtn-w4a4 of
+    the same models (the paper's reference and plain W4A4 baseline)."""
+    own = [(m, c, meth) for m, c, meth in TRIPLES
+           if config["methods"][meth].get("method") in _RRS_KINDS and m in CAUSAL]
+    models = {m for m, _, _ in own}
+    base = [(m, c, meth) for m, c, meth in TRIPLES if m in models and meth in ("fp32", "rtn-w4a4")]
+    return base + own
+
+
+RRS_TRIPLES = _rrs_triples()
+RRS_MODELS = sorted({m for m, _, _ in RRS_TRIPLES})
+# the outlier figure: SmolLM2 (pre-norm Llama, exact QuaRot rotation) when configured, else the first model
+RRS_OUTLIER_MODEL = "smollm2-135m" if "smollm2-135m" in RRS_MODELS else (RRS_MODELS[0] if RRS_MODELS else None)
+RRS_OUTLIER_CORPUS = next((c for m, c, _ in RRS_TRIPLES if m == RRS_OUTLIER_MODEL), None)
+
+
+def _rrs_evals(wc=None):
+    return [f"results/evals/{m}/{c}/{meth}.json" for m, c, meth in RRS_TRIPLES]
+
+
+rule rrs_perplexity:
+    """Perplexity of RTN / SmoothQuant / RS / QuaRot / RRS at W4A4, KV16 and KV4."""
+    input:
+        evals=_rrs_evals,
+    output:
+        csv=report("results/tables/rrs_perplexity.csv", caption="../report/rrs_perplexity.rst", category="RRS"),
+        md="results/tables/rrs_perplexity.md",
+        png=report("results/figures/rrs_perplexity.png", caption="../report/rrs_perplexity_figure.rst", category="RRS"),
+        pdf="results/figures/rrs_perplexity.pdf",
+    params:
+        families={m: ("gemma3" if "gemma" in m else "") for m in RRS_MODELS},
+    log:
+        "logs/rrs/perplexity.log",
+    conda:
+        ENV
+    script:
+        "../../scripts/rrs_tables.py"
+
+
+rule rrs_outliers:
+    """Activation magnitudes of one linear input: original, after RS, after rotation, after RRS."""
+    input:
+        model=f"resources/models/{RRS_OUTLIER_MODEL}/lpbench_model.json",
+        tokens=f"resources/tokens/{RRS_OUTLIER_MODEL}/{RRS_OUTLIER_CORPUS}/evaluation.pt",
+    output:
+        csv=report("results/tables/rrs_outliers.csv", caption="../report/rrs_outliers.rst", category="RRS"),
+        md="results/tables/rrs_outliers.md",
+        png=report("results/figures/rrs_outliers.png", caption="../report/rrs_outliers_figure.rst", category="RRS"),
+        pdf="results/figures/rrs_outliers.pdf",
+    params:
+        model=RRS_OUTLIER_MODEL,
+        seqlen=lambda wc: window_settings(config, RRS_OUTLIER_MODEL, "evaluation")["seqlen"],
+        seed=config["seed"],
+        group_size=128,
+    threads: config["threads"]
+    log:
+        "logs/rrs/outliers.log",
+    conda:
+        ENV
+    script:
+        "../../scripts/rrs_outliers.py"
+
+
+rule rrs_cost:
+    """Runtime ops per token of RS / RRS / QuaRot / SmoothQuant beyond plain W4A4, and measured eval time."""
+    input:
+        models=expand("resources/models/{model}/lpbench_model.json", model=RRS_MODELS),
+        costs=config["hw_costs"],
+        evals=_rrs_evals,
+    output:
+        csv=report("results/tables/rrs_cost.csv", caption="../report/rrs_cost.rst", category="RRS"),
+        md="results/tables/rrs_cost.md",
+    params:
+        methods=lambda wc: {meth: config["methods"][meth] for _, _, meth in RRS_TRIPLES},
+    log:
+        "logs/rrs/cost.log",
+    conda:
+        ENV
+    script:
+        "../../scripts/rrs_cost.py"
+
+
+if RRS_TRIPLES:
+    FINAL_OUTPUTS += [
+        "results/tables/rrs_perplexity.csv",
+        "results/tables/rrs_perplexity.md",
+        "results/figures/rrs_perplexity.png",
+        "results/figures/rrs_perplexity.pdf",
+        "results/tables/rrs_cost.csv",
+        "results/tables/rrs_cost.md",
+    ]
+    CLAIM_TABLES += ["results/tables/rrs_perplexity.csv", "results/tables/rrs_cost.csv"]
+if RRS_OUTLIER_MODEL:
+    FINAL_OUTPUTS += [
+        "results/tables/rrs_outliers.csv",
+        "results/tables/rrs_outliers.md",
+        "results/figures/rrs_outliers.png",
+        "results/figures/rrs_outliers.pdf",
+    ]

@@ -1,1 +1,110 @@
 # Rules of the slanc reproduction. Appends to FINAL_OUTPUTS / CLAIM_TABLES (see common.smk).
+# The methods of kind `slanc` in config.methods (variant none | static | dynamic) are evaluated by the
+# shared evaluate rule (perplexity with every norm in emulated low precision). These rules add the
+# per-norm measurements on real activations, the tables and the Σx² figure.
+
+SLANC_MEASURE = {
+    "n_windows": 4,       # measured windows (the first of the evaluation windows); budget: ~1.5 min total
+    "stress_k": 16,       # residual-stream reparametrization factor of the labelled stress case (fixed a priori)
+}
+
+
+def _slanc_variant_methods():
+    """variant label -> method name, from the experiments' methods of kind slanc."""
+    out = {}
+    used = {meth for _, _, meth in TRIPLES}
+    for name, entry in config["methods"].items():
+        if entry.get("method") != "slanc" or name not in used:
+            continue
+        v = entry.get("variant", "static")
+        label = {"none": "none", "dynamic": "dynamic"}.get(v, "slanc")
+        out.setdefault(label, name)
+    return out
+
+
+SLANC_METHODS = _slanc_variant_methods()
+SLANC_PAIRS = sorted({(m, c) for m, c, meth in TRIPLES if meth in SLANC_METHODS.values()})
+
+
+def _slanc_static_entry():
+    return config["methods"][SLANC_METHODS["slanc"]]
+
+
+rule slanc_measure:
+    """Norm inputs of the FP32 model through every variant's emulated low-precision norm."""
+    input:
+        model="resources/models/{model}/lpbench_model.json",
+        tokens="resources/tokens/{model}/{corpus}/evaluation.pt",
+        artifact=lambda wc: f"resources/artifacts/{wc.model}/{wc.corpus}/{SLANC_METHODS['slanc']}.pt",
+    output:
+        "results/slanc/{model}/{corpus}.pt",
+    params:
+        settings=lambda wc: window_settings(config, wc.model, "evaluation"),
+        n_windows=SLANC_MEASURE["n_windows"],
+        stress_k=SLANC_MEASURE["stress_k"],
+        fmt=lambda wc: _slanc_static_entry().get("fmt", "fp16"),
+        order=lambda wc: _slanc_static_entry().get("order", "pairwise"),
+        target_sumsq=lambda wc: _slanc_static_entry().get("target_sumsq", 1.0),
+        apply_as=lambda wc: _slanc_static_entry().get("apply_as", "fold"),
+        seed=config["seed"],
+    threads: config["threads"]
+    resources:
+        mem_mb=8000,
+    benchmark:
+        "results/benchmarks/slanc_measure/{model}/{corpus}.tsv"
+    log:
+        "logs/slanc_measure/{model}/{corpus}.log",
+    conda:
+        ENV
+    script:
+        "../../scripts/slanc_measure.py"
+
+
+rule slanc_tables:
+    input:
+        measures=[f"results/slanc/{m}/{c}.pt" for m, c in SLANC_PAIRS],
+        evals=[f"results/evals/{m}/{c}/{meth}.json" for m, c in SLANC_PAIRS
+               for meth in [*SLANC_METHODS.values(), "fp32"] if (m, c, meth) in TRIPLES],
+        models=[f"resources/models/{m}/lpbench_model.json" for m in sorted({m for m, _ in SLANC_PAIRS})],
+        costs=config["hw_costs"],
+    output:
+        csv=report("results/tables/slanc.csv", caption="../report/slanc_table.rst", category="SLaNC"),
+        md="results/tables/slanc.md",
+        layers_csv=report("results/tables/slanc_layers.csv", caption="../report/slanc_layers.rst", category="SLaNC"),
+        layers_md="results/tables/slanc_layers.md",
+        cost_csv=report("results/tables/slanc_cost.csv", caption="../report/slanc_cost.rst", category="SLaNC"),
+        cost_md="results/tables/slanc_cost.md",
+    params:
+        variant_methods=SLANC_METHODS,
+        methods={name: config["methods"][name] for name in SLANC_METHODS.values()},
+        fp32_method="fp32",
+    log:
+        "logs/slanc_tables.log",
+    conda:
+        ENV
+    script:
+        "../../scripts/slanc_tables.py"
+
+
+rule slanc_figure:
+    input:
+        measures=[f"results/slanc/{m}/{c}.pt" for m, c in SLANC_PAIRS],
+    output:
+        png=report("results/figures/slanc_sumsq.png", caption="../report/slanc_sumsq.rst", category="SLaNC"),
+        pdf="results/figures/slanc_sumsq.pdf",
+    log:
+        "logs/slanc_figure.log",
+    conda:
+        ENV
+    script:
+        "../../scripts/slanc_figure.py"
+
+
+if "slanc" in SLANC_METHODS and SLANC_PAIRS:
+    FINAL_OUTPUTS += [
+        "results/tables/slanc.csv", "results/tables/slanc.md",
+        "results/tables/slanc_layers.csv", "results/tables/slanc_layers.md",
+        "results/tables/slanc_cost.csv", "results/tables/slanc_cost.md",
+        "results/figures/slanc_sumsq.png", "results/figures/slanc_sumsq.pdf",
+    ]
+    CLAIM_TABLES += ["results/tables/slanc.csv", "results/tables/slanc_cost.csv"]

@@ -1,1 +1,152 @@
-# Rules of the tender reproduction. Appends to FINAL_OUTPUTS / CLAIM_TABLES (see common.smk).
+# Rules of the tender reproduction (issue 4: Tender, ISCA 2024). Appends to FINAL_OUTPUTS / CLAIM_TABLES
+# (see common.smk).
+#
+# Tender and its baselines are ordinary config methods evaluated by the shared `evaluate` rule (kind
+# `tender`; the granularity baselines of the paper's Table 1 are `rtn` entries with `a_granularity`;
+# SmoothQuant is the `smoothquant` kind). This file adds the paper's own outputs:
+#   tender_tables     results/tables/tender_perplexity.{csv,md}  model x method x bits (TENDER-1, TENDER-3)
+#                     results/tables/tender_granularity.{csv,md} Tender vs per-tensor / per-row / per-column /
+#                                                                SmoothQuant per (model, bits) (TENDER-1)
+#                     results/figures/tender_groups.{png,pdf}    perplexity vs G (TENDER-3)
+#   tender_exactness  results/tables/tender_exactness.{csv,md}   integer shift accumulation vs fake quant on
+#                                                                real layers and activations (TENDER-2)
+#   tender_cost       results/tables/tender_cost.{csv,md}, results/figures/tender_cost.{png,pdf}
+#                     analytical systolic-array model: shift vs explicit requantization (TENDER-4)
+#
+# Which evaluated method plays which role is fixed here (TENDER_ROLES); a config may override it with a
+# top-level `tender:` mapping (keys roles, exactness_methods, cost) once the schema admits one.
+
+_TENDER_CFG = config.get("tender", {}) or {}
+
+#: role -> {activation bits: method name}. per_row is the suite's plain RTN (per-token activations).
+TENDER_ROLES = _TENDER_CFG.get("roles", {
+    "tender": {8: "tender-int8", 4: "tender-int4"},
+    "per_tensor": {8: "pertensor-w8a8", 4: "pertensor-w4a4"},
+    "per_row": {8: "rtn-w8a8", 4: "rtn-w4a4"},
+    "per_column": {8: "percol-w8a8", 4: "percol-w4a4"},
+    "smoothquant": {8: "smoothquant-w8a8", 4: "smoothquant-w4a4"},
+})
+#: the Tender artifacts whose calibrated scales/groups drive the exactness check on real layers
+TENDER_EXACTNESS_METHODS = _TENDER_CFG.get("exactness_methods", ["tender-int8", "tender-int4"])
+#: cost model workload: prefill length (the paper's 2048) and model shapes beyond the configured ones.
+#: Llama-2-7B: config.json of meta-llama/Llama-2-7b-hf (hidden 4096, intermediate 11008, 32 layers,
+#: 32 heads, vocab 32000) — the paper's main model; G from the official table (INT4 14, INT8 8).
+TENDER_COST = {"seqlen": 2048, "bits": [4, 8],
+               "extra_models": {"llama-2-7b": {"model_type": "llama", "hidden": 4096, "intermediate": 11008,
+                                               "layers": 32, "heads": 32, "kv_heads": 32, "head_dim": 128,
+                                               "vocab": 32000, "mlp_matrices": 3, "max_positions": 4096}},
+               **_TENDER_CFG.get("cost", {})}
+
+_TENDER_ROLE_METHODS = {meth for by_bits in TENDER_ROLES.values() for meth in by_bits.values()}
+
+
+def _is_tender(meth):
+    return config["methods"][meth].get("method") == "tender"
+
+
+def _tender_triples():
+    """Evaluations the Tender tables show: every tender-kind method, the role baselines and fp32 of the
+    models that have a tender evaluation (causal LMs only: perplexity)."""
+    own = [(m, c, meth) for m, c, meth in TRIPLES if _is_tender(meth) and m in CAUSAL]
+    models = {m for m, _, _ in own}
+    base = [(m, c, meth) for m, c, meth in TRIPLES
+            if m in models and not _is_tender(meth) and (meth in _TENDER_ROLE_METHODS or meth == "fp32")]
+    return base + own
+
+
+TENDER_TRIPLES = _tender_triples()
+TENDER_MODELS = sorted({m for m, _, _ in TENDER_TRIPLES})
+TENDER_EXACT = [(m, c, meth) for m, c, meth in TENDER_TRIPLES if meth in TENDER_EXACTNESS_METHODS]
+# artifacts of the linear-scope tender methods at the role widths: measured non-empty groups for the cost model
+TENDER_COST_ARTIFACTS = [(m, c, meth) for m, c, meth in TENDER_TRIPLES
+                         if meth in TENDER_ROLES["tender"].values()]
+
+
+rule tender_tables:
+    """Tender perplexity table (model x method x bits), granularity comparison and the G-sweep figure."""
+    input:
+        evals=[f"results/evals/{m}/{c}/{meth}.json" for m, c, meth in TENDER_TRIPLES],
+        models=expand("resources/models/{model}/lpbench_model.json", model=TENDER_MODELS),
+        artifacts=[f"resources/artifacts/{m}/{c}/{meth}.pt" for m, c, meth in TENDER_TRIPLES if _is_tender(meth)],
+    output:
+        csv=report("results/tables/tender_perplexity.csv", caption="../report/tender_perplexity.rst", category="Tender"),
+        md="results/tables/tender_perplexity.md",
+        gran=report("results/tables/tender_granularity.csv", caption="../report/tender_granularity.rst", category="Tender"),
+        gran_md="results/tables/tender_granularity.md",
+        png=report("results/figures/tender_groups.png", caption="../report/tender_groups.rst", category="Tender"),
+        pdf="results/figures/tender_groups.pdf",
+    params:
+        roles=TENDER_ROLES,
+        artifact_triples=[(m, c, meth) for m, c, meth in TENDER_TRIPLES if _is_tender(meth)],
+    log:
+        "logs/tender/tables.log",
+    conda:
+        ENV
+    script:
+        "../../scripts/tender_tables.py"
+
+
+rule tender_exactness:
+    """TENDER-2: integer-only Tender layers (INT32 accumulator, shifts) vs fake quantization, on real
+    layers of every model with a Tender artifact and real activations of one calibration window."""
+    input:
+        models=[f"resources/models/{m}/lpbench_model.json" for m, _, _ in TENDER_EXACT],
+        artifacts=[f"resources/artifacts/{m}/{c}/{meth}.pt" for m, c, meth in TENDER_EXACT],
+        tokens=[f"resources/tokens/{m}/{c}/evaluation.pt" for m, c, _ in TENDER_EXACT],
+    output:
+        csv=report("results/tables/tender_exactness.csv", caption="../report/tender_exactness.rst", category="Tender"),
+        md="results/tables/tender_exactness.md",
+    params:
+        triples=TENDER_EXACT,
+        entries={meth: config["methods"][meth] for _, _, meth in TENDER_EXACT},
+        settings={m: window_settings(config, m, "evaluation") for m, _, _ in TENDER_EXACT},
+        seed=config["seed"],
+    threads: config["threads"]
+    resources:
+        mem_mb=8000,
+    log:
+        "logs/tender/exactness.log",
+    conda:
+        ENV
+    script:
+        "../../scripts/tender_exactness.py"
+
+
+rule tender_cost:
+    """TENDER-4: cycles and energy of a transformer layer's GEMMs on the output-stationary array under
+    Tender shift accumulation, explicit requantization, per-tensor INT and FP16."""
+    input:
+        models=expand("resources/models/{model}/lpbench_model.json", model=TENDER_MODELS),
+        artifacts=[f"resources/artifacts/{m}/{c}/{meth}.pt" for m, c, meth in TENDER_COST_ARTIFACTS],
+        costs=config["hw_costs"],
+    output:
+        csv=report("results/tables/tender_cost.csv", caption="../report/tender_cost.rst", category="Tender"),
+        md="results/tables/tender_cost.md",
+        png=report("results/figures/tender_cost.png", caption="../report/tender_cost_figure.rst", category="Tender"),
+        pdf="results/figures/tender_cost.pdf",
+    params:
+        cost=TENDER_COST,
+        artifact_triples=TENDER_COST_ARTIFACTS,
+        entries={meth: config["methods"][meth] for _, _, meth in TENDER_COST_ARTIFACTS},
+    log:
+        "logs/tender/cost.log",
+    conda:
+        ENV
+    script:
+        "../../scripts/tender_cost.py"
+
+
+# the cost model needs no evaluation (Llama-2-7B shapes alone suffice): always part of the run
+FINAL_OUTPUTS += ["results/tables/tender_cost.csv", "results/tables/tender_cost.md",
+                  "results/figures/tender_cost.png", "results/figures/tender_cost.pdf"]
+CLAIM_TABLES += ["results/tables/tender_cost.csv"]
+if TENDER_TRIPLES:
+    FINAL_OUTPUTS += [
+        "results/tables/tender_perplexity.csv", "results/tables/tender_perplexity.md",
+        "results/tables/tender_granularity.csv", "results/tables/tender_granularity.md",
+        "results/figures/tender_groups.png", "results/figures/tender_groups.pdf",
+    ]
+    CLAIM_TABLES += ["results/tables/tender_perplexity.csv", "results/tables/tender_granularity.csv"]
+if TENDER_EXACT:
+    FINAL_OUTPUTS += ["results/tables/tender_exactness.csv", "results/tables/tender_exactness.md"]
+    CLAIM_TABLES += ["results/tables/tender_exactness.csv"]

@@ -2,8 +2,10 @@
 
 Only two numbers of the paper's macro are known: 116 cycles at d = 64 and 227 cycles at d = 1024
 (100 MHz). Its datapath is not. This module is an explicit datapath model whose parameters are named
-and defaulted in :data:`DEFAULTS` (to move to the config), so that the claim can be checked against an
-architecture rather than against a fitted line.
+and defaulted in :data:`DEFAULTS` (overridden by the ``iterl2norm.macro`` config section), so that the
+claim can be checked against an architecture rather than against a fitted line. The pipeline calibrates
+the d-independent overhead at d = 64 (:func:`calibrate_overhead`) and *predicts* d = 1024: with the lane
+count fixed, that prediction tests the datapath's slope (:mod:`lpbench.iterl2norm_study`).
 
 Datapath (one vector of length d; all units pipelined, one beat = one cycle)
     B = min(lanes, mem_width) elements enter per beat; a pass over the vector is n = ⌈d/B⌉ beats.
@@ -121,6 +123,17 @@ def fit(endpoints=PAPER_ENDPOINTS, **overrides) -> dict[str, Any]:
         "note": ("2 endpoints fix slope and intercept only; per-iteration and fixed overheads are both "
                  "d-independent and not separately identifiable; the residuals test the lane count."),
     }
+
+
+def calibrate_overhead(d: int, target: float, **overrides) -> dict[str, Any]:
+    """Set the d-independent control overhead ``fixed`` so that the model gives ``target`` cycles at
+    ``d`` (one endpoint), keeping the per-iteration cycles of the datapath (its dependency chain unless
+    ``cycles_per_iter`` is given). ``feasible`` is False when that needs a negative overhead, i.e. the
+    datapath alone is already slower than the target. Returns the override to pass to :func:`cycles`."""
+    p = _params(overrides)
+    fixed = target - cycles(d, **{**overrides, "fixed": 0})
+    return {"fixed": fixed, "feasible": fixed >= 0, "overhead_U": fixed + p["iters"] * p["cycles_per_iter"],
+            "overrides": {"fixed": fixed}}
 
 
 def fit_table(lanes=(4, 8, 16, 32, 64), endpoints=PAPER_ENDPOINTS, **overrides) -> list[dict[str, Any]]:

@@ -48,6 +48,9 @@ Energy (pJ) per GEMM, MACs = M·N·K
     (d) MACs·(fp16_mult + fp16_add)
     + bytes·dram_byte when given. Cycles count one shift *slot* per non-empty group (the formula of the
     brief); energy charges the g−1 shifts that change the accumulator.
+
+:func:`layer_comparison` gives one row of the TENDER-4 table (all blocks of a model, every design, ratios
+to Tender); the array constants it is run with live in ``config/hw_costs.yaml`` (``tender_accelerator``).
 """
 from __future__ import annotations
 
@@ -212,3 +215,29 @@ def compare_designs(gemms: list[dict], config: dict | None = None, energy: dict 
     if energy is not None:
         out["energy_ratio"] = {d: res[d]["energy_pj"] / ta["energy_pj"] for d in DESIGNS if d != "tender"}
     return out
+
+
+def layer_comparison(dims, seqlen: int, bits: int, groups: float, config: dict | None = None,
+                     energy: dict | None = None, scope: str = "linear", bias: bool = True) -> dict:
+    """One row of the TENDER-4 table: the blocks' GEMMs of a model (``dims``: :class:`ModelDims`) at
+    prefill of ``seqlen`` tokens under every design, totals over all layers (cycles, seconds, µJ), and
+    the ratios of each design to Tender (``speedup_vs_<d>`` = cycles_d / cycles_tender,
+    ``energy_vs_<d>`` = E_d / E_tender)."""
+    cmp = compare_designs(layer_gemms(dims, seqlen, scope), config, energy, bits, groups, bias)
+    row: dict = {}
+    for d, r in cmp["designs"].items():
+        row[f"cycles_{d}"] = r["cycles"] * dims.layers
+        row[f"ms_{d}"] = r["seconds"] * dims.layers * 1e3
+        if energy is not None:
+            row[f"energy_uj_{d}"] = r["energy_pj"] * dims.layers * 1e-6
+    for d, v in cmp["speedup"].items():
+        row[f"speedup_vs_{d}"] = v
+    for d, v in cmp.get("energy_ratio", {}).items():
+        row[f"energy_vs_{d}"] = v
+    t = cmp["designs"]["tender"]
+    row["tender_bound"] = max(("array", t["array_cycles"]), ("vector", t["vector_cycles"]),
+                              ("memory", t["memory_cycles"]), key=lambda kv: kv[1])[0]
+    q = cmp["designs"]["requant"]
+    row["requant_bound"] = max(("array", q["array_cycles"]), ("vector", q["vector_cycles"]),
+                               ("memory", q["memory_cycles"]), key=lambda kv: kv[1])[0]
+    return row

@@ -114,6 +114,12 @@ def build_method(name: str, entry: dict) -> Method:
     return METHOD_KINDS[kind](name=name, **entry)
 
 
+def has_offline_step(entry: dict) -> bool:
+    """Whether the method configured by ``entry`` overrides ``calibrate`` (needs an artifact job)."""
+    _import_all()
+    return METHOD_KINDS[entry["method"]].calibrate is not Method.calibrate
+
+
 def known_kinds() -> list[str]:
     _import_all()
     return sorted(METHOD_KINDS)

@@ -226,9 +226,26 @@ class IterNorm(nn.Module):
 
 
 # ---- op counts --------------------------------------------------------------------------------------
+#: Energy op family of each emulated format in ``config/hw_costs.yaml``. Horowitz (ISSCC 2014) gives
+#: FP16 and FP32 adders/multipliers only: BF16 is charged with the FP16 constants (its 8-bit significand
+#: multiplier is smaller than FP16's 11-bit one, so this is an upper bound — the same convention as the
+#: ``bf16`` baseline). FP64 has no constant: asking for its energy is an error.
+ENERGY_FAMILY = {"fp32": "fp32", "fp16": "fp16", "bf16": "fp16"}
+#: Integer op of the initialization (exponent halving / bit-trick subtract). The datapath word is 32 bits
+#: (FP32) or 16 bits (FP16/BF16); Horowitz gives 8- and 32-bit adds only, so every such add is charged as
+#: ``int32_add`` — an upper bound for the 16-bit formats, and 1–2 ops per normalized vector, negligible
+#: next to the 3d–5d float ops of the vector itself.
+INT_OP = "int32_add"
+
+
 def norm_instances(arch: ArchSpec | None, dims: ModelDims) -> list[tuple[int, int]]:
-    """(vector length, normalizations per token) for every norm of the model. Without ``arch``: the
-    pre-norm layout, 2 hidden-size norms per layer plus the final norm."""
+    """(vector length, normalizations per token) for every norm of the model.
+
+    With ``arch``: the registry's layout (per-block norms, Gemma3's q/k norms over ``head_dim`` once per
+    head, the final norm). Without it — the dims-only estimate the Method interface allows — the pre-norm
+    layout: 2 hidden-size norms per layer plus the final norm. That is exact for Llama/Qwen2/OPT and for
+    BERT up to one norm (BERT has no final norm but an embedding LayerNorm, same length); for Gemma3 it
+    undercounts (4 hidden norms per layer instead of 2, and q/k norms over head_dim are missing)."""
     if arch is None:
         return [(dims.hidden, 2 * dims.layers + 1)]
     out = [(dims.hidden, len(arch.norms) * dims.layers)]
@@ -244,20 +261,39 @@ def norm_instances(arch: ArchSpec | None, dims: ModelDims) -> list[tuple[int, in
     return out
 
 
-def norm_ops(d: int, kind: str, algorithm: str, iters: int, affine_bias: bool = True) -> dict[str, int]:
-    """Float mults/adds and integer ops of one normalization of length d (γ always, β if LayerNorm)."""
+def norm_ops(d: int, kind: str, algorithm: str, iters: int, affine_bias: bool = True,
+             init: str = "pow2", divide_per_element: bool = False) -> dict[str, int]:
+    """Ops of one normalization of a length-d vector (γ always, β if LayerNorm).
+
+    ``algorithm``: ``iterl2norm`` (per step S·a, ·a, a·(…), λ·(…) and 1 − …, a + …), ``fisr`` (h = ½S once;
+    per step h·a, ·a, a·(…) and 1.5 − …) or ``sqrtdiv``, the conventional datapath: one square root of S
+    and one reciprocal division 1/√S (then d multiplies y·r), or with ``divide_per_element`` d divisions
+    y_i/√S. Keys: ``mult``, ``add``, ``int`` (initialization: ``pow2`` = exponent + 1 then bias − ·/2, two
+    integer adds; ``magic`` / FISR = one subtract R − (i >> 1)), ``sqrt``, ``div``."""
     mult = d + 1 + d + d          # squares, ·(1/d), y·a, ·γ
     add = (d - 1) + 1             # Σy², + eps
     if kind == "layernorm":
         mult += 1                 # mean = Σx·(1/d)
         add += (d - 1) + d + (d if affine_bias else 0)   # Σx, x − mean, + β
+    ops = {"mult": mult, "add": add, "int": 0, "sqrt": 0, "div": 0}
     if algorithm == "fisr":
-        mult += 1 + 3 * iters     # h = 0.5·S; per step h·a, ·a, a·(…)
-        add += iters              # 1.5 − …
+        ops["mult"] += 1 + 3 * iters
+        ops["add"] += iters
+        ops["int"] = 1
+    elif algorithm == "iterl2norm":
+        ops["mult"] += 4 * iters
+        ops["add"] += 2 * iters
+        ops["int"] = 2 if init == "pow2" else 1
+    elif algorithm == "sqrtdiv":
+        ops["sqrt"] = 1
+        if divide_per_element:
+            ops["mult"] -= d          # y/√S replaces y·a
+            ops["div"] = d
+        else:
+            ops["div"] = 1
     else:
-        mult += 4 * iters         # S·a, ·a, a·(…), λ·(…)
-        add += 2 * iters          # 1 − …, a + …
-    return {"mult": mult, "add": add, "int": 1}   # int: the exponent / bit-trick subtract
+        raise ValueError(f"unknown algorithm '{algorithm}'; known: iterl2norm, fisr, sqrtdiv")
+    return ops
 
 
 @register
@@ -281,30 +317,43 @@ class IterL2NormMethod(Method):
         bad = [msg for ok, msg in checks if not ok]
         if bad:
             raise ValueError(f"method '{self.name}' (kind {self.kind}): {'; '.join(bad)}; got {p}")
-        self._arch: ArchSpec | None = None
 
     def apply(self, model: nn.Module, arch: ArchSpec, artifact: dict) -> nn.Module:
         for name in arch.norm_names(model):
             parent_name, _, child = name.rpartition(".")
             parent = get_submodule(model, parent_name) if parent_name else model
             setattr(parent, child, IterNorm.from_module(getattr(parent, child), **self.params))
-        self._arch = arch
         return model
 
-    def ops_per_token(self, dims: ModelDims, arch: ArchSpec | None = None) -> dict[str, float]:
-        """Every op of the replaced normalizations per token (the whole norm datapath, since the method
-        replaces it). Op names ``<fmt>_mult``, ``<fmt>_add``, ``int<bits>_add``. The norm layout comes
-        from ``arch`` (or the one seen by :meth:`apply`); without either, the pre-norm layout."""
-        arch = arch or self._arch
-        kind = arch.norm_kind if arch else "layernorm"
-        f = get_format(self.params["fmt"])
-        total = {f"{f.name}_mult": 0.0, f"{f.name}_add": 0.0, f"int{f.bits}_add": 0.0}
+    def norm_ops_per_token(self, dims: ModelDims, arch: ArchSpec | None = None) -> dict[str, float]:
+        """Ops of the replaced normalizations per token, ``{<family>_mult, <family>_add, int32_add}``
+        (see :data:`ENERGY_FAMILY`, :data:`INT_OP`). Norm kind and layout from ``arch`` if given, else
+        the dims-only estimate of :func:`norm_instances` with the kind read from the MLP (gated →
+        RMSNorm: Llama/Qwen2/Gemma3; standard → LayerNorm: OPT/BERT)."""
+        fmt = self.params["fmt"]
+        if fmt not in ENERGY_FAMILY:
+            raise ValueError(f"method '{self.name}': no energy constants for format {fmt} "
+                             f"(config/hw_costs.yaml has {sorted(set(ENERGY_FAMILY.values()))} ops)")
+        fam = ENERGY_FAMILY[fmt]
+        kind = arch.norm_kind if arch else ("rmsnorm" if dims.mlp_matrices == 3 else "layernorm")
+        total = {f"{fam}_mult": 0.0, f"{fam}_add": 0.0, INT_OP: 0.0}
         for d, count in norm_instances(arch, dims):
-            ops = norm_ops(d, kind, self.params["algorithm"], self.params["iters"])
-            total[f"{f.name}_mult"] += count * ops["mult"]
-            total[f"{f.name}_add"] += count * ops["add"]
-            total[f"int{f.bits}_add"] += count * ops["int"]
+            ops = norm_ops(d, kind, self.params["algorithm"], self.params["iters"], init=self.params["init"])
+            total[f"{fam}_mult"] += count * ops["mult"]
+            total[f"{fam}_add"] += count * ops["add"]
+            total[INT_OP] += count * ops["int"]
         return total
+
+    def ops_per_token(self, dims: ModelDims, *, arch: ArchSpec | None = None) -> dict[str, float]:
+        """Everything the evaluated model runs per token: the blocks' GEMMs in FP32 (unchanged, as the
+        ``fp32`` baseline counts them) plus the whole replaced norm datapath (:meth:`norm_ops_per_token`).
+        Through the interface (``ops_per_token(dims)``) the norm layout is the dims-only estimate; pass
+        ``arch`` for the exact layout. The ``fp32`` baseline does not count its (exact) norms, so the
+        difference to it is the whole norm datapath, not a delta over an exact norm."""
+        ops = {"fp32_mult": dims.gemm_macs, "fp32_add": dims.gemm_macs}
+        for op, n in self.norm_ops_per_token(dims, arch).items():
+            ops[op] = ops.get(op, 0.0) + n
+        return ops
 
 
 def relative_error(out: torch.Tensor, y: torch.Tensor) -> dict[str, float]:

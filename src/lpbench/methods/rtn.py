@@ -6,6 +6,12 @@ input of every linear inside the transformer blocks (q/k/v/o, gate/up/down or fc
 embeddings stay in full precision, as in QuaRot, RRS and Tender. KV cache is not quantized (KV16).
 ``a_bits: 16`` (or more) means activations are not quantized (weight-only). ``clip_ratio`` applies to
 activations (QuaRot's ``a_clip_ratio``); ``w_clip_ratio`` to weights.
+
+Granularity (the Tender paper's Table 1 study, names of :mod:`lpbench.quant`): ``a_granularity``
+``per_row`` (default: one dynamic scale per token), ``per_tensor`` (one dynamic scale for the whole input
+of the call, i.e. one sequence at batch size 1) or ``per_column`` (one dynamic scale per input channel over
+the call's tokens — not realizable in an integer GEMM, whose reduction runs over channels: an accuracy
+reference only); ``w_granularity`` ``per_row`` (default: per output channel) or ``per_tensor``.
 """
 from __future__ import annotations
 
@@ -23,16 +29,26 @@ def int_op(bits: int) -> str:
 @register
 class RTN(Method):
     kind = "rtn"
-    defaults = {"w_bits": 8, "a_bits": 8, "clip_ratio": 1.0, "w_clip_ratio": 1.0}
+    defaults = {"w_bits": 8, "a_bits": 8, "clip_ratio": 1.0, "w_clip_ratio": 1.0,
+                "a_granularity": "per_row", "w_granularity": "per_row"}
+
+    def __init__(self, name: str = "", **params):
+        super().__init__(name, **params)
+        for key, ok in (("a_granularity", ("per_row", "per_tensor", "per_column")),
+                        ("w_granularity", ("per_row", "per_tensor"))):
+            if self.params[key] not in ok:
+                raise ValueError(f"method '{self.name}' (kind rtn): {key} must be one of {ok}, "
+                                 f"got {self.params[key]!r}")
 
     def weight_spec(self) -> QuantSpec:
-        return QuantSpec(bits=self.params["w_bits"], granularity="per_row",
+        return QuantSpec(bits=self.params["w_bits"], granularity=self.params["w_granularity"],
                          clip_ratio=self.params["w_clip_ratio"])
 
     def act_spec(self) -> QuantSpec | None:
         if self.params["a_bits"] >= 16:
             return None
-        return QuantSpec(bits=self.params["a_bits"], granularity="per_row", clip_ratio=self.params["clip_ratio"])
+        return QuantSpec(bits=self.params["a_bits"], granularity=self.params["a_granularity"],
+                         clip_ratio=self.params["clip_ratio"])
 
     def apply(self, model, arch, artifact):
         wspec, aspec = self.weight_spec(), self.act_spec()

@@ -13,9 +13,12 @@ for q/k/v, o, gate/up, down, fc1, fc2):
    part in the channel bias, TMax and CMax of the last chunk. We do the same (a length that is not a
    multiple of the chunk therefore gives exactly what processing the chunks separately gives).
    The official code flattens batch×tokens into rows; we chunk the token axis of each leading index,
-   which is identical for batch size 1 (the official evaluation, and ours) and keeps chunk positions
-   meaningful for calibrated per-position statistics. (OPT's MLP itself flattens batch×tokens before
-   fc1/fc2 in transformers, so Tender should be evaluated with batch size 1, as the official code does.)
+   which is identical for batch size 1 (the official evaluation, and the suite's default) and keeps chunk
+   positions meaningful for calibrated per-position statistics. Some families flatten batch×tokens
+   themselves before a linear (OPT's MLP hands fc1/fc2 a 2-D (B·T, C) tensor); :meth:`Tender.apply`
+   installs a forward pre-hook on the model that records the batch size, and :class:`TenderLinear`
+   views such a 2-D input as (B, T, C) again, so every batch size gives exactly the per-sequence result
+   (tested: batch 2 equals two batch-1 runs).
 2. **Channel bias.** b[j] = (max_t X[t, j] + min_t X[t, j]) / 2 per chunk (runtime), or the calibrated
    bias stored per chunk position (``h_ch_bias[:chunks]``). X' = X − b. The bias is **not** added back to
    the input: the official code adds ``b @ W.T`` after the GEMM with the *unquantized* weight
@@ -52,6 +55,8 @@ Calibration (``calibration/{llama,opt}/calibration.py``, ``run_calibration.py``,
   Both calibration scripts run the same configuration, so one pass here collects both.
 We reproduce this with ``static=True`` (default). ``static=False`` calibrates only the bias and computes
 TMax/CMax/groups at runtime (the official code run with ``--bias`` but without ``--scale_factor``).
+``calib_windows`` limits the pass to the first N shared calibration windows (None: all of them); the
+official scripts use 128 × 2048 tokens, the CPU default far fewer (see config/config.yaml).
 When the evaluation needs more chunk positions than were calibrated, the last calibrated position is
 repeated (the official code would fail with a shape error).
 
@@ -77,7 +82,12 @@ The LM head stays in full precision, as in the official default (``quant_lm_head
 Integer execution (:func:`tender_int_linear`) proves TENDER-2: with codes per group and the group scales
 powers of two apart, the shift accumulation A ← 2^k·A + P_i (largest scale first) followed by one float
 multiply by s_w·s_min equals the dequantize-and-sum result (exactly, in integers), barring INT32 overflow,
-which is detected and reported.
+which is detected and reported. The emulation runs chunk by chunk (one output-tile row), one exact GEMM per
+non-empty group over that group's channels only (float64 BLAS when every partial sum is an integer below
+2^53, else int64). :func:`exactness_check` compares it with an independent exact reference built from the
+fake-quant float tensor alone; :meth:`Tender.exactness_on_model` runs that on real layers with a calibrated
+artifact (rule ``tender_exactness``); :func:`artifact_nonempty_groups` measures the non-empty groups per
+chunk that the accelerator cost model (:mod:`lpbench.accel.systolic`) charges shift slots for.
 """
 from __future__ import annotations
 
@@ -315,29 +325,38 @@ def tender_int_linear(x: torch.Tensor, w: torch.Tensor, bits: int, groups: int, 
     lead = q.shape[:-2]                                     # (..., n)
     gi = gi.expand(*lead, gi.shape[-1])
     limit = 2 ** (acc_bits - 1)
-    acc = torch.zeros(*q.shape[:-1], qw.shape[0], dtype=torch.int64, device=q.device)
-    last = torch.full(lead, -1, dtype=torch.int64, device=q.device)
+    K, N = qw.shape[1], qw.shape[0]
+    # Integer GEMMs: exact in float64 when every partial sum is an integer below 2^53 (|code_x| <= 2^bits,
+    # |code_w| <= 2^(wb-1)), whatever the summation order; otherwise in int64 (slow, no BLAS).
+    exact_f64 = K * 2 ** bits * 2 ** (wb - 1) < 2 ** 53
+    qf = q.reshape(-1, *q.shape[-2:])                       # (L, chunk, K)
+    gf = gi.reshape(-1, K)                                  # (L, K)
+    acc = torch.zeros(qf.shape[0], qf.shape[1], N, dtype=torch.int64)
+    last = torch.full((qf.shape[0],), -1, dtype=torch.int64)
+    nonempty = torch.zeros(qf.shape[0], groups, dtype=torch.bool)
     hi, lo = 0, 0
-    nonempty = torch.stack([(gi == g).any(-1) for g in range(groups)], dim=-1)   # (..., n, G)
-    for g in range(groups - 1, -1, -1):
-        active = nonempty[..., g]
-        if not bool(active.any()):
-            continue
-        qg = torch.where((gi == g).unsqueeze(-2), q, torch.zeros((), dtype=torch.int64, device=q.device))
-        p = qg @ qw.T                                       # exact int64 GEMM
-        k = torch.where(last >= 0, last - g, torch.zeros_like(last))
-        shifted = torch.bitwise_left_shift(acc, k[..., None, None])
-        new = shifted + p
-        sel = active[..., None, None]
-        zero = torch.zeros((), dtype=torch.int64, device=q.device)
-        for t in (p, shifted, new):
-            hi = max(hi, int(torch.where(sel, t, zero).max()))
-            lo = min(lo, int(torch.where(sel, t, zero).min()))
-        acc = torch.where(sel, new, acc)
-        last = torch.where(active, torch.full_like(last, g), last)
+    qw_f = qw.double() if exact_f64 else qw
+    for l in range(qf.shape[0]):                            # one chunk (output-tile row) at a time
+        present = torch.unique(gf[l])
+        nonempty[l, present] = True
+        for g in sorted(present.tolist(), reverse=True):    # largest scale first
+            cols = (gf[l] == g).nonzero().flatten()
+            if exact_f64:
+                p = (qf[l][:, cols].double() @ qw_f[:, cols].T).long()
+            else:
+                p = qf[l][:, cols] @ qw[:, cols].T
+            k = int(last[l]) - g if int(last[l]) >= 0 else 0
+            shifted = torch.bitwise_left_shift(acc[l], k)
+            new = shifted + p
+            for t in (p, shifted, new):
+                hi, lo = max(hi, int(t.max())), min(lo, int(t.min()))
+            acc[l] = new
+            last[l] = g
+    acc = acc.reshape(*lead, qf.shape[1], N)
+    last = last.reshape(lead)
+    nonempty = nonempty.reshape(*lead, groups)
     max_abs = max(hi, -lo)
     overflow = hi > limit - 1 or lo < -limit
-    K, N = w.shape[1], w.shape[0]
     if overflow and on_overflow == "raise":
         rows = parts.tokens * math.prod(lead[:-1])
         raise TenderOverflowError(
@@ -363,6 +382,65 @@ def tender_int_linear(x: torch.Tensor, w: torch.Tensor, bits: int, groups: int, 
     return TenderIntResult(y=y.to(x.dtype), acc=acc, s_min=s_min, i_min=i_min, w_scale=s_w, w_codes=qw,
                            nonempty=nonempty, overflow=overflow, max_abs=max_abs, acc_bits=acc_bits,
                            exact=exact)
+
+
+def _exact_int_gemm(a: torch.Tensor, b: torch.Tensor, bound: float) -> torch.Tensor:
+    """a @ b.T for integer-valued int64 tensors: float64 BLAS when every partial sum stays below 2^53
+    (then the result is exact whatever the summation order), else int64."""
+    if bound < 2 ** 53:
+        return (a.double() @ b.double().T).long()
+    return a @ b.T
+
+
+def exactness_check(x: torch.Tensor, w: torch.Tensor, bits: int, groups: int, chunk: int = 256, bias=None,
+                    scheme: str = "round_up", unsigned: bool = False, *, weight_bits: int | None = None,
+                    tmax: torch.Tensor | None = None, group_index: torch.Tensor | None = None,
+                    acc_bits: int = 32) -> dict:
+    """TENDER-2 on one layer: the integer shift accumulation against the fake-quant dequantize-and-sum.
+
+    Reference (independent of the shift path): the fake quantizer's float output X̂' (what the official
+    code and :class:`TenderLinear` multiply) is turned back into integers in the unit of the smallest
+    non-empty group's scale, X_int[t, j] = round(X̂'[t, j] / s_{g(j)}) · 2^(g(j) − i_min) (checking that
+    those codes reproduce X̂' bit for bit), and multiplied by the weight codes in one exact integer GEMM:
+    R = X_int · W_qᵀ, i.e. the dequantize-and-sum result Σ_g s_g·s_w·P_g in units of s_min·s_w, without
+    groups, partial sums or shifts. The emulation's accumulator A (per-group GEMMs, A ← 2^k·A + P) must
+    equal R in every output element (``mismatches`` counts those that do not). The accumulator is int64,
+    so values are exact even where a real INT``acc_bits`` accumulator would overflow (``overflow``).
+    Also reported: the relative difference of the final outputs from the float64 GEMM of the fake-quant
+    tensors (float rounding of the dequantized values only) and from the float32 fake-quant layer.
+    """
+    wb = weight_bits or bits
+    r = tender_int_linear(x, w, bits, groups, chunk, bias, scheme, unsigned, weight_bits=wb, tmax=tmax,
+                          group_index=group_index, acc_bits=acc_bits, on_overflow="flag")
+    parts = _decompose(x, bits, groups, chunk, bias, scheme, unsigned, tmax, group_index)
+    deq, scale = parts.deq, parts.scale                     # (..., n, chunk, K), (..., n, 1, K)
+    codes = torch.round(deq / scale)
+    code_mismatch = int((codes * scale != deq).sum())       # recovered codes must give X̂' back exactly
+    gi = parts.group_index.expand(*deq.shape[:-2], deq.shape[-1])
+    shift = (gi - r.i_min.unsqueeze(-1)).clamp(min=0)       # 2^(g - i_min); groups below i_min are empty
+    x_int = codes.long() * torch.bitwise_left_shift(torch.ones_like(shift), shift).unsqueeze(-2)
+    qw, s_w = r.w_codes, r.w_scale
+    K = w.shape[1]
+    bound = K * 2 ** bits * 2 ** (groups - 1) * 2 ** (wb - 1)
+    ref = _exact_int_gemm(x_int.reshape(-1, K), qw, bound).reshape(r.acc.shape)
+    mismatches = int((ref != r.acc).sum())
+    # float comparisons (informational): float64 GEMM of the fake-quant tensors, and the float32 layer
+    w_hat = (qw.double() * s_w.double().unsqueeze(-1))
+    y64 = deq.double() @ w_hat.T
+    y32 = F.linear(deq, w_hat.float())
+    if parts.bias is not None:
+        y64 = y64 + parts.bias.double() @ w.double().T
+        y32 = y32 + parts.bias @ w.float().T
+    y64, y32 = unchunk_rows(y64, parts.tokens), unchunk_rows(y32, parts.tokens)
+    yi = r.y.double()
+    denom = y64.abs().max().clamp(min=1e-30)
+    return {"outputs": int(r.acc.numel()), "mismatches": mismatches, "code_mismatches": code_mismatch,
+            "overflow": bool(r.overflow), "acc_max_abs": int(r.max_abs),
+            "acc_bits_needed": int(r.max_abs).bit_length() + 1, "acc_bits": acc_bits,
+            "scale_exact": bool(r.exact),
+            "nonempty_groups_mean": float(r.nonempty.sum(-1).double().mean()),
+            "max_rel_diff_fp64_fakequant": float((yi - y64).abs().max() / denom),
+            "max_rel_diff_fp32_fakequant": float((yi - y32.double()).abs().max() / denom)}
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -443,15 +521,30 @@ class TenderActQuant(nn.Module):
                 f"bias={b}, scales={mode}, scheme={self.scheme}")
 
 
+class _BatchContext:
+    """Batch size of the current model call (set by a forward pre-hook of the model, see
+    :meth:`Tender.apply`), so that a linear that receives flattened (B·T, C) rows can restore (B, T, C)."""
+
+    def __init__(self):
+        self.batch = 1
+
+    def hook(self, _module, args, kwargs):
+        t = kwargs.get("input_ids")
+        if t is None:
+            t = args[0] if args else kwargs.get("inputs_embeds")
+        self.batch = int(t.shape[0]) if isinstance(t, torch.Tensor) and t.dim() >= 2 else 1
+
+
 class TenderLinear(QuantLinear):
     """Linear with RTN per-output-channel weights and a Tender input quantizer, computing the official
     Y = X̂'·Ŵᵀ + b·Wᵀ (+ layer bias) with b·Wᵀ from the unquantized weight: precomputed per calibrated
     chunk position (``bias_proj``), or computed at runtime from ``fp_weight`` for a runtime bias."""
 
     def __init__(self, linear: nn.Linear, weight: torch.Tensor, act: TenderActQuant,
-                 fp_weight: torch.Tensor | None = None):
+                 fp_weight: torch.Tensor | None = None, batch_ctx: "_BatchContext | None" = None):
         super().__init__(linear, weight)
         self.act = act
+        self.batch_ctx = batch_ctx
         self.register_buffer("bias_proj", None)
         self.register_buffer("fp_weight", None)
         if act.use_bias:
@@ -461,6 +554,13 @@ class TenderLinear(QuantLinear):
                 self.fp_weight = (fp_weight if fp_weight is not None else linear.weight).detach()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b = self.batch_ctx.batch if self.batch_ctx is not None else 1
+        if x.dim() == 2 and b > 1 and x.shape[0] % b == 0:
+            # a family that flattened batch×tokens (OPT's MLP): chunk each sequence, not the flat rows
+            return self._forward(x.reshape(b, x.shape[0] // b, x.shape[1])).reshape(x.shape[0], -1)
+        return self._forward(x)
+
+    def _forward(self, x: torch.Tensor) -> torch.Tensor:
         parts = self.act(x)
         y = F.linear(parts.deq.to(self.weight.dtype), self.weight)          # (..., n, chunk, out)
         if parts.bias is not None:
@@ -594,6 +694,25 @@ def _set_attn_impl(model: nn.Module, impl: str) -> None:
         model.config._attn_implementation = impl
 
 
+def artifact_nonempty_groups(artifact: dict, scheme: str | None = None) -> dict:
+    """Non-empty channel groups per chunk of a calibrated (static) artifact: for every linear input site
+    and chunk position, the number of distinct group indices of its channels. Returns mean / max / G
+    (what the cost model's per-tile shift count needs); ``mean`` is None without static scales."""
+    G = int(artifact["meta/groups"])
+    if scheme is None:
+        scheme = "round_down" if int(artifact.get("meta/scheme_round_down", torch.tensor(0))) else "round_up"
+    counts = []
+    for key, tmax in artifact.items():
+        if key.startswith("site/") and key.endswith("/tmax"):
+            gi = tender_group_index(artifact[key[: -len("tmax")] + "cmax"].float(), tmax.float(), G, scheme)
+            onehot = torch.zeros(*gi.shape[:-1], G, dtype=torch.bool).scatter_(-1, gi, True)
+            counts.append(onehot.sum(-1).flatten().double())
+    if not counts:
+        return {"groups": G, "mean": None, "max": None, "sites": 0}
+    c = torch.cat(counts)
+    return {"groups": G, "mean": float(c.mean()), "max": int(c.max()), "sites": len(counts)}
+
+
 # ---------------------------------------------------------------------------------------------------
 # the method
 # ---------------------------------------------------------------------------------------------------
@@ -635,11 +754,12 @@ class Tender(Method):
     family default, see :func:`resolve_groups`), ``chunk`` (rows per chunk), ``scope`` ("linear" | "all"),
     ``scheme`` ("auto" → chosen by NLL on the first calibration window when ``static``; "round_up";
     "round_down"), ``weight_bits`` (None → ``bits``), ``static`` (True: calibrated TMax and channel groups
-    as in the paper's Table 2; False: only the bias is calibrated, TMax/CMax/groups at runtime).
+    as in the paper's Table 2; False: only the bias is calibrated, TMax/CMax/groups at runtime),
+    ``calib_windows`` (None → every shared calibration window; N → the first N).
     """
     kind = "tender"
     defaults = {"bits": 8, "groups": None, "chunk": 256, "scope": "linear", "scheme": "auto",
-                "weight_bits": None, "static": True}
+                "weight_bits": None, "static": True, "calib_windows": None}
 
     def __init__(self, name: str = "", **params):
         super().__init__(name, **params)
@@ -654,6 +774,8 @@ class Tender(Method):
             raise ValueError(f"{who}: chunk must be a positive integer, got {p['chunk']!r}")
         if p["scope"] not in ("linear", "all"):
             raise ValueError(f"{who}: scope must be 'linear' or 'all', got {p['scope']!r}")
+        if p["calib_windows"] is not None and (not isinstance(p["calib_windows"], int) or p["calib_windows"] < 1):
+            raise ValueError(f"{who}: calib_windows must be None or a positive integer, got {p['calib_windows']!r}")
         if p["scheme"] not in ("auto",) + SCHEMES:
             raise ValueError(f"{who}: scheme must be 'auto', 'round_up' or 'round_down', got {p['scheme']!r}")
         self.resolved_groups: int | None = None
@@ -692,6 +814,8 @@ class Tender(Method):
         wspec = QuantSpec(bits=self.params["weight_bits"] or bits, granularity="per_row")
         use_static = bool(int(artifact.get("meta/static", torch.tensor(0)))) if artifact else False
         originals, quantizers, states = {}, {}, {}
+        ctx = _BatchContext()
+        hook = model.register_forward_pre_hook(ctx.hook, with_kwargs=True)
         for i in range(len(arch.blocks(model))):
             prefix = f"{arch.layers}.{i}"
             for label, roles in _sites(arch):
@@ -710,7 +834,7 @@ class Tender(Method):
                     name = f"{prefix}.{arch.block_linears()[role]}"
                     lin = get_submodule(model, name)
                     w = lin.weight.detach()
-                    new = TenderLinear(lin, fake_quant(w, wspec), q, fp_weight=w)
+                    new = TenderLinear(lin, fake_quant(w, wspec), q, fp_weight=w, batch_ctx=ctx)
                     replace_module(model, name, new)
                     originals[name] = lin
             if self.params["scope"] == "all":
@@ -736,9 +860,11 @@ class Tender(Method):
             _register_attention()
             prev_impl = model.config._attn_implementation
             _set_attn_impl(model, ATTN_IMPL)
-        return {"originals": originals, "quantizers": quantizers, "states": states, "prev_impl": prev_impl}
+        return {"originals": originals, "quantizers": quantizers, "states": states, "prev_impl": prev_impl,
+                "hook": hook}
 
     def _uninstall(self, model, handle) -> None:
+        handle["hook"].remove()
         for name, lin in handle["originals"].items():
             replace_module(model, name, lin)
         for attn, _ in handle["states"].values():
@@ -763,6 +889,8 @@ class Tender(Method):
         self._check_scope(arch)
         G = self._groups(model, arch)
         static = bool(self.params["static"])
+        if self.params["calib_windows"] is not None:
+            windows = windows[: self.params["calib_windows"]]
         art: dict[str, torch.Tensor] = {}
         handle = self._install(model, arch, G, {}, "round_up", collect=True)
         try:
@@ -806,6 +934,7 @@ class Tender(Method):
         art["meta/bits"] = torch.tensor(self.params["bits"])
         art["meta/chunk"] = torch.tensor(self.params["chunk"])
         art["meta/static"] = torch.tensor(int(static))
+        art["meta/calib_windows"] = torch.tensor(int(len(windows)))
         art["meta/scheme_round_down"] = torch.tensor(int(scheme == "round_down"))
         for cand, v in nll.items():
             art[f"meta/select_nll_{cand}"] = torch.tensor(v, dtype=torch.float64)
@@ -890,6 +1019,58 @@ class Tender(Method):
                                     "op": "fp32_add", "tender_only": True,
                                     "note": "CMax vs G-1 thresholds once per chunk (amortized per token)"}
         return out
+
+    @torch.no_grad()
+    def exactness_on_model(self, model: nn.Module, arch: ArchSpec, artifact: dict, window: torch.Tensor,
+                           blocks: list[int] | None = None, acc_bits: int = 32) -> list[dict]:
+        """TENDER-2 on real layers: run the unmodified ``model`` on ``window`` (1, T), capture the input of
+        the first linear of every input site (q for q/k/v, o, gate for gate/up (fc1), down (fc2)) in
+        ``blocks`` (default: first, middle, last) and run :func:`exactness_check` on it with this method's
+        calibrated artifact (channel bias, static TMax and groups, selected scheme) and the layer's weight.
+        Linear scope only (the attention matmuls are not integer-emulated)."""
+        artifact = artifact or {}
+        G = self._groups(model, arch)
+        if self.params["scheme"] in SCHEMES:
+            scheme = self.params["scheme"]
+        else:
+            scheme = "round_down" if int(artifact.get("meta/scheme_round_down", torch.tensor(0))) else "round_up"
+        static = bool(int(artifact.get("meta/static", torch.tensor(0)))) and bool(self.params["static"])
+        n = len(arch.blocks(model))
+        blocks = sorted(set(blocks if blocks is not None else (0, n // 2, n - 1)))
+        bits, chunk, wb = self.params["bits"], self.params["chunk"], self.params["weight_bits"] or self.params["bits"]
+        targets, captured, hooks = {}, {}, []
+        for i in blocks:
+            for label, roles in _sites(arch):
+                name = f"{arch.layers}.{i}.{arch.block_linears()[roles[0]]}"
+                targets[name] = (i, label, roles[0])
+                hooks.append(get_submodule(model, name).register_forward_pre_hook(
+                    lambda _m, args, name=name: captured.__setitem__(name, args[0].detach().float().clone())))
+        try:
+            model(window, use_cache=False) if arch.causal else model(window)
+        finally:
+            for h in hooks:
+                h.remove()
+        rows = []
+        for name, (i, label, role) in targets.items():
+            use_bias, unsigned = _site_policy(arch, model, label)
+            use_bias = use_bias and not unsigned
+            site = f"{arch.layers}.{i}:{label}"
+            bias = (artifact.get(f"site/{site}/bias") if use_bias else False)
+            tmax = gi = None
+            if static and f"site/{site}/tmax" in artifact:
+                tmax = artifact[f"site/{site}/tmax"].float()
+                gi = tender_group_index(artifact[f"site/{site}/cmax"].float(), tmax, G, scheme)
+            lin = get_submodule(model, name)
+            x = captured[name]
+            if x.dim() == 2:
+                x = x.unsqueeze(0)
+            r = exactness_check(x, lin.weight.detach().float(), bits, G, chunk,
+                                None if bias is None else bias, scheme, unsigned, weight_bits=wb,
+                                tmax=tmax, group_index=gi, acc_bits=acc_bits)
+            rows.append({"block": i, "site": label, "linear": role, "K": lin.in_features, "N": lin.out_features,
+                         "tokens": int(x.shape[-2]), "bits": bits, "weight_bits": wb, "groups": G, "scheme": scheme,
+                         "static": static, "channel_bias": bias is not False, "unsigned": unsigned, **r})
+        return rows
 
     def ops_per_token(self, dims: ModelDims) -> dict[str, float]:
         ops: dict[str, float] = {}

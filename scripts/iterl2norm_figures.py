@@ -1,0 +1,14 @@
+"""Rule iterl2norm_figures: error vs iterations (faceted by d) and the latency model vs d."""
+import pandas as pd
+
+from lpbench.iterl2norm_study import error_figure, latency_figure, real_error_figure
+from lpbench.jobs import setup
+from lpbench.plots import save
+
+setup(snakemake)
+errors, conv = pd.read_csv(snakemake.input.errors), pd.read_csv(snakemake.input.conv)
+out = snakemake.output
+save(error_figure(errors, conv), out.err_png, out.err_pdf)
+save(real_error_figure(errors, conv), out.real_png, out.real_pdf)
+save(latency_figure(pd.read_csv(snakemake.input.curve), pd.read_csv(snakemake.input.lat)),
+     out.lat_png, out.lat_pdf)

@@ -1,0 +1,26 @@
+"""Rule rrs_cost: per-token op counts of RS/RRS/QuaRot/SmoothQuant overhead vs plain W4A4 -> rrs_cost table."""
+from pathlib import Path
+
+import pandas as pd
+from transformers import AutoConfig
+
+from lpbench.archs import spec_for_model_type
+from lpbench.hwcost import load_costs
+from lpbench.jobs import setup
+from lpbench.methods import ModelDims
+from lpbench.rrs_report import cost_rows
+from lpbench.tables import load_results, write_table
+
+log = setup(snakemake)
+costs = load_costs(snakemake.input.costs)
+dims, archs = {}, {}
+for meta in snakemake.input.models:
+    cfg = AutoConfig.from_pretrained(Path(meta).parent)
+    name = Path(meta).parent.name
+    archs[name] = spec_for_model_type(cfg.model_type)
+    dims[name] = ModelDims.from_config(cfg, archs[name])
+df = pd.DataFrame(cost_rows(dims, archs, snakemake.params.methods, costs, load_results(snakemake.input.evals)))
+write_table(df, snakemake.output.csv, snakemake.output.md,
+            "RRS cost: runtime ops per token beyond plain W4A4 (Horowitz 45 nm energies; INT4 MACs charged "
+            "as INT8, an upper bound on the base) and measured fake-quant evaluation time")
+log.info("rrs_cost: %d rows", len(df))

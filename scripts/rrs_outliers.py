@@ -1,0 +1,31 @@
+"""Rule rrs_outliers: outlier statistics of linear inputs (original / RS / rotated / RRS) + the figure."""
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+from lpbench.archs import get_arch
+from lpbench.data import eval_windows
+from lpbench.jobs import setup
+from lpbench.outliers import capture_inputs, layer_table
+from lpbench.plots import save
+from lpbench.rrs_report import outlier_figure, pick_figure_input
+from lpbench.sources import load_model
+from lpbench.tables import write_table
+
+log = setup(snakemake)
+p = snakemake.params
+model, tok, meta = load_model(Path(snakemake.input.model).parent)
+arch = get_arch(model)
+bos = tok.bos_token_id if meta.get("bos_per_window") else None
+window = eval_windows(torch.load(snakemake.input.tokens), p.seqlen, 1, bos_id=bos)[0]
+captured = capture_inputs(model, arch, window)
+df = pd.DataFrame(layer_table(model, arch, captured, p.seed, p.group_size))
+df.insert(0, "model", snakemake.wildcards.model if hasattr(snakemake.wildcards, "model") else p.model)
+write_table(df, snakemake.output.csv, snakemake.output.md,
+            f"Outlier statistics of linear inputs, {p.model}, one {p.seqlen}-token evaluation window: "
+            "max/median channel ratio, max/median token ratio (spikes), kurtosis, per-token INT4 error")
+layer, role = pick_figure_input(df)
+save(outlier_figure(model, arch, captured, layer, role, p.seed, p.group_size, p.model),
+     snakemake.output.png, snakemake.output.pdf)
+log.info("outlier figure: layer %d %s input", layer, role)

@@ -1,0 +1,40 @@
+"""Rule slanc_measure: norm inputs of the FP32 model on the evaluation windows through every variant's
+emulated low-precision norm (lpbench.slanc_measure) -> one .pt file per (model, corpus)."""
+import time
+from pathlib import Path
+
+import torch
+
+from lpbench.archs import get_arch
+from lpbench.data import eval_windows
+from lpbench.jobs import setup
+from lpbench.slanc_measure import measure
+from lpbench.sources import load_model
+
+log = setup(snakemake)
+t0 = time.perf_counter()
+p = snakemake.params
+model, tok, meta = load_model(Path(snakemake.input.model).parent)
+arch = get_arch(model)
+ids = torch.load(snakemake.input.tokens)
+seqlen = p.settings["seqlen"]
+if meta.get("causal", True):
+    bos = tok.bos_token_id if meta.get("bos_per_window") else None
+    windows = eval_windows(ids, seqlen, p.n_windows, bos_id=bos)
+else:
+    cls = tok.cls_token_id if tok.cls_token_id is not None else tok.bos_token_id
+    sep = tok.sep_token_id if tok.sep_token_id is not None else tok.eos_token_id
+    body = eval_windows(ids, seqlen - 2, p.n_windows)
+    windows = torch.cat([torch.full((len(body), 1), cls), body, torch.full((len(body), 1), sep)], 1)
+scales = torch.load(snakemake.input.artifact)["artifact"]["scales"]
+out = measure(model, arch, windows, scales, fmt=p.fmt, order=p.order, stress_k=p.stress_k,
+              target_sumsq=p.target_sumsq, apply_as=p.apply_as, progress=False)
+out["meta"] = {"model": snakemake.wildcards.model, "corpus": snakemake.wildcards.corpus,
+               "family": arch.family, "placement": arch.placement, "norm_kind": arch.norm_kind,
+               "windows": int(windows.shape[0]), "seqlen": int(windows.shape[1]),
+               "label": meta.get("label", snakemake.wildcards.model), "causal": meta.get("causal", True),
+               "wall_time_s": round(time.perf_counter() - t0, 1)}
+Path(snakemake.output[0]).parent.mkdir(parents=True, exist_ok=True)
+torch.save(out, snakemake.output[0])
+log.info("slanc measure %s: %d windows in %.1fs (stress check %s)", snakemake.wildcards.model,
+         windows.shape[0], time.perf_counter() - t0, out["stress_check_rel"])

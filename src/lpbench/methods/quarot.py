@@ -1,0 +1,248 @@
+"""``quarot``: QuaRot rotation (Ashkboos et al. 2024) + RTN W4A4, the rotation half of RRS.
+
+Reading of the official code (``spcl/QuaRot`` and its copy in ``Coco58323/Rotated_Runtime_Smooth``,
+``rotation_utils.rotate_model`` and ``main.py``) that this module implements:
+
+1. **Norm fusion** — every pre-norm gain γ is folded into the linears it feeds (q/k/v, gate/up, LM head).
+2. **Residual rotation R1** — a random Hadamard ``Q`` of order ``hidden`` (``diag(s)·H``, signs from the
+   seed): embedding ``E ← EQ``, readers ``W ← WQ``, writers ``W ← QᵀW`` (:func:`lpbench.rotation.rotate_model`).
+3. **V/O rotation** — ``rotate_ov_proj``: a Hadamard of order ``head_dim`` is folded into each head of
+   ``v_proj``'s output and undone in ``o_proj``'s weight (offline, exact; it also spreads V outliers for
+   KV4).
+4. **Online Hadamards** — before ``down_proj`` a full Hadamard of order ``intermediate``; before ``o_proj``
+   QuaRot applies a Hadamard across heads (order ``num_heads``) online, which together with (3) makes the
+   o_proj input see the full Hadamard ``H_heads ⊗ H_head_dim``. SmolLM2 has 9 heads (no Hadamard of
+   order 9 exists), so we apply a **full Hadamard of order heads·head_dim online** before o_proj instead
+   (same purpose — every o_proj input channel mixes all heads —, exact, cost (K + log2 2^k) per element
+   instead of num_heads). Both online transforms are folded into the consuming weight
+   (:func:`lpbench.rotation.fold_online_rotation`) so the FP model is unchanged.
+5. **Quantization** — RTN per-channel INT4 weights (``weights: gptq`` for GPTQ), symmetric per-token INT4
+   inputs of every block linear, LM head in full precision, KV16 or KV4 (:mod:`lpbench.w4a4`).
+
+Sandwich norms (Gemma-3)
+------------------------
+Gemma-3 normalizes each branch output (``post_attention_layernorm``, ``post_feedforward_layernorm``) before
+the residual add, so the stream ``x → xQ`` cannot be carried by o/down weights (RMSNorm's gain does not
+commute with ``Q``), which is why :mod:`lpbench.rotation` refuses it. This module offers an **exact
+variant, explicitly labeled** ``sandwich_rotation: online`` (the default for that family): the pre-norm
+gains ``(1+w)`` are folded into q/k/v and gate/up as usual, the stream is rotated, o/down are *not*
+rotated, and the output of each post-norm is rotated online (``z → zQ`` with ``Q`` a random Hadamard,
+applied in FP, not quantized). Every quantized linear then sees the same kind of rotated input as on a
+pre-norm model, and the FP model is unchanged; the price is two extra online Hadamards of order
+``hidden`` per layer, charged in the op counts. ``sandwich_rotation: refuse`` raises instead.
+
+The rotation seed: ``rotation_seed`` if given, else the seed torch was seeded with when the artifact was
+computed (the pipeline seeds every job with the config's ``seed``), stored in the artifact.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+
+from lpbench.archs import ArchSpec, get_submodule
+from lpbench.methods import Method, register
+from lpbench.methods.rtn import RTN, int_op
+from lpbench.quant import replace_module
+from lpbench.rotation import (OnlineHadamard, _untie_lm_head, fold_online_rotation, fuse_norms,
+                              hadamard_matrix, rotate_model, rotation_matrix)
+from lpbench.w4a4 import act_spec, attach_kv_quant, hadamard_ops, quantize_block_linears
+
+_F64 = torch.float64
+
+
+# ---- rotation -----------------------------------------------------------------------------------------------
+class PostNormRotation(nn.Module):
+    """A norm followed by an online rotation of its output: ``x ↦ norm(x)·Q`` (sandwich-norm variant)."""
+
+    def __init__(self, norm: nn.Module, rotation: OnlineHadamard):
+        super().__init__()
+        self.norm, self.rotation = norm, rotation
+
+    def forward(self, x):
+        return self.rotation(self.norm(x))
+
+
+def _gemma_gain(norm: nn.Module) -> torch.Tensor:
+    return 1.0 + norm.weight.detach().to(_F64)
+
+
+@torch.no_grad()
+def _rotate_sandwich(model: nn.Module, arch: ArchSpec, seed: int) -> None:
+    """Exact rotation of a sandwich-norm (Gemma-3, gain = 1 + w) model with online post-norm rotations."""
+    if arch.norm_kind != "rmsnorm" or arch.final_norm is None or arch.lm_head is None:
+        raise NotImplementedError(f"{arch.family}: sandwich rotation needs RMSNorm, a final norm and an LM head")
+    embed = get_submodule(model, arch.embed)
+    d = embed.weight.shape[1]
+    rot = OnlineHadamard(d, seed=seed)
+    q64 = rot.matrix()                                    # the stream rotation, applied online below
+    _untie_lm_head(model, arch)
+
+    def fold(norm, linears):
+        gain = _gemma_gain(norm)
+        for lin in linears:
+            lin.weight.copy_(((lin.weight.to(_F64) * gain) @ q64).to(lin.weight.dtype))
+        norm.weight.zero_()                               # gain (1 + 0) = 1
+
+    embed.weight.copy_((embed.weight.to(_F64) @ q64).to(embed.weight.dtype))
+    mlp_in = ["gate", "up"] if arch.mlp_kind == "gated" else ["fc1"]
+    for block in arch.blocks(model):
+        fold(get_submodule(block, arch.norms["attn_in"]), [get_submodule(block, arch.attn[r]) for r in "qkv"])
+        fold(get_submodule(block, arch.norms["mlp_in"]), [get_submodule(block, arch.mlp[r]) for r in mlp_in])
+        for role in ("attn_out", "mlp_out"):
+            rel = arch.norms[role]
+            replace_module(block, rel, PostNormRotation(get_submodule(block, rel), OnlineHadamard(d, seed=seed)))
+    fold(get_submodule(model, arch.final_norm), [get_submodule(model, arch.lm_head)])
+
+
+@torch.no_grad()
+def _rotate_ov(block: nn.Module, arch: ArchSpec, head_dim: int) -> None:
+    """Fold a Hadamard of order head_dim into every head of v_proj's output, undone in o_proj's weight."""
+    h = hadamard_matrix(head_dim)
+    v, o = get_submodule(block, arch.attn["v"]), get_submodule(block, arch.attn["o"])
+    wv = v.weight.to(_F64).reshape(-1, head_dim, v.in_features)            # (kv_heads, hd, in)
+    v.weight.copy_(torch.einsum("ji,hjk->hik", h, wv).reshape(v.weight.shape).to(v.weight.dtype))
+    if v.bias is not None:
+        v.bias.copy_((v.bias.to(_F64).reshape(-1, head_dim) @ h).reshape(-1).to(v.bias.dtype))
+    wo = o.weight.to(_F64).reshape(o.out_features, -1, head_dim)            # (out, heads, hd)
+    o.weight.copy_((wo @ h).reshape(o.weight.shape).to(o.weight.dtype))
+
+
+def head_dim_of(model: nn.Module) -> int:
+    cfg = model.config
+    return getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
+
+
+@torch.no_grad()
+def quarot_rotate(model: nn.Module, arch: ArchSpec, seed: int, kind: str = "hadamard",
+                  sandwich: str = "online") -> dict[str, nn.Module]:
+    """Rotate ``model`` in place as QuaRot does (see the module docstring) and return the online input
+    transforms ``{full linear name: OnlineHadamard}`` (already folded into those linears' weights)."""
+    if arch.placement == "sandwich":
+        if sandwich != "online":
+            raise NotImplementedError(
+                f"{arch.family} has sandwich norms: rotation is exact only with online post-norm rotations "
+                "(sandwich_rotation: online); refused as configured")
+        _rotate_sandwich(model, arch, seed)
+    else:
+        fuse_norms(model, arch)                   # raises for LayerNorm / post-norm families
+        d = get_submodule(model, arch.embed).weight.shape[1]
+        rotate_model(model, arch, rotation_matrix(d, kind, seed))
+    hd = head_dim_of(model)
+    transforms = {}
+    down_role = "down" if arch.mlp_kind == "gated" else "fc2"
+    for i, block in enumerate(arch.blocks(model)):
+        _rotate_ov(block, arch, hd)
+        o = get_submodule(block, arch.attn["o"])
+        down = get_submodule(block, arch.mlp[down_role])
+        for lin, rel in ((o, arch.attn["o"]), (down, arch.mlp[down_role])):
+            rot = OnlineHadamard(lin.in_features, seed=seed + 1)
+            fold_online_rotation(lin, rot)
+            transforms[f"{arch.layers}.{i}.{rel}"] = rot
+    return transforms
+
+
+def artifact_seed(params: dict) -> int:
+    return int(params["rotation_seed"]) if params.get("rotation_seed") is not None else int(torch.initial_seed())
+
+
+def rotation_ops(dims, sandwich: bool) -> tuple[float, float]:
+    """(adds, mults) per token of the online Hadamards: before o_proj (order heads·head_dim), before down_proj
+    (order intermediate), and for sandwich norms two of order hidden after the post-norms."""
+    a_o, m_o = hadamard_ops(dims.heads * dims.head_dim)
+    a_d, m_d = hadamard_ops(dims.intermediate)
+    adds, mults = a_o + a_d, m_o + m_d
+    if sandwich:
+        a_h, m_h = hadamard_ops(dims.hidden)
+        adds, mults = adds + 2 * a_h, mults + 2 * m_h
+    return dims.layers * adds, dims.layers * mults
+
+
+class W4A4Base(Method):
+    """Parameters shared by the RRS-paper methods (see :mod:`lpbench.w4a4`)."""
+
+    defaults = {"w_bits": 4, "a_bits": 4, "clip_ratio": 1.0, "w_clip": "none", "weights": "rtn",
+                "kv_bits": 16, "kv_asym": False}
+    #: float format of the method's runtime scale/rotation arithmetic in the op counts (QuaRot's and
+    #: RRS's CUDA kernels dequantize and rescale in FP16)
+    scale_fmt = "fp16"
+
+    def __init__(self, name: str = "", **params):
+        super().__init__(name, **params)
+        if self.params["weights"] not in ("rtn", "gptq"):
+            raise ValueError(f"method '{self.name}': weights must be 'rtn' or 'gptq', got {self.params['weights']!r}")
+        if self.params["weights"] == "gptq":
+            try:
+                import lpbench.methods.gptq  # noqa: F401
+            except ImportError:
+                raise ValueError(f"method '{self.name}': weights: gptq is not built yet in this suite; RTN "
+                                 "(weights: rtn) stands in — see lpbench.w4a4 for what that changes") from None
+        if self.params["w_clip"] not in ("none", "mse"):
+            raise ValueError(f"method '{self.name}': w_clip must be 'none' or 'mse'")
+
+    def finish(self, model, arch, artifact, act_quant_for, transforms=None):
+        """Quantize weights (RTN or the artifact's GPTQ weights) and activations, attach KV quantization."""
+        weights = artifact.get("gptq_weights") if self.params["weights"] == "gptq" else None
+        if self.params["weights"] == "gptq" and weights is None:
+            raise ValueError(f"method '{self.name}': weights: gptq but the artifact holds no GPTQ weights")
+        quantize_block_linears(model, arch, self.params["w_bits"], act_quant_for, transforms,
+                               w_clip=self.params["w_clip"], weights=weights)
+        attach_kv_quant(model, arch, self.params["kv_bits"], asym=self.params["kv_asym"])
+        return model
+
+    def plain_ops(self, dims) -> dict[str, float]:
+        """Per-token ops of plain W4A4 (the suite's RTN accounting), the base every variant adds to."""
+        return RTN(w_bits=self.params["w_bits"], a_bits=self.params["a_bits"]).ops_per_token(dims)
+
+    def kv_ops(self, dims) -> dict[str, float]:
+        """K Hadamard (q and k) and K/V quantization per token when the KV cache is quantized."""
+        if self.params["kv_bits"] >= 16:
+            return {}
+        a, m = hadamard_ops(dims.head_dim)
+        n_q, n_kv = dims.heads, dims.kv_heads
+        f = self.scale_fmt
+        return {f"{f}_add": dims.layers * (a * (n_q + n_kv) + 2 * n_kv * dims.head_dim),
+                f"{f}_mult": dims.layers * (m * (n_q + n_kv) + 2 * n_kv * dims.head_dim)}
+
+    @staticmethod
+    def merge(*parts: dict[str, float]) -> dict[str, float]:
+        out: dict[str, float] = {}
+        for p in parts:
+            for k, v in p.items():
+                out[k] = out.get(k, 0.0) + float(v)
+        return out
+
+
+@register
+class QuaRot(W4A4Base):
+    kind = "quarot"
+    defaults = {**W4A4Base.defaults, "rotation": "hadamard", "rotation_seed": None,
+                "sandwich_rotation": "online"}
+
+    def calibrate(self, model, arch, stats, windows):
+        art = {"rotation_seed": artifact_seed(self.params)}
+        if self.params["weights"] == "gptq":
+            from lpbench.methods.gptq import gptq_for_method
+            art["gptq_weights"] = gptq_for_method(self, model, arch, art, windows)
+        return art
+
+    def transform(self, model, arch, artifact):
+        """Rotate; return (act_quant_for, transforms)."""
+        transforms = quarot_rotate(model, arch, int(artifact["rotation_seed"]), self.params["rotation"],
+                                   self.params["sandwich_rotation"])
+        spec = act_spec(self.params["a_bits"], self.params["clip_ratio"])
+        return (lambda role: spec), transforms
+
+    def apply(self, model, arch, artifact):
+        act_quant_for, transforms = self.transform(model, arch, artifact)
+        return self.finish(model, arch, artifact, act_quant_for, transforms)
+
+    def extra_ops(self, dims, sandwich: bool = False) -> dict[str, float]:
+        adds, mults = rotation_ops(dims, sandwich)
+        f = self.scale_fmt
+        return self.merge({f"{f}_add": adds, f"{f}_mult": mults}, self.kv_ops(dims))
+
+    def ops_per_token(self, dims):
+        return self.merge(self.plain_ops(dims), self.extra_ops(dims))
+
+
+__all__ = ["QuaRot", "W4A4Base", "quarot_rotate", "PostNormRotation", "rotation_ops", "int_op"]

@@ -1,0 +1,157 @@
+"""Tables and figures of the RRS reproduction (issue 3): perplexity table, outlier figure, cost table."""
+from __future__ import annotations
+
+import math
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import pandas as pd  # noqa: E402
+import seaborn as sns  # noqa: E402
+import torch  # noqa: E402
+
+from lpbench.hwcost import energy_pj  # noqa: E402
+from lpbench.methods import build_method  # noqa: E402
+
+RRS_KINDS = ("rtn", "smoothquant", "rs", "quarot", "rrs")
+METHOD_ORDER = ["fp32", "rtn", "smoothquant", "rs", "quarot", "rrs"]
+
+
+def _rotation_label(kind: str, params: dict, family: str) -> str:
+    if kind not in ("quarot", "rrs"):
+        return "none"
+    if family == "gemma3":
+        return "QuaRot + online post-norm rotation (sandwich variant, exact)"
+    return "QuaRot (exact)"
+
+
+def _smoothing_label(kind: str, params: dict) -> str:
+    if kind == "smoothquant":
+        return f"SmoothQuant offline, alpha={params.get('alpha')}"
+    if kind in ("rs", "rrs"):
+        g = params.get("group_size")
+        return f"runtime, group {g}" if g and g > 1 else "runtime, per channel"
+    return "none"
+
+
+def perplexity_rows(results: list[dict], families: dict[str, str]) -> list[dict]:
+    rows = []
+    for r in results:
+        m, p = r["metrics"], r["method"]["params"]
+        kind = r["method"]["kind"]
+        if m.get("kind") != "perplexity":
+            continue
+        fam = families.get(r["model"]["id"], "")
+        rows.append({
+            "model": r["model"]["id"], "corpus": r["corpus"]["id"], "method": r["method"]["name"],
+            "kind": kind, "w_bits": p.get("w_bits", 32 if kind == "fp32" else None),
+            "a_bits": p.get("a_bits", 32 if kind == "fp32" else None),
+            "kv_bits": p.get("kv_bits", 32 if kind == "fp32" else 16),
+            "weights": p.get("weights", "rtn") if kind != "fp32" else "fp32",
+            "rotation": _rotation_label(kind, p, fam), "smoothing": _smoothing_label(kind, p),
+            "perplexity": m.get("perplexity"), "windows": m.get("windows"), "seqlen": m.get("seqlen"),
+            "eval_wall_s": r.get("provenance", {}).get("wall_time_s"),
+            "error": m.get("error") or "", "caveat": r["model"].get("caveat", "")})
+    df = pd.DataFrame(rows)
+    if df.empty:
+        return rows
+    df["_o"] = df["kind"].map({k: i for i, k in enumerate(METHOD_ORDER)})
+    df = df.sort_values(["model", "kv_bits", "_o", "method"], ascending=[True, False, True, True]).drop(columns="_o")
+    return df.to_dict("records")
+
+
+def perplexity_figure(df: pd.DataFrame):
+    """Perplexity by method, one panel per model, KV16 vs KV4 as hue, FP32 dashed (log scale)."""
+    sns.set_theme(style="whitegrid", context="paper")
+    models = list(dict.fromkeys(df["model"]))
+    fig, axes = plt.subplots(1, max(1, len(models)), figsize=(4.6 * max(1, len(models)), 3.8), squeeze=False)
+    for ax, model in zip(axes[0], models):
+        sub = df[(df["model"] == model) & (df["kind"] != "fp32")].copy()
+        sub["KV"] = sub["kv_bits"].map(lambda b: f"KV{int(b)}")
+        order = [k for k in METHOD_ORDER if k in set(sub["kind"])]
+        sub["ppl"] = sub["perplexity"].astype(float)
+        sns.barplot(data=sub, x="kind", y="ppl", hue="KV", order=order, hue_order=sorted(set(sub["KV"]), reverse=True),
+                    ax=ax, palette="deep")
+        ref = df[(df["model"] == model) & (df["kind"] == "fp32")]["perplexity"]
+        if len(ref) and pd.notna(ref.iloc[0]):
+            ax.axhline(float(ref.iloc[0]), ls="--", color="k", lw=1, label="FP32")
+        ax.set_yscale("log")
+        ax.set_title(f"{model} (W4A4)")
+        ax.set_xlabel("")
+        ax.set_ylabel("perplexity (log)")
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+# ---- outliers -------------------------------------------------------------------------------------------------
+def pick_figure_input(df: pd.DataFrame) -> tuple[int, str]:
+    """The linear input shown in the figure: the down_proj input with the largest spike (token ratio) in
+    the original activations — the case the paper's argument is about. Chosen by rule, not by eye."""
+    sub = df[(df["view"] == "original") & (df["linear"] == "down")]
+    row = sub.loc[sub["token_ratio"].idxmax()]
+    return int(row["layer"]), str(row["linear"])
+
+
+def outlier_figure(model, arch, captured, layer: int, role: str, seed: int, group_size: int, label: str):
+    from lpbench.outliers import Rotations, gate_gamma, views
+
+    x = captured[(layer, role)]
+    gamma = gate_gamma(model, arch, layer) if role == "gate" else None
+    v = views(x, Rotations(model, arch, seed).rotate(role, x, gamma), group_size)
+    titles = {"original": "original X", "rs": "after Runtime Smooth (X / s)",
+              "rotated": "after rotation (X H)", "rrs": "after RRS (X H / s)"}
+    sns.set_theme(style="white", context="paper")
+    fig, axes = plt.subplots(1, 4, figsize=(17, 3.8), subplot_kw={"projection": "3d"})
+    for ax, (name, t) in zip(axes, v.items()):
+        a = t.abs().numpy()
+        T, C = a.shape
+        ts = torch.arange(0, T, max(1, T // 128)).numpy()
+        cs = torch.arange(0, C, max(1, C // 192)).numpy()
+        grid = a[ts][:, cs]
+        xx, yy = torch.meshgrid(torch.as_tensor(cs), torch.as_tensor(ts), indexing="xy")
+        ax.plot_surface(xx.numpy(), yy.numpy(), grid, cmap="viridis", linewidth=0, antialiased=False)
+        ax.set_title(f"{titles[name]}\nmax {a.max():.3g}, median {float(torch.as_tensor(a).median()):.3g}", fontsize=8)
+        ax.set_xlabel("channel", fontsize=7)
+        ax.set_ylabel("token", fontsize=7)
+        ax.set_zlabel("|x|", fontsize=7)
+        ax.tick_params(labelsize=6)
+    fig.suptitle(f"{label}: |input| of layer {layer} {role}_proj (one window; every token and channel "
+                 f"subsampled for display; statistics over all)", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+# ---- cost -------------------------------------------------------------------------------------------------------
+def cost_rows(dims: dict, archs: dict, methods: dict[str, dict], costs: dict, results: list[dict]) -> list[dict]:
+    """One row per (model, RRS-paper method): extra runtime ops per token over plain W4A4, their energy,
+    ``overhead_vs_plain`` = extra energy / plain-W4A4 energy, and the measured fake-quant evaluation time
+    ratio vs ``rtn-w4a4`` (informative only: jobs share 2 cores with other jobs)."""
+    wall = {(r["model"]["id"], r["method"]["name"]): r.get("provenance", {}).get("wall_time_s") for r in results}
+    rows = []
+    for model, d in dims.items():
+        sandwich = archs[model].placement == "sandwich"
+        for name, entry in methods.items():
+            meth = build_method(name, entry)
+            if meth.kind not in RRS_KINDS or meth.kind == "rtn":
+                continue
+            if (model, name) not in wall:
+                continue
+            plain = meth.plain_ops(d)
+            extra = meth.extra_ops(d, sandwich)
+            e_plain = energy_pj(plain, costs)["total"]
+            e_extra = energy_pj(extra, costs)["total"] if extra else 0.0
+            t, t0 = wall.get((model, name)), wall.get((model, "rtn-w4a4"))
+            rows.append({"model": model, "method": name, "kind": meth.kind,
+                         "kv_bits": meth.params.get("kv_bits", 16),
+                         "gemm_macs_per_token": d.gemm_macs,
+                         "extra_ops_per_token": float(sum(extra.values())),
+                         "extra_ops_vs_gemm_macs": float(sum(extra.values())) / d.gemm_macs,
+                         "plain_w4a4_pj_per_token": e_plain, "extra_pj_per_token": e_extra,
+                         "overhead_vs_plain": e_extra / e_plain,
+                         "extra_ops_format": meth.scale_fmt,
+                         "eval_wall_s": t, "rtn_w4a4_eval_wall_s": t0,
+                         "measured_time_ratio_vs_rtn": (t / t0) if t and t0 else math.nan,
+                         **{f"extra.{k}": v for k, v in sorted(extra.items())}})
+    return rows

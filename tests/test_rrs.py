@@ -1,0 +1,240 @@
+"""Tests of the RRS reproduction: quarot invariance, runtime smoothing, KV4 quantizer, SmoothQuant, costs."""
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+
+from helpers import tiny_model
+from lpbench.archs import get_arch, get_submodule
+from lpbench.methods import ModelDims, build_method
+from lpbench.methods.runtime_smooth import runtime_smooth_quant, runtime_smooth_scales
+from lpbench.outliers import Rotations, capture_inputs, outlier_stats
+from lpbench.quant import QuantLinear, QuantSpec, fake_quant
+from lpbench.w4a4 import KVQuant, mse_clip_scale
+
+INT4 = QuantSpec(bits=4, granularity="per_row")
+
+
+def _fake_stats(model):
+    g = torch.Generator().manual_seed(0)
+    return {"linear": {n: {"absmax": torch.rand(m.in_features, generator=g, dtype=torch.float64) + 0.1}
+                       for n, m in model.named_modules() if isinstance(m, torch.nn.Linear)}}
+
+
+def _apply(model, entry):
+    arch = get_arch(model)
+    meth = build_method("x", entry)
+    art = meth.calibrate(model, arch, _fake_stats(model), None)
+    return meth.apply(model, arch, art)
+
+
+# ---- rotation invariance (full precision) ---------------------------------------------------------------
+@pytest.mark.parametrize("family", ["llama", "qwen2", "gemma3"])
+@pytest.mark.parametrize("kind", ["quarot", "rrs"])
+def test_rotation_is_invariant_in_full_precision(family, kind):
+    model = tiny_model(family)
+    ids = torch.randint(0, 101, (2, 24), generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        ref = model(ids).logits
+        rot = _apply(copy.deepcopy(model), {"method": kind, "w_bits": 16, "a_bits": 16, "rotation_seed": 5})
+        out = rot(ids).logits
+    assert ((out - ref).abs().max() / ref.abs().max()).item() < 1e-4
+    # and the rotation really happened: o/down carry online Hadamards, weights changed
+    arch = get_arch(rot)
+    o = get_submodule(rot, f"{arch.layers}.0.{arch.attn['o']}")
+    assert isinstance(o, QuantLinear) and o.input_transform is not None
+    assert not torch.allclose(o.weight, get_submodule(model, f"{arch.layers}.0.{arch.attn['o']}").weight)
+
+
+def test_rotation_with_kv_hadamard_is_invariant():
+    """The K Hadamard of the KV4 path alone (16-bit codes) leaves q·k unchanged."""
+    model = tiny_model("llama")
+    ids = torch.randint(0, 101, (1, 20))
+    with torch.no_grad():
+        ref = model(ids).logits
+        out = _apply(copy.deepcopy(model), {"method": "quarot", "w_bits": 16, "a_bits": 16, "kv_bits": 16,
+                                            "rotation_seed": 1})(ids).logits
+    assert ((out - ref).abs().max() / ref.abs().max()).item() < 1e-4
+
+
+def test_smoothquant_is_invariant_in_full_precision_and_moves_scales():
+    for family in ("llama", "gemma3"):
+        model = tiny_model(family)
+        ids = torch.randint(0, 101, (2, 16))
+        with torch.no_grad():
+            ref = model(ids).logits
+            sq = _apply(copy.deepcopy(model), {"method": "smoothquant", "w_bits": 16, "a_bits": 16, "alpha": 0.5})
+            out = sq(ids).logits
+        assert ((out - ref).abs().max() / ref.abs().max()).item() < 1e-4
+
+
+def test_smoothing_scales_formula():
+    from lpbench.methods.smoothquant import smoothing_scales
+    a = torch.tensor([4.0, 1.0, 9.0], dtype=torch.float64)
+    w1 = torch.tensor([[1.0, -2.0, 0.5], [0.25, 1.0, -1.0]])
+    w2 = torch.tensor([[4.0, 0.5, 0.1]])
+    s = smoothing_scales(a, [w1, w2], alpha=0.5)
+    wmax = torch.tensor([4.0, 2.0, 1.0], dtype=torch.float64)
+    assert torch.allclose(s, a.sqrt() / wmax.sqrt())
+
+
+# ---- runtime smoothing ------------------------------------------------------------------------------------
+def test_rs_group_one_is_per_channel_smoothing_by_hand():
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(2, 10, 12, generator=g) * torch.linspace(0.1, 30, 12)
+    y = runtime_smooth_quant(x, INT4, group_size=1)
+    for b in range(2):
+        s = x[b].abs().max(0).values.clamp_min(1e-5)          # per sequence and channel
+        xs = x[b] / s
+        for t in range(10):
+            scale = xs[t].abs().max() / 7
+            q = torch.clamp(torch.round(xs[t] / scale), -8, 7)
+            assert torch.allclose(y[b, t], q * scale * s, rtol=1e-6, atol=1e-7)
+
+
+def test_rs_group_equal_to_channels_is_one_scale_per_sequence():
+    """group_size = C: every channel gets the sequence's global max, so smoothing is a scalar and RS
+    reduces to plain per-token quantization (computed by hand)."""
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(3, 8, 16, generator=g) * torch.linspace(0.5, 20, 16)
+    s = runtime_smooth_scales(x, group_size=16)
+    for b in range(3):
+        assert torch.all(s[b] == x[b].abs().max())
+    assert torch.allclose(runtime_smooth_quant(x, INT4, 16), fake_quant(x, INT4), rtol=1e-5, atol=1e-6)
+
+
+def test_rs_grouping_by_hand_with_partial_last_group():
+    x = torch.zeros(1, 2, 6)
+    x[0, 0] = torch.tensor([1.0, 6.0, 3.0, 5.0, 2.0, 4.0])
+    s = runtime_smooth_scales(x, group_size=4)
+    # sorted maxima 6 5 4 3 | 2 1 -> groups {6,5,4,3} -> 6, {2,1} -> 2
+    assert s[0, 0].tolist() == [2.0, 6.0, 6.0, 6.0, 2.0, 6.0]
+
+
+@pytest.mark.parametrize("group", [1, 4, 128])
+def test_runtime_smoothing_is_invariant_to_channel_order(group):
+    g = torch.Generator().manual_seed(2)
+    x = torch.randn(2, 32, 200, generator=g) * (torch.rand(200, generator=g) * 10 + 0.1)
+    x[0, 5, 17] = 300.0                                       # a spike
+    perm = torch.randperm(200, generator=g)
+    y = runtime_smooth_quant(x, INT4, group)
+    yp = runtime_smooth_quant(x[..., perm], INT4, group)
+    assert torch.allclose(yp, y[..., perm], rtol=0, atol=0)
+
+
+def test_rs_applies_to_o_gate_up_down_only():
+    model = _apply(tiny_model("llama"), {"method": "rs", "w_bits": 4, "a_bits": 4, "group_size": 16})
+    arch = get_arch(model)
+    for role, rel in arch.block_linears().items():
+        lin = get_submodule(model, f"{arch.layers}.0.{rel}")
+        assert (type(lin.act_quant).__name__ == "RuntimeSmoothQuant") == (role in ("o", "gate", "up", "down"))
+        assert lin.input_transform is None
+
+
+# ---- KV4 ----------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("asym", [False, True])
+def test_kv4_quantizer_vs_brute_force(asym):
+    g = torch.Generator().manual_seed(3)
+    q = torch.randn(2, 4, 7, 16, generator=g)
+    k = torch.randn(2, 2, 7, 16, generator=g) * 3
+    v = torch.randn(2, 2, 7, 16, generator=g)
+    kvq = KVQuant(4, 16, asym=asym, k_hadamard=False)
+    _, kq, vq = kvq(q, k, v)
+
+    def brute(vec):
+        if not asym:
+            scale = vec.abs().max() / 7
+            return torch.clamp(torch.round(vec / scale), -8, 7) * scale
+        hi, lo = max(vec.max(), 0.0), min(vec.min(), 0.0)
+        scale = (hi - lo) / 15
+        zero = torch.round(-lo / scale)
+        return (torch.clamp(torch.round(vec / scale) + zero, 0, 15) - zero) * scale
+
+    for b in range(2):
+        for t in range(7):
+            for h in range(2):                                     # K: one scale per (token, head)
+                assert torch.allclose(kq[b, h, t], brute(k[b, h, t]), atol=1e-6)
+            vv = brute(torch.cat([v[b, h, t] for h in range(2)]))   # V: one scale per token, all heads
+            assert torch.allclose(torch.cat([vq[b, h, t] for h in range(2)]), vv, atol=1e-6)
+
+
+def test_kv4_hadamard_preserves_scores_and_attention_runs():
+    q, k = torch.randn(1, 2, 5, 8), torch.randn(1, 2, 5, 8)
+    kvq = KVQuant(16 - 1, 8)  # 15 bits: nearly lossless
+    q2, k2, _ = kvq(q, k, torch.randn(1, 2, 5, 8))
+    assert torch.allclose(q2 @ k2.transpose(-1, -2), q @ k.transpose(-1, -2), atol=1e-2)
+    model = _apply(tiny_model("llama"), {"method": "quarot", "kv_bits": 4, "rotation_seed": 0})
+    ids = torch.randint(0, 101, (1, 12))
+    with torch.no_grad():
+        assert torch.isfinite(model(ids).logits).all()
+    assert model.config._attn_implementation.startswith("lpbench_kvq+")
+
+
+def test_kv4_changes_only_the_wrapped_model():
+    a, b = tiny_model("llama"), tiny_model("llama")
+    ids = torch.randint(0, 101, (1, 12))
+    with torch.no_grad():
+        ref = b(ids).logits
+        _apply(a, {"method": "rs", "w_bits": 16, "a_bits": 16, "kv_bits": 4})
+        assert not torch.allclose(a(ids).logits, ref)
+        assert torch.equal(b(ids).logits, ref)
+
+
+# ---- weights, outliers, costs -----------------------------------------------------------------------------------
+def test_mse_clip_never_worse_than_absmax():
+    w = torch.randn(8, 64, generator=torch.Generator().manual_seed(4))
+    w[0, 0] = 12.0
+    s = mse_clip_scale(w, 4)
+    absmax = w.abs().amax(1, keepdim=True) / 7
+
+    def err(sc):
+        return (torch.clamp(torch.round(w / sc), -8, 7) * sc - w).abs().pow(2.4).sum(1)
+    assert torch.all(err(s) <= err(absmax) + 1e-6)
+
+
+def test_outlier_views_match_the_rotated_model():
+    """The 'rotated' view of a down_proj / gate input equals the input the rotated model's quantizer sees."""
+    model = tiny_model("llama")
+    arch = get_arch(model)
+    ids = torch.randint(0, 101, (16,))
+    orig = capture_inputs(model, arch, ids, roles=("gate", "down", "o"))
+    rot = Rotations(model, arch, seed=7)
+    rmodel = _apply(copy.deepcopy(model), {"method": "quarot", "w_bits": 16, "a_bits": 16, "rotation_seed": 7})
+    seen = {}
+    for role in ("gate", "down", "o"):
+        lin = get_submodule(rmodel, f"{arch.layers}.1.{arch.block_linears()[role]}")
+        lin.act_quant = (lambda r: (lambda x: seen.setdefault(r, x.reshape(-1, x.shape[-1]).clone())))(role)
+    with torch.no_grad():
+        rmodel(ids.reshape(1, -1))
+    gamma = get_submodule(model, f"{arch.layers}.1.{arch.norms['mlp_in']}").weight.detach()
+    for role in ("gate", "down", "o"):
+        expect = rot.rotate(role, orig[(1, role)], gamma if role == "gate" else None)
+        assert torch.allclose(seen[role], expect, atol=1e-4, rtol=1e-3), role
+
+
+def test_outlier_stats_detect_a_spike():
+    x = torch.randn(64, 32, generator=torch.Generator().manual_seed(5))
+    base = outlier_stats(x)
+    x[3, 4] = 100.0
+    spiky = outlier_stats(x)
+    assert spiky["token_ratio"] > 10 * base["token_ratio"] and spiky["kurtosis"] > base["kurtosis"]
+
+
+def test_rrs_costs_more_than_rs_and_plain():
+    dims = ModelDims(hidden=576, intermediate=1536, layers=30, heads=9, kv_heads=3, head_dim=64, vocab=49152)
+    rs = build_method("rs", {"method": "rs"})
+    rrs = build_method("rrs", {"method": "rrs"})
+    plain = rs.plain_ops(dims)
+    assert sum(rrs.extra_ops(dims).values()) > sum(rs.extra_ops(dims).values()) > 0
+    assert sum(rrs.ops_per_token(dims).values()) > sum(plain.values())
+    assert sum(build_method("q", {"method": "quarot"}).extra_ops(dims, sandwich=True).values()) > \
+        sum(build_method("q", {"method": "quarot"}).extra_ops(dims).values())
+
+
+def test_bad_parameters_are_clear_errors():
+    with pytest.raises(ValueError, match="weights must be"):
+        build_method("x", {"method": "rs", "weights": "awq"})
+    with pytest.raises(ValueError, match="unknown parameter"):
+        build_method("x", {"method": "rrs", "group": 128})

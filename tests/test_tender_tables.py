@@ -1,0 +1,58 @@
+"""Table logic of the Tender rules (scripts/tender_tables.py): roles, G resolution, granularity summary."""
+import importlib.util
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+_SPEC = importlib.util.spec_from_file_location(
+    "tender_tables", Path(__file__).resolve().parents[1] / "scripts" / "tender_tables.py")
+tt = importlib.util.module_from_spec(_SPEC)
+_SPEC.loader.exec_module(tt)
+
+ROLES = {"tender": {8: "tender-int8", 4: "tender-int4"}, "per_tensor": {8: "pt8", 4: "pt4"},
+         "per_row": {8: "rtn-w8a8", 4: "rtn-w4a4"}, "per_column": {8: "pc8", 4: "pc4"},
+         "smoothquant": {8: "sq8", 4: "sq4"}}
+
+
+def _ppl(rows):
+    out = []
+    for model, method, kind, params, ppl in rows:
+        out.append({"model": model, "corpus": "c", "method": method, "kind": kind, "params": json.dumps(params),
+                    "perplexity": ppl, "mean_nll": None, "windows": 8, "seqlen": 512, "nonfinite_windows": 0,
+                    "error": "", "caveat": ""})
+    return pd.DataFrame(out)
+
+
+def test_roles_groups_and_granularity(tmp_path):
+    d = tmp_path / "m"
+    d.mkdir()
+    (d / "config.json").write_text(json.dumps({"model_type": "llama", "hidden_size": 4096, "num_hidden_layers": 32,
+                                               "intermediate_size": 11008, "max_position_embeddings": 4096}))
+    ppl = _ppl([("m", "fp32", "fp32", {}, 10.0),
+                ("m", "tender-int8", "tender", {"bits": 8, "groups": None}, 10.1),
+                ("m", "tender-int4", "tender", {"bits": 4, "groups": None}, 12.0),
+                ("m", "tender-int4-g2", "tender", {"bits": 4, "groups": 2}, 20.0),
+                ("m", "pt8", "rtn", {"w_bits": 8, "a_bits": 8}, 11.0),
+                ("m", "rtn-w8a8", "rtn", {"w_bits": 8, "a_bits": 8}, 10.05),
+                ("m", "pc8", "rtn", {"w_bits": 8, "a_bits": 8}, 10.02),
+                ("m", "pt4", "rtn", {"w_bits": 4, "a_bits": 4}, 90.0),
+                ("m", "rtn-w4a4", "rtn", {"w_bits": 4, "a_bits": 4}, 30.0),
+                ("m", "sq4", "smoothquant", {"w_bits": 4, "a_bits": 4}, 15.0)])
+    df = tt.tender_perplexity(ppl, ROLES, {"m": d}, {("m", "tender-int4"): {"meta/scheme_round_down": 1,
+                                                                          "meta/calib_windows": 8}})
+    t = df.set_index("method")
+    assert t.loc["tender-int4", "groups"] == 14 and t.loc["tender-int8", "groups"] == 8   # Llama-2-7B table
+    assert t.loc["tender-int4-g2", "role"] == "tender (sweep)" and t.loc["tender-int4", "scheme"] == "round_down"
+    assert t.loc["pt4", "role"] == "per_tensor" and t.loc["tender-int4", "ppl_vs_fp32"] == pytest.approx(1.2)
+    g = tt.granularity(df, ROLES).set_index("bits")
+    # INT8: best of per-tensor 11.0 and per-row 10.05 → 10.05 / 10.1 < 1 (per-row wins)
+    assert g.loc[8, "best_claim_baseline"] == "per_row"
+    assert g.loc[8, "coarse_over_tender"] == pytest.approx(10.05 / 10.1)
+    # INT4: SmoothQuant (15) is the best claimed baseline, per-column missing
+    assert g.loc[4, "best_claim_baseline"] == "smoothquant"
+    assert g.loc[4, "coarse_over_tender"] == pytest.approx(15 / 12)
+    assert pd.isna(g.loc[4, "tender_over_per_column"]) and g.loc[8, "tender_over_per_column"] == pytest.approx(10.1 / 10.02)
+    fig = tt.groups_figure(df)
+    assert len(fig.axes) == 1

@@ -4,30 +4,7 @@
 # The RRS-paper methods are ordinary config methods (kinds smoothquant, quarot, rs, rrs; evaluated by the
 # shared `evaluate` rule); this file adds the paper's own outputs: the perplexity table and figure, the
 # activation-outlier figure/table, and the cost table that claim RRS-4 reads.
-
-_RRS_KINDS = ("smoothquant", "quarot", "rs", "rrs")
-
-
-def _rrs_triples():
-    """Evaluations the RRS table shows: every evaluated method of an RRS kind, plus fp32 and rtn-w4a4 of
-    the same models (the paper's reference and plain W4A4 baseline)."""
-    own = [(m, c, meth) for m, c, meth in TRIPLES
-           if config["methods"][meth].get("method") in _RRS_KINDS and m in CAUSAL]
-    models = {m for m, _, _ in own}
-    base = [(m, c, meth) for m, c, meth in TRIPLES if m in models and meth in ("fp32", "rtn-w4a4")]
-    return base + own
-
-
-RRS_TRIPLES = _rrs_triples()
-RRS_MODELS = sorted({m for m, _, _ in RRS_TRIPLES})
-# the outlier figure: SmolLM2 (pre-norm Llama, exact QuaRot rotation) when configured, else the first model
-RRS_OUTLIER_MODEL = "smollm2-135m" if "smollm2-135m" in RRS_MODELS else (RRS_MODELS[0] if RRS_MODELS else None)
-RRS_OUTLIER_CORPUS = next((c for m, c, _ in RRS_TRIPLES if m == RRS_OUTLIER_MODEL), None)
-
-
-def _rrs_evals(wc=None):
-    return [f"results/evals/{m}/{c}/{meth}.json" for m, c, meth in RRS_TRIPLES]
-
+# Selection helpers live in targets.smk.
 
 rule rrs_perplexity:
     """Perplexity of RTN / SmoothQuant / RS / QuaRot / RRS at W4A4, KV16 and KV4."""

@@ -2,33 +2,7 @@
 # The methods of kind `slanc` in config.methods (variant none | static | dynamic) are evaluated by the
 # shared evaluate rule (perplexity with every norm in emulated low precision). These rules add the
 # per-norm measurements on real activations, the tables and the Σx² figure.
-
-SLANC_MEASURE = {
-    "n_windows": 4,       # measured windows (the first of the evaluation windows); budget: ~1.5 min total
-    "stress_k": 16,       # residual-stream reparametrization factor of the labelled stress case (fixed a priori)
-}
-
-
-def _slanc_variant_methods():
-    """variant label -> method name, from the experiments' methods of kind slanc."""
-    out = {}
-    used = {meth for _, _, meth in TRIPLES}
-    for name, entry in config["methods"].items():
-        if entry.get("method") != "slanc" or name not in used:
-            continue
-        v = entry.get("variant", "static")
-        label = {"none": "none", "dynamic": "dynamic"}.get(v, "slanc")
-        out.setdefault(label, name)
-    return out
-
-
-SLANC_METHODS = _slanc_variant_methods()
-SLANC_PAIRS = sorted({(m, c) for m, c, meth in TRIPLES if meth in SLANC_METHODS.values()})
-
-
-def _slanc_static_entry():
-    return config["methods"][SLANC_METHODS["slanc"]]
-
+# Selection helpers live in targets.smk.
 
 rule slanc_measure:
     """Norm inputs of the FP32 model through every variant's emulated low-precision norm."""

@@ -15,52 +15,7 @@
 #
 # Which evaluated method plays which role is fixed here (TENDER_ROLES); a config may override it with a
 # top-level `tender:` mapping (keys roles, exactness_methods, cost) once the schema admits one.
-
-_TENDER_CFG = config.get("tender", {}) or {}
-
-#: role -> {activation bits: method name}. per_row is the suite's plain RTN (per-token activations).
-TENDER_ROLES = _TENDER_CFG.get("roles", {
-    "tender": {8: "tender-int8", 4: "tender-int4"},
-    "per_tensor": {8: "pertensor-w8a8", 4: "pertensor-w4a4"},
-    "per_row": {8: "rtn-w8a8", 4: "rtn-w4a4"},
-    "per_column": {8: "percol-w8a8", 4: "percol-w4a4"},
-    "smoothquant": {8: "smoothquant-w8a8", 4: "smoothquant-w4a4"},
-})
-#: the Tender artifacts whose calibrated scales/groups drive the exactness check on real layers
-TENDER_EXACTNESS_METHODS = _TENDER_CFG.get("exactness_methods", ["tender-int8", "tender-int4"])
-#: cost model workload: prefill length (the paper's 2048) and model shapes beyond the configured ones.
-#: Llama-2-7B: config.json of meta-llama/Llama-2-7b-hf (hidden 4096, intermediate 11008, 32 layers,
-#: 32 heads, vocab 32000) — the paper's main model; G from the official table (INT4 14, INT8 8).
-TENDER_COST = {"seqlen": 2048, "bits": [4, 8],
-               "extra_models": {"llama-2-7b": {"model_type": "llama", "hidden": 4096, "intermediate": 11008,
-                                               "layers": 32, "heads": 32, "kv_heads": 32, "head_dim": 128,
-                                               "vocab": 32000, "mlp_matrices": 3, "max_positions": 4096}},
-               **_TENDER_CFG.get("cost", {})}
-
-_TENDER_ROLE_METHODS = {meth for by_bits in TENDER_ROLES.values() for meth in by_bits.values()}
-
-
-def _is_tender(meth):
-    return config["methods"][meth].get("method") == "tender"
-
-
-def _tender_triples():
-    """Evaluations the Tender tables show: every tender-kind method, the role baselines and fp32 of the
-    models that have a tender evaluation (causal LMs only: perplexity)."""
-    own = [(m, c, meth) for m, c, meth in TRIPLES if _is_tender(meth) and m in CAUSAL]
-    models = {m for m, _, _ in own}
-    base = [(m, c, meth) for m, c, meth in TRIPLES
-            if m in models and not _is_tender(meth) and (meth in _TENDER_ROLE_METHODS or meth == "fp32")]
-    return base + own
-
-
-TENDER_TRIPLES = _tender_triples()
-TENDER_MODELS = sorted({m for m, _, _ in TENDER_TRIPLES})
-TENDER_EXACT = [(m, c, meth) for m, c, meth in TENDER_TRIPLES if meth in TENDER_EXACTNESS_METHODS]
-# artifacts of the linear-scope tender methods at the role widths: measured non-empty groups for the cost model
-TENDER_COST_ARTIFACTS = [(m, c, meth) for m, c, meth in TENDER_TRIPLES
-                         if meth in TENDER_ROLES["tender"].values()]
-
+# Selection helpers live in targets.smk.
 
 rule tender_tables:
     """Tender perplexity table (model x method x bits), granularity comparison and the G-sweep figure."""

@@ -64,9 +64,12 @@ def test_end_to_end_on_the_test_config(tmp_path):
     # nothing changed -> nothing to do
     dry = smk(tmp_path, "-n")
     assert dry.returncode == 0 and "Nothing to be done" in dry.stdout + dry.stderr
-    # an interrupted run resumes: drop one result, only it (and what reads it) is redone, bit-identically
+    # an interrupted run resumes: as if stopped after the evaluations but one, before aggregation —
+    # only the missing evaluation and what reads it are redone, bit-identically
     before = one["metrics"]
     (res / "evals" / "tiny-llama" / "tiny" / "rtn-w4a4.json").unlink()
+    for table in ("perplexity.csv", "perplexity.md", "encoder.csv", "encoder.md"):
+        (res / "tables" / table).unlink()
     again = smk(tmp_path, "--cores", "2")
     assert again.returncode == 0, again.stderr[-4000:]
     redone = json.loads((res / "evals" / "tiny-llama" / "tiny" / "rtn-w4a4.json").read_text())

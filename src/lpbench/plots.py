@@ -20,27 +20,29 @@ def save(fig, png: str | Path, pdf: str | Path | None = None) -> None:
 
 
 def perplexity_by_method(df: pd.DataFrame):
-    """Bar chart of perplexity per method, one panel per model, FP32 reference dashed; NaN runs marked."""
+    """Horizontal bars of perplexity per method (log scale), one panel per model, FP32 reference dashed;
+    runs whose perplexity is NaN/inf are labelled as such instead of drawn."""
     sns.set_theme(style="whitegrid", context="paper")
     models = list(dict.fromkeys(df["model"]))
-    fig, axes = plt.subplots(1, max(1, len(models)), figsize=(4.2 * max(1, len(models)), 3.6), squeeze=False)
+    n_methods = max(df.groupby("model")["method"].nunique().max(), 1) if len(df) else 1
+    fig, axes = plt.subplots(1, max(1, len(models)), figsize=(5.0 * max(1, len(models)), 0.8 + 0.24 * n_methods),
+                             squeeze=False)
     for ax, model in zip(axes[0], models):
         sub = df[df["model"] == model].copy()
-        sub["shown"] = sub["perplexity"].astype(float)
+        sub["shown"] = pd.to_numeric(sub["perplexity"], errors="coerce")
         order = list(dict.fromkeys(sub["method"]))
-        sns.barplot(data=sub, x="method", y="shown", order=order, ax=ax, color="#4c72b0")
+        sns.barplot(data=sub, y="method", x="shown", order=order, ax=ax, color="#4c72b0", orient="h")
+        ax.set_xscale("log")
         ref = sub.loc[sub["method"] == "fp32", "shown"]
         if len(ref) and pd.notna(ref.iloc[0]):
-            ax.axhline(ref.iloc[0], ls="--", color="k", lw=1, label="fp32")
+            ax.axvline(ref.iloc[0], ls="--", color="k", lw=1, label="fp32")
+        left = ax.get_xlim()[0]
         for i, m in enumerate(order):
             if sub.loc[sub["method"] == m, "shown"].isna().all():
-                ax.text(i, ax.get_ylim()[0], "NaN/inf", rotation=90, ha="center", va="bottom", color="crimson")
-        ax.set_yscale("log")
+                ax.text(left, i, "  NaN/inf (reported, not averaged)", va="center", ha="left", color="crimson",
+                        fontsize=7)
         ax.set_title(model)
-        ax.set_xlabel("")
-        ax.set_ylabel("perplexity (log)")
-        ax.tick_params(axis="x", rotation=45)
-        for lab in ax.get_xticklabels():
-            lab.set_horizontalalignment("right")
+        ax.set_ylabel("")
+        ax.set_xlabel("perplexity (log scale)")
     fig.tight_layout()
     return fig

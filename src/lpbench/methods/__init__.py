@@ -77,6 +77,12 @@ class Method:
         self.name = name or self.kind
         self.params = {**self.defaults, **params}
 
+    def require(self, checks: list[tuple[bool, str]]) -> None:
+        """Raise one error naming the method and every failed ``(condition, message)`` check."""
+        bad = [msg for ok, msg in checks if not ok]
+        if bad:
+            raise ValueError(f"method '{self.name}' (kind {self.kind}): {'; '.join(bad)}; got {self.params}")
+
     def calibrate(self, model: nn.Module, arch: ArchSpec, stats: dict, windows: torch.Tensor) -> dict:
         return {}
 

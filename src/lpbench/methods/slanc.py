@@ -467,15 +467,12 @@ class SLaNCMethod(Method):
     def __init__(self, name: str = "", **params):
         super().__init__(name, **params)
         p = self.params
-        checks = [(p["variant"] in VARIANTS, f"variant must be one of {VARIANTS}"),
-                  (p["fmt"] in FORMATS, f"fmt must be one of {sorted(FORMATS)}"),
-                  (p["order"] in ORDERS, f"order must be one of {ORDERS}"),
-                  (p["apply_as"] in APPLY_AS, f"apply_as must be one of {APPLY_AS}"),
-                  (isinstance(p["block"], int) and p["block"] >= 1, "block must be an integer >= 1"),
-                  (float(p["target_sumsq"]) > 0, "target_sumsq must be > 0")]
-        bad = [msg for ok, msg in checks if not ok]
-        if bad:
-            raise ValueError(f"method '{self.name}' (kind {self.kind}): {'; '.join(bad)}; got {p}")
+        self.require([(p["variant"] in VARIANTS, f"variant must be one of {VARIANTS}"),
+                      (p["fmt"] in FORMATS, f"fmt must be one of {sorted(FORMATS)}"),
+                      (p["order"] in ORDERS, f"order must be one of {ORDERS}"),
+                      (p["apply_as"] in APPLY_AS, f"apply_as must be one of {APPLY_AS}"),
+                      (isinstance(p["block"], int) and p["block"] >= 1, "block must be an integer >= 1"),
+                      (float(p["target_sumsq"]) > 0, "target_sumsq must be > 0")])
         self._arch: ArchSpec | None = None
 
     def calibrate(self, model, arch, stats=None, windows=None) -> dict:

@@ -28,26 +28,23 @@ def _rrs_evals(wc=None):
 
 
 # ---- tender ------------------------------------------------------------------------------------------
-_TENDER_CFG = config.get("tender", {}) or {}
-
 #: role -> {activation bits: method name}. per_row is the suite's plain RTN (per-token activations).
-TENDER_ROLES = _TENDER_CFG.get("roles", {
+TENDER_ROLES = {
     "tender": {8: "tender-int8", 4: "tender-int4"},
     "per_tensor": {8: "pertensor-w8a8", 4: "pertensor-w4a4"},
     "per_row": {8: "rtn-w8a8", 4: "rtn-w4a4"},
     "per_column": {8: "percol-w8a8", 4: "percol-w4a4"},
     "smoothquant": {8: "smoothquant-w8a8", 4: "smoothquant-w4a4"},
-})
+}
 #: the Tender artifacts whose calibrated scales/groups drive the exactness check on real layers
-TENDER_EXACTNESS_METHODS = _TENDER_CFG.get("exactness_methods", ["tender-int8", "tender-int4"])
+TENDER_EXACTNESS_METHODS = ["tender-int8", "tender-int4"]
 #: cost model workload: prefill length (the paper's 2048) and model shapes beyond the configured ones.
 #: Llama-2-7B: config.json of meta-llama/Llama-2-7b-hf (hidden 4096, intermediate 11008, 32 layers,
 #: 32 heads, vocab 32000) — the paper's main model; G from the official table (INT4 14, INT8 8).
 TENDER_COST = {"seqlen": 2048, "bits": [4, 8],
                "extra_models": {"llama-2-7b": {"model_type": "llama", "hidden": 4096, "intermediate": 11008,
                                                "layers": 32, "heads": 32, "kv_heads": 32, "head_dim": 128,
-                                               "vocab": 32000, "mlp_matrices": 3, "max_positions": 4096}},
-               **_TENDER_CFG.get("cost", {})}
+                                               "vocab": 32000, "mlp_matrices": 3, "max_positions": 4096}}}
 
 _TENDER_ROLE_METHODS = {meth for by_bits in TENDER_ROLES.values() for meth in by_bits.values()}
 

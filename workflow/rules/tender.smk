@@ -13,8 +13,8 @@
 #   tender_cost       results/tables/tender_cost.{csv,md}, results/figures/tender_cost.{png,pdf}
 #                     analytical systolic-array model: shift vs explicit requantization (TENDER-4)
 #
-# Which evaluated method plays which role is fixed here (TENDER_ROLES); a config may override it with a
-# top-level `tender:` mapping (keys roles, exactness_methods, cost) once the schema admits one.
+# Which evaluated method plays which role (TENDER_ROLES), the exactness methods and the cost workload
+# are fixed in targets.smk (the config schema has no `tender:` key, so they are not config overrides).
 # Selection helpers live in targets.smk.
 
 rule tender_tables:

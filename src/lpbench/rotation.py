@@ -40,9 +40,6 @@ import warnings
 
 import torch
 import torch.nn as nn
-from compressed_tensors.transform.utils import hadamard as _ct_hadamard
-from compressed_tensors.transform.utils.hadamard import (deterministic_hadamard_matrix, is_pow2,
-                                                         random_hadamard_matrix)
 
 from lpbench.archs import ArchSpec, get_submodule
 
@@ -53,9 +50,18 @@ _WARNED_NO_HADAMARD: set[int] = set()
 
 
 # ---- Hadamard and orthogonal matrices ------------------------------------------------------------------
+def _ct():
+    """compressed-tensors' Hadamard module, imported on first use: importing compressed-tensors costs
+    ~6 CPU-seconds (it pulls in pydantic and transformers), which every pipeline job that builds a method
+    would otherwise pay whether or not it rotates anything."""
+    from compressed_tensors.transform.utils import hadamard
+
+    return hadamard
+
+
 def _known_hadamard(n: int) -> torch.Tensor | None:
     """compressed-tensors' stored ±1 Hadamard of the largest order K with n/K a power of two, or None."""
-    fetch = getattr(_ct_hadamard, "_fetch_hadamard_divisor", None)
+    fetch = getattr(_ct(), "_fetch_hadamard_divisor", None)
     if fetch is None:
         raise RuntimeError("this compressed-tensors version has no _fetch_hadamard_divisor; lpbench.rotation "
                            "needs its stored Hadamard matrices for sizes that are not powers of two")
@@ -72,16 +78,17 @@ def _hadamard_factors(n: int, seeded: bool = False) -> tuple[torch.Tensor, torch
     """
     if not isinstance(n, int) or n < 1:
         raise ValueError(f"Hadamard order must be a positive integer, got {n!r}")
-    if is_pow2(n) and not seeded:
+    ct = _ct()
+    if ct.is_pow2(n) and not seeded:
         a = 2 ** (int(math.log2(n)) // 2)
-        return deterministic_hadamard_matrix(a, _F64), deterministic_hadamard_matrix(n // a, _F64)
+        return ct.deterministic_hadamard_matrix(a, _F64), ct.deterministic_hadamard_matrix(n // a, _F64)
     known = _known_hadamard(n)
     if known is None:
         raise ValueError(
             f"no Hadamard matrix of order {n} is known: the order must be 2^k or K·2^k with K one of the "
             "orders stored by compressed-tensors (multiples of 4 up to 256). Use rotation_matrix(n, "
             "kind='orthogonal') or rotation_matrix(n) (which falls back to a random orthogonal matrix).")
-    return known.T.contiguous(), deterministic_hadamard_matrix(n // known.shape[0], _F64)
+    return known.T.contiguous(), ct.deterministic_hadamard_matrix(n // known.shape[0], _F64)
 
 
 def has_hadamard(n: int) -> bool:
@@ -122,11 +129,12 @@ def hadamard_matrix(n: int, seed: int | None = None, dtype: torch.dtype = _F64) 
     (see :func:`has_hadamard`).
     """
     a, b = _hadamard_factors(n)
+    ct = _ct()
     if seed is None:
-        unnormalized = deterministic_hadamard_matrix(n, _F64) if is_pow2(n) else torch.kron(a, b)
+        unnormalized = ct.deterministic_hadamard_matrix(n, _F64) if ct.is_pow2(n) else torch.kron(a, b)
     else:
         gen = torch.Generator().manual_seed(seed)
-        unnormalized = random_hadamard_matrix(n, _F64, gen=gen)      # ±1 entries, not normalized
+        unnormalized = ct.random_hadamard_matrix(n, _F64, gen=gen)      # ±1 entries, not normalized
     h = unnormalized / math.sqrt(n)
     _check_orthonormal(h, f"Hadamard matrix of order {n}")
     return h.to(dtype)

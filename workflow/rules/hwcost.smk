@@ -9,6 +9,8 @@ rule hwcost:
     params:
         methods=lambda wc: {meth: config["methods"][meth] for _, _, meth in TRIPLES},
         pairs=sorted({(m, meth) for m, _, meth in TRIPLES}),
+    benchmark:
+        "results/benchmarks/hwcost/hwcost.tsv",
     log:
         "logs/hwcost.log",
     conda:

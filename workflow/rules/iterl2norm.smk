@@ -30,6 +30,8 @@ rule iterl2norm_record:
     threads: config["threads"]
     resources:
         mem_mb=6000,
+    benchmark:
+        "results/benchmarks/iterl2norm_record/iterl2norm/record/{model}.tsv",
     log:
         "logs/iterl2norm/record/{model}.log",
     conda:
@@ -56,7 +58,7 @@ rule iterl2norm_precision:
     resources:
         mem_mb=4000,
     benchmark:
-        "results/benchmarks/iterl2norm/precision.tsv"
+        "results/benchmarks/iterl2norm_precision/iterl2norm/precision.tsv"
     log:
         "logs/iterl2norm/precision.log",
     conda:
@@ -79,6 +81,8 @@ rule iterl2norm_latency:
         energy_md="results/tables/iterl2norm_energy.md",
     params:
         cfg=ITERL2NORM,
+    benchmark:
+        "results/benchmarks/iterl2norm_latency/iterl2norm/latency.tsv",
     log:
         "logs/iterl2norm/latency.log",
     conda:
@@ -103,6 +107,8 @@ rule iterl2norm_figures:
         lat_png=report("results/figures/iterl2norm_latency.png", caption="../report/iterl2norm_latency.rst",
                        category="IterL2Norm"),
         lat_pdf="results/figures/iterl2norm_latency.pdf",
+    benchmark:
+        "results/benchmarks/iterl2norm_figures/iterl2norm/figures.tsv",
     log:
         "logs/iterl2norm/figures.log",
     conda:
@@ -119,6 +125,8 @@ rule iterl2norm_model_table:
         csv=report("results/tables/iterl2norm_model.csv", caption="../report/iterl2norm_model.rst",
                    category="IterL2Norm"),
         md="results/tables/iterl2norm_model.md",
+    benchmark:
+        "results/benchmarks/iterl2norm_model_table/iterl2norm/model_table.tsv",
     log:
         "logs/iterl2norm/model_table.log",
     conda:

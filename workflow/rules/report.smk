@@ -7,6 +7,8 @@ rule aggregate:
         ppl_md="results/tables/perplexity.md",
         enc=report("results/tables/encoder.csv", caption="../report/encoder.rst", category="Tables"),
         enc_md="results/tables/encoder.md",
+    benchmark:
+        "results/benchmarks/aggregate/aggregate.tsv",
     log:
         "logs/aggregate.log",
     conda:
@@ -21,6 +23,8 @@ rule figures:
     output:
         png=report("results/figures/perplexity.png", caption="../report/perplexity_figure.rst", category="Figures"),
         pdf="results/figures/perplexity.pdf",
+    benchmark:
+        "results/benchmarks/figures/figures.tsv",
     log:
         "logs/figures.log",
     conda:
@@ -37,6 +41,8 @@ rule claims:
     output:
         md=report("results/claims.md", caption="../report/claims.rst", category="Claims"),
         csv="results/claims.csv",
+    benchmark:
+        "results/benchmarks/claims/claims.tsv",
     log:
         "logs/claims.log",
     conda:

@@ -17,6 +17,8 @@ rule rrs_perplexity:
         pdf="results/figures/rrs_perplexity.pdf",
     params:
         families={m: ("gemma3" if "gemma" in m else "") for m in RRS_MODELS},
+    benchmark:
+        "results/benchmarks/rrs_perplexity/rrs/perplexity.tsv",
     log:
         "logs/rrs/perplexity.log",
     conda:
@@ -41,6 +43,8 @@ rule rrs_outliers:
         seed=config["seed"],
         group_size=128,
     threads: config["threads"]
+    benchmark:
+        "results/benchmarks/rrs_outliers/rrs/outliers.tsv",
     log:
         "logs/rrs/outliers.log",
     conda:
@@ -60,6 +64,8 @@ rule rrs_cost:
         md="results/tables/rrs_cost.md",
     params:
         methods=lambda wc: {meth: config["methods"][meth] for _, _, meth in RRS_TRIPLES},
+    benchmark:
+        "results/benchmarks/rrs_cost/rrs/cost.tsv",
     log:
         "logs/rrs/cost.log",
     conda:

@@ -52,6 +52,8 @@ rule slanc_tables:
         variant_methods=SLANC_METHODS,
         methods={name: config["methods"][name] for name in SLANC_METHODS.values()},
         fp32_method="fp32",
+    benchmark:
+        "results/benchmarks/slanc_tables/slanc_tables.tsv",
     log:
         "logs/slanc_tables.log",
     conda:
@@ -66,6 +68,8 @@ rule slanc_figure:
     output:
         png=report("results/figures/slanc_sumsq.png", caption="../report/slanc_sumsq.rst", category="SLaNC"),
         pdf="results/figures/slanc_sumsq.pdf",
+    benchmark:
+        "results/benchmarks/slanc_figure/slanc_figure.tsv",
     log:
         "logs/slanc_figure.log",
     conda:

@@ -33,6 +33,8 @@ rule tender_tables:
     params:
         roles=TENDER_ROLES,
         artifact_triples=[(m, c, meth) for m, c, meth in TENDER_TRIPLES if _is_tender(meth)],
+    benchmark:
+        "results/benchmarks/tender_tables/tender/tables.tsv",
     log:
         "logs/tender/tables.log",
     conda:
@@ -59,6 +61,8 @@ rule tender_exactness:
     threads: config["threads"]
     resources:
         mem_mb=8000,
+    benchmark:
+        "results/benchmarks/tender_exactness/tender/exactness.tsv",
     log:
         "logs/tender/exactness.log",
     conda:
@@ -83,6 +87,8 @@ rule tender_cost:
         cost=TENDER_COST,
         artifact_triples=TENDER_COST_ARTIFACTS,
         entries={meth: config["methods"][meth] for _, _, meth in TENDER_COST_ARTIFACTS},
+    benchmark:
+        "results/benchmarks/tender_cost/tender/cost.tsv",
     log:
         "logs/tender/cost.log",
     conda:

@@ -1,11 +1,14 @@
 """Benchmark (not a test): cost of fake-quantized evaluation relative to the FP32 forward pass.
 
 Times perplexity evaluation of the same windows with ``fp32`` and with each listed method, and prints
-the ratios. Goal from the spine issue: W4A4-RTN / FP32 <= 1.5 (activation fake-quant is one elementwise
-pass per linear input; weights are quantized once, before timing).
+the ratios. Goal: fake-quant / FP32 <= 1.2 for RTN, GPTQ-weight and rotated methods (activation
+fake-quant is one elementwise pass per linear input, an online Hadamard one small matmul; weights are
+quantized once, before timing). Methods with an offline step are calibrated first (not timed) from the
+pipeline's calibration files; run ``make run`` once so that they exist.
 
     .venv/bin/python benchmarks/quant_overhead.py [--model resources/models/smollm2-135m] \
-        [--tokens resources/tokens/smollm2-135m/austen/evaluation.pt] [--windows 4] [--seqlen 512]
+        [--tokens resources/tokens/smollm2-135m/austen/evaluation.pt] [--calib resources/calib/smollm2-135m/austen]
+        [--windows 4] [--seqlen 512] [--methods rtn-w4a4 quarot-w4a4 ...]
 """
 from __future__ import annotations
 
@@ -13,21 +16,25 @@ import argparse
 import time
 
 import torch
+import yaml
 
 from lpbench.archs import get_arch
 from lpbench.data import eval_windows
 from lpbench.evaluate import perplexity
-from lpbench.methods import build_method
+from lpbench.methods import build_method, has_offline_step
 from lpbench.sources import load_model
 
-METHODS = {"rtn-w8a8": {"method": "rtn", "w_bits": 8, "a_bits": 8},
-           "rtn-w4a4": {"method": "rtn", "w_bits": 4, "a_bits": 4}}
+DEFAULT_METHODS = ["rtn-w8a8", "rtn-w4a4", "smoothquant-w4a4", "rs-w4a4", "quarot-w4a4", "rrs-w4a4"]
 
 
-def timed_eval(model_dir, name, entry, windows, repeats):
+def timed_eval(model_dir, name, entry, windows, repeats, calib=None):
     model, _, _ = load_model(model_dir)
     method = build_method(name, entry)
-    model = method.apply(model, get_arch(model), {})
+    artifact = {}
+    if has_offline_step(entry):
+        artifact = method.calibrate(model, get_arch(model), torch.load(f"{calib}.pt"), torch.load(f"{calib}.windows.pt"))
+        model, _, _ = load_model(model_dir)
+    model = method.apply(model, get_arch(model), artifact)
     perplexity(model, windows[:1], progress=False)  # warm-up
     best = float("inf")
     for _ in range(repeats):
@@ -41,6 +48,10 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default="resources/models/smollm2-135m")
     ap.add_argument("--tokens", default="resources/tokens/smollm2-135m/austen/evaluation.pt")
+    ap.add_argument("--calib", default="resources/calib/smollm2-135m/austen",
+                    help="prefix of the calibrate rule's outputs (<prefix>.pt, <prefix>.windows.pt)")
+    ap.add_argument("--config", default="config/config.yaml", help="where the method entries are defined")
+    ap.add_argument("--methods", nargs="+", default=DEFAULT_METHODS)
     ap.add_argument("--windows", type=int, default=4)
     ap.add_argument("--seqlen", type=int, default=512)
     ap.add_argument("--repeats", type=int, default=2)
@@ -49,11 +60,14 @@ def main():
     torch.set_num_threads(args.threads)
     windows = eval_windows(torch.load(args.tokens), args.seqlen, args.windows)
     base, base_ppl = timed_eval(args.model, "fp32", {"method": "fp32"}, windows, args.repeats)
-    print(f"{'method':<10} {'seconds':>8} {'ratio':>6} {'ppl':>9}")
-    print(f"{'fp32':<10} {base:8.2f} {1.0:6.2f} {base_ppl:9.3f}")
-    for name, entry in METHODS.items():
-        t, ppl = timed_eval(args.model, name, entry, windows, args.repeats)
-        print(f"{name:<10} {t:8.2f} {t / base:6.2f} {ppl:9.3f}")
+    print(f"{'method':<18} {'seconds':>8} {'ratio':>6} {'ppl':>9}")
+    print(f"{'fp32':<18} {base:8.2f} {1.0:6.2f} {base_ppl:9.3f}")
+    entries = yaml.safe_load(open(args.config))["methods"]
+    for name in args.methods:
+        if name not in entries:
+            raise SystemExit(f"unknown method '{name}' in {args.config}; known: {sorted(entries)}")
+        t, ppl = timed_eval(args.model, name, entries[name], windows, args.repeats, args.calib)
+        print(f"{name:<18} {t:8.2f} {t / base:6.2f} {ppl:9.3f}")
 
 
 if __name__ == "__main__":

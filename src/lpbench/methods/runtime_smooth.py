@@ -42,7 +42,7 @@ import math
 import torch
 import torch.nn as nn
 
-from lpbench.methods import register
+from lpbench.methods import Int, register
 from lpbench.methods.quarot import QuaRot, W4A4Base
 from lpbench.quant import QuantSpec, fake_quant
 from lpbench.w4a4 import act_spec
@@ -115,6 +115,7 @@ class RuntimeSmooth(W4A4Base):
 
     kind = "rs"
     defaults = {**W4A4Base.defaults, "group_size": 128}
+    spec = {**W4A4Base.spec, "group_size": Int(1)}
 
     def calibrate(self, model, arch, stats, windows):
         art = {}
@@ -151,6 +152,7 @@ class RotatedRuntimeSmooth(RuntimeSmooth):
     kind = "rrs"
     defaults = {**RuntimeSmooth.defaults, "rotation": "hadamard", "rotation_seed": None,
                 "sandwich_rotation": "online"}
+    spec = {**RuntimeSmooth.spec, "rotation_seed": Int(none=True)}
 
     def calibrate(self, model, arch, stats, windows):
         return QuaRot.calibrate(self, model, arch, stats, windows)

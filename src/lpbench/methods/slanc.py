@@ -92,7 +92,7 @@ import torch.nn as nn
 
 from lpbench.archs import ArchSpec, get_submodule
 from lpbench.lowprec import F64, FORMATS, ORDERS, Arith, emulated_norm, get_format, round_to
-from lpbench.methods import Method, ModelDims, register
+from lpbench.methods import Int, Method, ModelDims, Real, register
 from lpbench.methods.iterl2norm import _check_formula, _norm_params, norm_instances
 
 VARIANTS = ("none", "static", "dynamic")
@@ -463,6 +463,7 @@ class SLaNCMethod(Method):
     kind = "slanc"
     defaults: dict[str, Any] = {"variant": "static", "fmt": "fp16", "order": "pairwise", "block": 16,
                                 "apply_as": "fold", "target_sumsq": 1.0}
+    spec = {"block": Int(1), "target_sumsq": Real(0, open_lo=True)}
 
     def __init__(self, name: str = "", **params):
         super().__init__(name, **params)

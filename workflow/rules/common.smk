@@ -39,6 +39,24 @@ wildcard_constraints:
     split="calibration|evaluation",
 
 
+def local_source_input(section):
+    """A `local` model directory's files / corpus text files are inputs of the download rule, so
+    editing them re-materialises the entry (and, through the content hashes, exactly what depends on it)."""
+
+    def files(wc):
+        entry = config[section][wc.model if section == "models" else wc.corpus]
+        if entry["source"] != "local":
+            return {}
+        if section == "models":
+            from lpbench.sources import local_source_files
+
+            return {"source": [str(p) for p in local_source_files(Path(entry["path"]))]}
+        paths = [entry[k] for k in ("calibration", "evaluation") if k in entry] or [entry["path"]]
+        return {"source": [p for p in paths if Path(p).is_file()]}
+
+    return files
+
+
 def method_artifact_input(wc):
     """The offline artifact an evaluation reads; none for methods without an offline step, so no
     job starts just to write an empty file."""

@@ -17,7 +17,11 @@ $(VENV)/.installed: envs/requirements.txt pyproject.toml
 	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
 	touch $@
 
+# `--configfile $(CONFIG)` is the whole config (the Snakefile merges nothing into it): `make run
+# CONFIG=config/test.yaml` runs exactly what the end-to-end test runs. The config is checked first so a
+# YAML syntax error names its file and line (Snakemake's own message names neither).
 run: $(VENV)/.installed
+	$(PY) -m lpbench.config $(CONFIG)
 	$(SMK) --cores $(CORES) --configfile $(CONFIG) --rerun-incomplete $(SMKFLAGS)
 	@$(MAKE) --no-print-directory report
 
@@ -31,6 +35,7 @@ test: $(VENV)/.installed
 	$(PY) -m pytest -q
 
 lint: $(VENV)/.installed
+	$(PY) -m lpbench.config $(CONFIG)
 	$(SMK) --lint --configfile $(CONFIG)
 
 bench: $(VENV)/.installed

@@ -199,6 +199,10 @@ def _copy_hf_dir(src: Path, out: Path, causal: bool) -> None:
 
 
 # ------------------------------------------------------------------------------------------------ hf
+class HubUnanswered(RuntimeError):
+    """A hub request got no answer within the timeout."""
+
+
 class _HubTimeouts:
     """Within the block, every request huggingface_hub makes gives up after ``timeout`` s without an
     answer (its default client has no timeout: a hub that accepts connections and never answers hangs
@@ -218,10 +222,15 @@ class _HubTimeouts:
         class CappedTimeouts(httpx2.HTTPTransport):
             # huggingface_hub passes `timeout=None` (= wait forever) explicitly on some calls (repo_info,
             # list_repo_tree), which beats a client default: cap every request at the transport instead.
+            # A timeout is raised as HubUnanswered, which huggingface_hub's own backoff (5 more tries,
+            # 23 s of sleeps) does not catch: the retries are ours, so the total wait is what we state.
             def handle_request(self, request):
                 asked = request.extensions.get("timeout") or {}
                 request.extensions["timeout"] = {k: min(t, asked.get(k) or t) for k in ("connect", "read", "write", "pool")}
-                return super().handle_request(request)
+                try:
+                    return super().handle_request(request)
+                except httpx2.TimeoutException as e:
+                    raise HubUnanswered(f"no answer within {t:g} s to {request.method} {request.url}") from e
 
         _http.set_client_factory(lambda: httpx2.Client(event_hooks={"request": [_http.hf_request_event_hook]},
                                                        follow_redirects=True, timeout=httpx2.Timeout(t),

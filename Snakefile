@@ -20,8 +20,9 @@ if not workflow.overwrite_configfiles:
     configfile: "config/config.yaml"
 
 
-check_entries(config)  # unknown keys in a model/corpus entry, with the keys its source accepts
-validate(config, "workflow/schemas/config.schema.yaml")
+SCHEMA = Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml"
+check_entries(config, load_yaml(SCHEMA))  # unknown keys in a model/corpus entry, listing the allowed ones
+validate(config, str(SCHEMA))
 
 
 include: "workflow/rules/common.smk"

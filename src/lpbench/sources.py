@@ -264,7 +264,8 @@ def hf_snapshot(repo_id: str, revision: str, dest: Path, *, repo_type: str = "mo
     from huggingface_hub import snapshot_download
 
     error = error or DownloadError
-    what = f"'{repo_id}' at revision '{revision}' from the Hugging Face hub{f' ({endpoint})' if endpoint else ''}"
+    what = (f"dataset '{repo_id}' at '{revision}'" if repo_type == "dataset" else f"'{repo_id}' at revision '{revision}'")
+    what += f" from the Hugging Face hub{f' ({endpoint})' if endpoint else ''}"
     last: Exception | None = None
     for attempt in range(1, retries + 1):
         if Path(dest).exists():

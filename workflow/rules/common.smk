@@ -25,6 +25,27 @@ for _section in ("models", "corpora"):
 config["claims"] = resolve(config["claims"])
 config["hw_costs"] = resolve(config["hw_costs"])
 
+def warn_changed_models():
+    """A stat per file: models whose files are missing or changed size since download_model wrote them
+    (jobs that load them will stop with the fix; this says so even when there is nothing to run)."""
+    import json
+
+    for m in sorted({m for exp in config["experiments"] for m in exp["models"]}):
+        meta = Path("resources/models") / m / "lpbench_model.json"
+        try:
+            files = json.loads(meta.read_text()).get("files", {})
+        except (OSError, ValueError):
+            continue
+        for name, rec in files.items():
+            p = meta.parent / name
+            if not p.is_file() or p.stat().st_size != rec["bytes"]:
+                print(f"lpbench: WARNING {p} is missing or changed size since rule download_model wrote it; "
+                      f"jobs that load model '{m}' will fail; fix: snakemake --forcerun {meta}", file=sys.stderr)
+                break
+
+
+warn_changed_models()
+
 ENV = "../../envs/lpbench.yaml"  # for --use-conda; the Makefile's .venv is the default
 
 TRIPLES = experiment_triples(config)

@@ -352,8 +352,7 @@ def materialize(model_id: str, entry: dict, out: Path, work: Path) -> Path:
                         timeout=float(entry.get("timeout", NET_TIMEOUT)),
                         retries=int(entry.get("retries", NET_RETRIES)))
         _from_local(snap, entry, out)
-        meta = {"repo_id": entry["repo_id"], "revision": entry["revision"],
-                "snapshot_sha256": {p.name: sha256_file(p) for p in sorted(snap.iterdir()) if p.is_file()}}
+        meta = {"repo_id": entry["repo_id"], "revision": entry["revision"]}
     elif source == "local":
         _from_local(Path(entry["path"]), entry, out)
         meta = {"path": str(entry["path"]), "source_sha256": source_dir_sha256(Path(entry["path"]))}

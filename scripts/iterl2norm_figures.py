@@ -1,7 +1,7 @@
 """Rule iterl2norm_figures: error vs iterations (faceted by d) and the latency model vs d."""
 import pandas as pd
 
-from lpbench.iterl2norm_study import error_figure, latency_figure, real_error_figure
+from lpbench.studies.iterl2norm import error_figure, latency_figure, real_error_figure
 from lpbench.jobs import setup
 from lpbench.plots import save
 

@@ -1,7 +1,7 @@
 """Rule iterl2norm_latency: norm-macro cycle model vs the paper's endpoints (ITER-3) and the energy of
 one normalization vs a square-root + divide datapath."""
 from lpbench.hwcost import load_costs
-from lpbench.iterl2norm_study import energy_table, latency_table, settings
+from lpbench.studies.iterl2norm import energy_table, latency_table, settings
 from lpbench.jobs import setup
 from lpbench.tables import write_table
 

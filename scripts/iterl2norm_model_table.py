@@ -1,6 +1,6 @@
 """Rule iterl2norm_model_table: result JSONs of the iterl2norm methods (and their FP32 references) ->
 results/tables/iterl2norm_model.{csv,md} (ITER-4: perplexity vs k; MiniLM output error)."""
-from lpbench.iterl2norm_study import model_table
+from lpbench.studies.iterl2norm import model_table
 from lpbench.jobs import setup
 from lpbench.tables import load_results, write_table
 

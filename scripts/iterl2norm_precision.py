@@ -5,7 +5,7 @@ from pathlib import Path
 
 import torch
 
-from lpbench.iterl2norm_study import convergence_table, precision_study, settings, wins_table
+from lpbench.studies.iterl2norm import convergence_table, precision_study, settings, wins_table
 from lpbench.jobs import setup
 from lpbench.tables import write_table
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import torch
 
 from lpbench.archs import get_arch
-from lpbench.iterl2norm_study import record_norm_inputs
+from lpbench.studies.iterl2norm import record_norm_inputs
 from lpbench.jobs import mock_snakemake, setup
 from lpbench.sources import load_model
 

@@ -7,9 +7,9 @@ import torch
 from lpbench.archs import get_arch
 from lpbench.data import eval_windows
 from lpbench.jobs import setup
-from lpbench.outliers import capture_inputs, layer_table
+from lpbench.studies.rrs import capture_inputs, layer_table
 from lpbench.plots import save
-from lpbench.rrs_report import outlier_figure, pick_figure_input
+from lpbench.studies.rrs import outlier_figure, pick_figure_input
 from lpbench.sources import load_model
 from lpbench.tables import write_table
 

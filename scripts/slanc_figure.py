@@ -4,7 +4,7 @@ import torch
 
 from lpbench.jobs import setup
 from lpbench.plots import save
-from lpbench.slanc_measure import sumsq_figure, sumsq_long
+from lpbench.studies.slanc import sumsq_figure, sumsq_long
 
 setup(snakemake)
 rows, lim = [], None

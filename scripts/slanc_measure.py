@@ -1,5 +1,5 @@
 """Rule slanc_measure: norm inputs of the FP32 model on the evaluation windows through every variant's
-emulated low-precision norm (lpbench.slanc_measure) -> one .pt file per (model, corpus)."""
+emulated low-precision norm (lpbench.studies.slanc) -> one .pt file per (model, corpus)."""
 import time
 from pathlib import Path
 
@@ -8,7 +8,7 @@ import torch
 from lpbench.archs import get_arch
 from lpbench.data import eval_windows
 from lpbench.jobs import setup
-from lpbench.slanc_measure import measure
+from lpbench.studies.slanc import measure
 from lpbench.sources import load_model
 
 log = setup(snakemake)

@@ -1,4 +1,4 @@
-"""Tests of the IterL2Norm study driver (lpbench.iterl2norm_study) and the remaining issue-6 checks:
+"""Tests of the IterL2Norm study driver (lpbench.studies.iterl2norm) and the remaining IterL2Norm checks:
 single fp32 ops vs torch's own float32 arithmetic, exact norms in float64 with many iterations."""
 import math
 from pathlib import Path
@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from helpers import tiny_model
-from lpbench import iterl2norm_study as st
+from lpbench.studies import iterl2norm as st
 from lpbench.accel import norm_macro
 from lpbench.archs import get_arch
 from lpbench.hwcost import load_costs

@@ -10,9 +10,10 @@ from helpers import tiny_model
 from lpbench.archs import get_arch, get_submodule
 from lpbench.methods import ModelDims, build_method
 from lpbench.methods.runtime_smooth import runtime_smooth_quant, runtime_smooth_scales
-from lpbench.outliers import Rotations, capture_inputs, outlier_stats
+from lpbench.studies.rrs import Rotations, capture_inputs, outlier_stats
 from lpbench.quant import QuantLinear, QuantSpec, fake_quant
-from lpbench.w4a4 import KVQuant, mse_clip_scale
+from lpbench.kvcache import KVQuant
+from lpbench.quant import mse_clip_scale
 
 INT4 = QuantSpec(bits=4, granularity="per_row")
 

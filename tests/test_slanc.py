@@ -1,4 +1,4 @@
-"""Tests of SLaNC (lpbench.methods.slanc) and its measurements (lpbench.slanc_measure)."""
+"""Tests of SLaNC (lpbench.methods.slanc) and its measurements (lpbench.studies.slanc)."""
 import math
 
 import numpy as np
@@ -9,8 +9,9 @@ from helpers import tiny_model
 from lpbench.archs import get_arch, get_submodule
 from lpbench.lowprec import emulated_norm
 from lpbench.methods import ModelDims, build_method
-from lpbench.methods.slanc import LowPrecNorm, lowprec_norm, native_norm, slanc_scales
-from lpbench.slanc_measure import measure, reparametrize, restore, summary_rows
+from lpbench.lowprec import native_norm
+from lpbench.methods.slanc import LowPrecNorm, lowprec_norm, slanc_scales
+from lpbench.studies.slanc import measure, reparametrize, restore, summary_rows
 
 F64 = torch.float64
 

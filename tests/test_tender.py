@@ -6,8 +6,9 @@ import torch.nn.functional as F
 
 from lpbench.archs import FAMILIES, get_arch
 from lpbench.methods import ModelDims, build_method
-from lpbench.methods.tender import (Tender, TenderOverflowError, chunk_rows, resolve_groups, tender_decompose,
-                                    tender_group_index, tender_int_linear, unchunk_rows)
+from lpbench.accel.tender import (TenderOverflowError, chunk_rows, tender_decompose, tender_group_index,
+                                  tender_int_linear, unchunk_rows)
+from lpbench.methods.tender import Tender, resolve_groups
 from lpbench.quant import QuantSpec, quantize_codes
 
 
@@ -336,7 +337,7 @@ def test_exactness_on_model_layers(make):
 
 def test_exactness_check_counts_a_broken_accumulator(monkeypatch):
     """The check is not vacuous: corrupting the shift (k + 1) is caught as mismatches."""
-    import lpbench.methods.tender as T
+    import lpbench.accel.tender as T
     x = _acts((1, 40, 32), seed=3)
     w = torch.randn(8, 32, generator=torch.Generator().manual_seed(4))
     assert T.exactness_check(x, w, 8, 4, 16)["mismatches"] == 0

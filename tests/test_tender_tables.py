@@ -1,15 +1,11 @@
-"""Table logic of the Tender rules (scripts/tender_tables.py): roles, G resolution, granularity summary."""
-import importlib.util
+"""Table logic of the Tender study (lpbench.studies.tender): roles, G resolution, granularity summary."""
 import json
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
-_SPEC = importlib.util.spec_from_file_location(
-    "tender_tables", Path(__file__).resolve().parents[1] / "scripts" / "tender_tables.py")
-tt = importlib.util.module_from_spec(_SPEC)
-_SPEC.loader.exec_module(tt)
+from lpbench.studies import tender as tt
 
 ROLES = {"tender": {8: "tender-int8", 4: "tender-int4"}, "per_tensor": {8: "pt8", 4: "pt4"},
          "per_row": {8: "rtn-w8a8", 4: "rtn-w4a4"}, "per_column": {8: "pc8", 4: "pc4"},

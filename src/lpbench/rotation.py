@@ -205,7 +205,7 @@ def _stream_writers(arch: ArchSpec) -> list[str]:
     return [arch.attn["o"], arch.mlp["down" if arch.mlp_kind == "gated" else "fc2"]]
 
 
-def _untie_lm_head(model: nn.Module, arch: ArchSpec) -> None:
+def untie_lm_head(model: nn.Module, arch: ArchSpec) -> None:
     """Give the LM head its own weight if it shares the embedding's, and stop transformers re-tying it."""
     embed, head = get_submodule(model, arch.embed), get_submodule(model, arch.lm_head)
     if head.weight is not embed.weight and head.weight.data_ptr() != embed.weight.data_ptr():
@@ -242,7 +242,7 @@ def fuse_norms(model: nn.Module, arch: ArchSpec) -> None:
     afterwards. Only pre-norm RMSNorm families (llama, qwen2); others raise NotImplementedError.
     """
     _require_foldable(arch)
-    _untie_lm_head(model, arch)
+    untie_lm_head(model, arch)
     consumers = _norm_consumers(arch)
     for block in arch.blocks(model):
         for role, names in consumers.items():
@@ -348,3 +348,13 @@ def fold_online_rotation(linear: nn.Linear, rotation: OnlineHadamard) -> None:
     if linear.in_features != rotation.dim:
         raise ValueError(f"linear has {linear.in_features} inputs, rotation acts on {rotation.dim}")
     linear.weight.copy_(rotation.fold_into(linear.weight))
+
+
+def hadamard_ops(n: int) -> tuple[float, float]:
+    """(adds, mults) per vector of length n for a fast Hadamard transform n = K·2^k: a Walsh-Hadamard
+    butterfly on the 2^k factor (n·k adds) and a dense K×K product on the K factor (n·K mult-adds)."""
+    k2 = n & -n                       # largest power of two dividing n
+    K = n // k2
+    adds = n * math.log2(k2) + (n * (K - 1) if K > 1 else 0)
+    mults = n * K if K > 1 else 0.0
+    return float(adds), float(mults + n)   # + n: the 1/sqrt(n) normalization (or sign flips), one mult each

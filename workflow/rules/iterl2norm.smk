@@ -1,8 +1,8 @@
 # Rules of the iterl2norm reproduction. Appends to FINAL_OUTPUTS / CLAIM_TABLES (see common.smk).
 #
-# IterL2Norm (issue 6): precision study (ITER-1, ITER-2), norm-macro latency and energy (ITER-3),
+# IterL2Norm: precision study (ITER-1, ITER-2), norm-macro latency and energy (ITER-3),
 # model level through the shared evaluate rule (methods of kind `iterl2norm`, ITER-4).
-# Settings: the `iterl2norm` config section (defaults in lpbench.iterl2norm_study.DEFAULTS).
+# Settings: the `iterl2norm` config section (defaults in lpbench.studies.iterl2norm.DEFAULTS).
 
 ITERL2NORM = config.get("iterl2norm") or {}
 ITERL2NORM_METHODS = sorted({meth for _, _, meth in TRIPLES if config["methods"][meth]["method"] == "iterl2norm"})

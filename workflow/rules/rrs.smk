@@ -1,4 +1,4 @@
-# Rules of the rrs reproduction (issue 3: Rotated Runtime Smooth and its W4A4 baselines).
+# Rules of the Rotated Runtime Smooth (RRS) reproduction and its W4A4 baselines.
 # Appends to FINAL_OUTPUTS / CLAIM_TABLES (see common.smk).
 #
 # The RRS-paper methods are ordinary config methods (kinds smoothquant, quarot, rs, rrs; evaluated by the

@@ -1,4 +1,4 @@
-# Rules of the tender reproduction (issue 4: Tender, ISCA 2024). Appends to FINAL_OUTPUTS / CLAIM_TABLES
+# Rules of the Tender reproduction (ISCA 2024). Appends to FINAL_OUTPUTS / CLAIM_TABLES
 # (see common.smk).
 #
 # Tender and its baselines are ordinary config methods evaluated by the shared `evaluate` rule (kind

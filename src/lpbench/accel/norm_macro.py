@@ -5,7 +5,7 @@ Only two numbers of the paper's macro are known: 116 cycles at d = 64 and 227 cy
 and defaulted in :data:`DEFAULTS` (overridden by the ``iterl2norm.macro`` config section), so that the
 claim can be checked against an architecture rather than against a fitted line. The pipeline calibrates
 the d-independent overhead at d = 64 (:func:`calibrate_overhead`) and *predicts* d = 1024: with the lane
-count fixed, that prediction tests the datapath's slope (:mod:`lpbench.iterl2norm_study`).
+count fixed, that prediction tests the datapath's slope (:mod:`lpbench.studies.iterl2norm`).
 
 Datapath (one vector of length d; all units pipelined, one beat = one cycle)
     B = min(lanes, mem_width) elements enter per beat; a pass over the vector is n = ⌈d/B⌉ beats.

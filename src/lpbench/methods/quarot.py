@@ -17,7 +17,7 @@ Reading of the official code (``spcl/QuaRot`` and its copy in ``Coco58323/Rotate
    instead of num_heads). Both online transforms are folded into the consuming weight
    (:func:`lpbench.rotation.fold_online_rotation`) so the FP model is unchanged.
 5. **Quantization** — RTN per-channel INT4 weights (``weights: gptq`` for GPTQ), symmetric per-token INT4
-   inputs of every block linear, LM head in full precision, KV16 or KV4 (:mod:`lpbench.w4a4`).
+   inputs of every block linear, LM head in full precision, KV16 or KV4 (:mod:`lpbench.kvcache`).
 
 Sandwich norms (Gemma-3)
 ------------------------
@@ -40,12 +40,12 @@ import torch
 import torch.nn as nn
 
 from lpbench.archs import ArchSpec, get_submodule
+from lpbench.kvcache import attach_kv_quant
 from lpbench.methods import BITS, Bool, Choice, Int, Method, Real, register
 from lpbench.methods.rtn import RTN, int_op
-from lpbench.quant import replace_module
-from lpbench.rotation import (OnlineHadamard, _untie_lm_head, fold_online_rotation, fuse_norms,
-                              hadamard_matrix, rotate_model, rotation_matrix)
-from lpbench.w4a4 import act_spec, attach_kv_quant, hadamard_ops, quantize_block_linears
+from lpbench.quant import act_spec, quantize_block_linears, replace_module
+from lpbench.rotation import (OnlineHadamard, fold_online_rotation, fuse_norms, hadamard_matrix, hadamard_ops,
+                              rotate_model, rotation_matrix, untie_lm_head)
 
 _F64 = torch.float64
 
@@ -75,7 +75,7 @@ def _rotate_sandwich(model: nn.Module, arch: ArchSpec, seed: int) -> None:
     d = embed.weight.shape[1]
     rot = OnlineHadamard(d, seed=seed)
     q64 = rot.matrix()                                    # the stream rotation, applied online below
-    _untie_lm_head(model, arch)
+    untie_lm_head(model, arch)
 
     def fold(norm, linears):
         gain = _gemma_gain(norm)
@@ -158,7 +158,7 @@ def rotation_ops(dims, sandwich: bool) -> tuple[float, float]:
 
 
 class W4A4Base(Method):
-    """Parameters shared by the RRS-paper methods (see :mod:`lpbench.w4a4`)."""
+    """Parameters shared by the RRS-paper methods (see :mod:`lpbench.quant` and :mod:`lpbench.kvcache`)."""
 
     defaults = {"w_bits": 4, "a_bits": 4, "clip_ratio": 1.0, "w_clip": "none", "weights": "rtn",
                 "kv_bits": 16, "kv_asym": False}
@@ -177,7 +177,7 @@ class W4A4Base(Method):
                 import lpbench.methods.gptq  # noqa: F401
             except ImportError:
                 raise ValueError(f"method '{self.name}': weights: gptq is not built yet in this suite; RTN "
-                                 "(weights: rtn) stands in — see lpbench.w4a4 for what that changes") from None
+                                 "(weights: rtn) stands in — see lpbench.quant for what that changes") from None
         if self.params["w_clip"] not in ("none", "mse"):
             raise ValueError(f"method '{self.name}': w_clip must be 'none' or 'mse'")
 

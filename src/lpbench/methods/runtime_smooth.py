@@ -44,8 +44,7 @@ import torch.nn as nn
 
 from lpbench.methods import Int, register
 from lpbench.methods.quarot import QuaRot, W4A4Base
-from lpbench.quant import QuantSpec, fake_quant
-from lpbench.w4a4 import act_spec
+from lpbench.quant import QuantSpec, act_spec, fake_quant
 
 SMOOTHED_ROLES = ("o", "gate", "up", "down", "fc1", "fc2")
 

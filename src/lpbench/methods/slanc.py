@@ -62,7 +62,7 @@ Derivation (the predicted L2 norm of every norm's input, from weights only)
     (0.035 at d = 576, i.e. a token 28× below prediction), and Σ overflows only 65504× (≈ 256× in
     magnitude) above prediction — the asymmetry leaves room for massive-activation tokens, which sit far
     above the typical token that an isotropic estimate describes. ``rms_pred = ‖x‖_pred / √d`` is what
-    :mod:`lpbench.slanc_measure` checks against real activations.
+    :mod:`lpbench.studies.slanc` checks against real activations.
 
 How the scale is applied (``apply_as``) and ε
     ``fold``: where a norm's input is the output of a single linear layer (Gemma's post-attention /
@@ -91,9 +91,9 @@ import torch
 import torch.nn as nn
 
 from lpbench.archs import ArchSpec, get_submodule
-from lpbench.lowprec import F64, FORMATS, ORDERS, Arith, emulated_norm, get_format, round_to
+from lpbench.lowprec import F64, FORMATS, ORDERS, get_format, native_norm, round_to
 from lpbench.methods import Int, Method, ModelDims, Real, register
-from lpbench.methods.iterl2norm import _check_formula, _norm_params, norm_instances
+from lpbench.norms import check_formula, norm_instances, norm_params
 
 VARIANTS = ("none", "static", "dynamic")
 APPLY_AS = ("fold", "pow2")
@@ -111,7 +111,7 @@ def _w(linear: nn.Module) -> tuple[torch.Tensor, torch.Tensor | None]:
 
 def norm_affine(module: nn.Module) -> tuple[torch.Tensor, torch.Tensor | None]:
     """(effective gain γ, bias β or None) of a norm module (dtype EST)."""
-    _, _, weight, bias, offset = _norm_params(module)
+    _, _, weight, bias, offset = norm_params(module)
     g = weight.detach().to(F64) + offset
     return g.to(EST), (None if bias is None else bias.detach().to(EST))
 
@@ -291,91 +291,6 @@ def slanc_scales(model: nn.Module, arch: ArchSpec, target_sumsq: float = 1.0,
 
 
 # ---- the emulated norm module ----------------------------------------------------------------------
-def _native_sum(x: torch.Tensor, order: str, block: int) -> torch.Tensor:
-    """Σ over the last dim in x's own dtype, one rounding per add, in the order of
-    :func:`lpbench.lowprec.accumulate_sum`."""
-    def tree(v):
-        n = v.shape[-1]
-        width = 1 << (n - 1).bit_length()
-        if width != n:
-            v = torch.nn.functional.pad(v, (0, width - n))
-        while v.shape[-1] > 1:
-            v = v[..., 0::2] + v[..., 1::2]
-        return v[..., 0]
-
-    def seq(v):
-        acc = v[..., 0]
-        for i in range(1, v.shape[-1]):
-            acc = acc + v[..., i]
-        return acc
-
-    if order == "pairwise":
-        return tree(x)
-    if order == "sequential":
-        return seq(x)
-    if order == "blocked":
-        n = x.shape[-1]
-        nb = max(1, -(-n // block))
-        x = torch.nn.functional.pad(x, (0, nb * block - n))
-        return tree(seq(x.reshape(*x.shape[:-1], nb, block)))
-    raise ValueError(f"unknown summation order '{order}'; known: {ORDERS}")
-
-
-def _is_pow2(s: float) -> bool:
-    return s > 0 and math.frexp(s)[0] == 0.5
-
-
-def native_norm(x: torch.Tensor, kind: str = "layernorm", fmt: str = "fp16", order: str = "pairwise",
-                eps=1e-5, weight: torch.Tensor | None = None, bias: torch.Tensor | None = None,
-                scale: float = 1.0, block: int = 16) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """Fast path of :func:`lpbench.lowprec.emulated_norm` for fp16 / bf16 / fp32: the same operations
-    in the same order, executed in torch's native dtype. Each native elementwise op on CPU computes in
-    float32 and rounds once to the dtype, which for +, −, × of fp16/bf16 operands equals one correct
-    rounding (double-rounding theorem, 24 ≥ 2p + 2); the inverse square root and the constants are
-    rounded from float64 with :func:`lpbench.lowprec.round_to`, as in the reference. Bit-identical to
-    ``emulated_norm`` (checked by tests/test_slanc.py on random, overflowing and underflowing inputs)
-    and about 15x faster. ``eps`` may be a per-vector tensor (dynamic scaling). Output float64."""
-    f = get_format(fmt)
-    if f.name == "fp64":
-        out, st = emulated_norm(x, kind, fmt, order, eps, weight, bias, scale=scale, block=block)
-        st["var"] = st["sumsq"] / x.shape[-1]
-        return out, st
-    dt = f.dtype
-    d = x.shape[-1]
-    if x.dtype == torch.float32 and _is_pow2(scale) or (scale == 1.0 and x.dtype in (torch.float32, dt)):
-        xs = (x if scale == 1.0 else x / scale).to(dt)
-    else:
-        xs = round_to(x.to(F64) / scale, f).to(dt)
-    inv_d = round_to(torch.tensor(1.0 / d, dtype=F64), f).to(dt)
-    eps_t = eps / (scale * scale)
-    eps_t = round_to(eps_t if isinstance(eps_t, torch.Tensor) else torch.tensor(eps_t, dtype=F64), f).to(dt)
-    nonfinite = torch.zeros(x.shape[:-1], dtype=torch.bool)
-    if kind == "layernorm":
-        total = _native_sum(xs, order, block)
-        nonfinite |= ~torch.isfinite(total)
-        y = xs - (total * inv_d).unsqueeze(-1)
-    elif kind == "rmsnorm":
-        y = xs
-    else:
-        raise ValueError(f"unknown norm kind '{kind}'; known: layernorm, rmsnorm")
-    sq = y * y
-    sumsq = _native_sum(sq, order, block)
-    var = sumsq * inv_d
-    S = var + eps_t
-    nonfinite |= ~torch.isfinite(sumsq) | ~torch.isfinite(var) | ~torch.isfinite(S)
-    lost = (y != 0) & (sq.abs() < f.tiny)
-    r = round_to(torch.rsqrt(S.to(F64)), f).to(dt)
-    out = y * r.unsqueeze(-1)
-    if weight is not None:
-        out = out * round_to(weight.detach().to(F64), f).to(dt)
-    if bias is not None:
-        out = out + round_to(bias.detach().to(F64), f).to(dt)
-    yd = y.to(F64)
-    stats = {"overflow": nonfinite, "underflow": lost.sum(-1), "sumsq": sumsq.to(F64),
-             "sumsq_exact": (yd * yd).sum(-1), "var": var.to(F64)}
-    return out.to(F64), stats
-
-
 def dynamic_prescale(x: torch.Tensor, fmt: str) -> tuple[torch.Tensor, torch.Tensor]:
     """Dynamic max scaling: m = max|x| on the incoming (FP32) value, r = fl(1/m), x' = fl(x·r) — the
     scale is applied before the value is rounded to ``fmt`` (the same entry point SLaNC's shift uses,
@@ -394,7 +309,7 @@ def lowprec_norm(x: torch.Tensor, kind: str, fmt: str, order: str, eps: float, w
                  variant: str, scale: float = 1.0, folded: bool = False, block: int = 16):
     """One norm in ``fmt`` for a variant (see the module docstring). ``scale`` is SLaNC's applied s;
     ``folded``: x is already x/s (computed by the folded linear layer). Returns (output, stats) of
-    :func:`native_norm` (= :func:`lpbench.lowprec.emulated_norm`, plus ``var``, the variance in
+    :func:`lpbench.lowprec.native_norm` (= :func:`lpbench.lowprec.emulated_norm`, plus ``var``, the variance in
     ``fmt``)."""
     if variant == "dynamic":
         xs, r = dynamic_prescale(x, fmt)
@@ -430,8 +345,8 @@ class LowPrecNorm(nn.Module):
 
     @classmethod
     def from_module(cls, module: nn.Module, **params) -> "LowPrecNorm":
-        kind, eps, weight, bias, offset = _norm_params(module)
-        _check_formula(module, kind, eps, None if weight is None else weight.detach().to(F64) + offset, bias)
+        kind, eps, weight, bias, offset = norm_params(module)
+        check_formula(module, kind, eps, None if weight is None else weight.detach().to(F64) + offset, bias)
         return cls(kind, eps, weight, bias, offset, **params)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

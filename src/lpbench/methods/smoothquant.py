@@ -23,7 +23,7 @@ import torch
 from lpbench.archs import get_submodule
 from lpbench.methods import Real, register
 from lpbench.methods.quarot import W4A4Base
-from lpbench.w4a4 import act_spec
+from lpbench.quant import act_spec
 
 _F64 = torch.float64
 

@@ -27,15 +27,20 @@ an actual forward pass of the reparametrized model (``stress_check_rel``).
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
+import pandas as pd
 import torch
 import torch.nn as nn
 from tqdm import tqdm
+from transformers import AutoConfig
 
-from lpbench.archs import ArchSpec, get_submodule
-from lpbench.lowprec import F64, get_format
-from lpbench.methods.iterl2norm import _norm_params
-from lpbench.methods.slanc import lowprec_norm, native_norm, slanc_scales, underflow_tokens
+from lpbench.archs import ArchSpec, get_submodule, spec_for_model_type
+from lpbench.hwcost import energy_pj
+from lpbench.lowprec import F64, get_format, native_norm
+from lpbench.methods import ModelDims, build_method
+from lpbench.methods.slanc import dynamic_op_counts, lowprec_norm, slanc_scales, underflow_tokens
+from lpbench.norms import norm_params
 
 RESIDUAL_ROLES = ("attn_in", "mlp_in", "final")
 STRESS_FAMILIES = ("llama", "qwen2", "gemma3")   # pre/sandwich norm, no additive position embedding
@@ -77,7 +82,7 @@ def reparametrize(model: nn.Module, arch: ArchSpec, k: float) -> list[tuple[torc
         if arch.placement == "sandwich":
             for role in ("attn_out", "mlp_out"):
                 norm = get_submodule(block, arch.norms[role])
-                off = _norm_params(norm)[4]
+                off = norm_params(norm)[4]
                 scale(norm.weight, lambda t, off=off: k * (t + off) - off)
         else:
             down = arch.mlp.get("down") or arch.mlp["fc2"]
@@ -137,7 +142,7 @@ def measure(model: nn.Module, arch: ArchSpec, windows: torch.Tensor, scales: dic
     """Run ``windows`` through the FP32 ``model`` and measure every norm (see the module docstring).
     ``scales``: SLaNC's artifact scales (:func:`lpbench.methods.slanc.slanc_scales`) of this model."""
     names = arch.norm_names(model)
-    params = {n: _norm_params(get_submodule(model, n)) for n in names}
+    params = {n: norm_params(get_submodule(model, n)) for n in names}
     cases = {"default": {"k": 1.0, "scales": scales}}
     stress_check = None
     first_inputs: dict[str, torch.Tensor] = {}
@@ -275,7 +280,7 @@ def layer_rows(res: dict) -> list[dict]:
     return rows
 
 
-def sumsq_long(res: dict, model: str) -> "list[dict]":
+def sumsq_long(res: dict, model: str) -> list[dict]:
     """Long-form per-vector Σx² quantiles per norm for the figure: raw input and SLaNC-scaled input."""
     rows = []
     for i, (name, p) in enumerate(res["norms"].items()):
@@ -318,3 +323,66 @@ def sumsq_figure(long_df, fmt_max: float, fmt_tiny: float):
         ax.set_ylabel("Σx² per vector (min–median–max)")
     fig.tight_layout()
     return fig
+
+
+# ---- tables ------------------------------------------------------------------------------------------
+TABLE_COLUMNS = ["model", "case", "variant", "method", "fmt", "order", "norm_vectors", "overflow_count",
+                 "underflow_count", "over_underflow_count", "norms_with_overflow", "norms_with_underflow",
+                 "subnormal_square_frac", "max_rel_err", "perplexity", "ppl_rel_to_fp32", "encoder_rel_err",
+                 "windows", "seqlen", "note"]
+
+
+def measurement_tables(measures: list[dict], evals: dict, fp32_method: str,
+                       variant_methods: dict[str, str]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(slanc table, slanc_layers table) from the measurement files of :func:`measure` and the
+    evaluation metrics ``evals[(model, method)]``: one row per (model, case, variant), the perplexity
+    (causal) or output error (encoder) of the variant's method, and the FP32 reference row."""
+    rows, layers = [], []
+    for res in measures:
+        meta = res["meta"]
+        model = meta["model"]
+        ref = evals.get((model, fp32_method), {})
+        for row in summary_rows(res):
+            method = variant_methods.get(row["variant"]) if row["case"] == "default" else None
+            m = evals.get((model, method), {}) if method else {}
+            out = {"model": model, **row, "method": method or "", "fmt": res["fmt"], "order": res["order"],
+                   "windows": meta["windows"], "seqlen": meta["seqlen"]}
+            if meta["causal"]:
+                out["perplexity"] = m.get("perplexity")
+                out["ppl_rel_to_fp32"] = (m["perplexity"] / ref["perplexity"] - 1) \
+                    if m.get("perplexity") and ref.get("perplexity") else None
+            else:
+                out["encoder_rel_err"] = m.get("relative_error")
+            if row["case"] != "default":
+                out["note"] = (f"stress: function-preserving residual-stream reparametrization x{res['stress_k']:g} "
+                               f"(FP32 output unchanged; input check rel. dev. {res['stress_check_rel']:.1e})")
+            rows.append(out)
+        if meta["causal"] and ref:
+            rows.append({"model": model, "case": "default", "variant": "fp32", "method": fp32_method,
+                         "fmt": "fp32", "perplexity": ref.get("perplexity"), "ppl_rel_to_fp32": 0.0,
+                         "windows": meta["windows"], "seqlen": meta["seqlen"]})
+        layers += [{"model": model, **r} for r in layer_rows(res)]
+    df = pd.DataFrame(rows)
+    return df[[c for c in TABLE_COLUMNS if c in df.columns]], pd.DataFrame(layers)
+
+
+def cost_table(model_dirs: list, variant_methods: dict[str, str], methods: dict, costs: dict) -> pd.DataFrame:
+    """Runtime ops and energy each variant adds per token (all norms), per model directory."""
+    rows = []
+    for model_dir in model_dirs:
+        cfg = AutoConfig.from_pretrained(model_dir)
+        arch = spec_for_model_type(cfg.model_type)
+        dims = ModelDims.from_config(cfg, arch)
+        model = Path(model_dir).name
+        for variant, name in variant_methods.items():
+            method = build_method(name, methods[name])
+            ops = method.ops_per_token(dims, arch)
+            c = dynamic_op_counts(dims, arch) if method.params["variant"] == "dynamic" else \
+                {"compares": 0.0, "divides": 0.0, "mults": 0.0, "vectors": dynamic_op_counts(dims, arch)["vectors"]}
+            rows.append({"model": model, "variant": variant, "method": name,
+                         "norm_vectors_per_token": c["vectors"], "compares": c["compares"],
+                         "divides": c["divides"], "mults": c["mults"],
+                         "extra_ops_per_token": c["compares"] + c["divides"] + c["mults"],
+                         "extra_energy_pj_per_token": energy_pj(ops, costs)["total"],
+                         "gemm_macs_per_token": dims.gemm_macs})
+    return pd.DataFrame(rows)

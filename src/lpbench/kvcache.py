@@ -1,25 +1,5 @@
-"""Shared W4A4 machinery of the RRS reproduction (issue 3): weight quantizers, per-linear activation
-quantizers, and KV-cache quantization through a patched attention function.
+"""KV-cache quantization through a patched attention function (the RRS/QuaRot KV4 rows).
 
-Used by the ``smoothquant``, ``quarot``, ``rs`` and ``rrs`` method kinds so that they differ only in the
-transform they apply (smoothing, rotation, runtime smoothing) and never in how they quantize.
-
-Weights
--------
-``weight_quant(W, bits, clip)``: symmetric per-output-channel INT-b, as the official RRS/QuaRot code
-(``WeightQuantizer(perchannel=True, sym=True)``). ``clip="none"``: scale = max|w|/qmax (identical to the
-suite's ``rtn`` kind). ``clip="mse"``: QuaRot/GPTQ's ``--w_clip`` search: shrink the range by
-``p = 1 - i/100`` for ``i < 80`` and keep, per row, the ``p`` minimizing ``Σ|Q(w) - w|^2.4``.
-``weights: gptq`` (see :mod:`lpbench.methods.gptq`) is GPTQ with the same grid.
-
-Activations
------------
-Symmetric per-token INT-b of every block linear's input (``a_clip_ratio`` 1.0, the official default),
-optionally after an ``input_transform`` (online Hadamard) and/or with runtime smoothing (``rs``).
-The LM head and embeddings stay in full precision.
-
-KV cache (``kv_bits < 16``)
----------------------------
 Reading of the official code (``rotation_utils.QKRotationWrapper`` + ``ActQuantWrapper.out_quantizer``
 of ``Coco58323/Rotated_Runtime_Smooth``, inherited from QuaRot), reproduced here:
 
@@ -42,75 +22,14 @@ without one (and every other model in the process) are untouched.
 """
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn as nn
 
 from lpbench.archs import ArchSpec, get_submodule
-from lpbench.quant import QuantLinear, QuantSpec, fake_quant, replace_module
+from lpbench.quant import QuantSpec, fake_quant
 from lpbench.rotation import hadamard_matrix
 
-WEIGHT_QUANTIZERS = ("rtn", "gptq")
 
-
-# ---- weights -------------------------------------------------------------------------------------------
-def mse_clip_scale(w: torch.Tensor, bits: int, grid: int = 100, maxshrink: float = 0.8,
-                   norm: float = 2.4) -> torch.Tensor:
-    """Per-row scale (rows, 1) of symmetric INT-b minimizing Σ|Q(w)-w|^norm over shrink factors p."""
-    qmax = 2 ** (bits - 1) - 1
-    w = w.float()
-    absmax = w.abs().amax(1, keepdim=True).clamp(min=1e-5)
-    best = torch.full_like(absmax, float("inf"))
-    scale = absmax / qmax
-    for i in range(int(maxshrink * grid)):
-        s = (1 - i / grid) * absmax / qmax
-        err = (torch.clamp(torch.round(w / s), -qmax - 1, qmax) * s - w).abs_().pow_(norm).sum(1, keepdim=True)
-        better = err < best
-        best = torch.where(better, err, best)
-        scale = torch.where(better, s, scale)
-    return scale
-
-
-def weight_quant(w: torch.Tensor, bits: int, clip: str = "none") -> torch.Tensor:
-    """Fake-quantized copy of a weight (out, in): symmetric per output channel, INT-``bits``."""
-    if bits >= 16:
-        return w.detach().clone()
-    if clip == "none":
-        return fake_quant(w.detach(), QuantSpec(bits=bits, granularity="per_row"))
-    if clip == "mse":
-        qmax = 2 ** (bits - 1) - 1
-        s = mse_clip_scale(w.detach(), bits)
-        return (torch.clamp(torch.round(w.detach().float() / s), -qmax - 1, qmax) * s).to(w.dtype)
-    raise ValueError(f"unknown weight clip '{clip}'; known: 'none', 'mse'")
-
-
-# ---- activations -----------------------------------------------------------------------------------------
-def act_spec(bits: int, clip_ratio: float = 1.0) -> QuantSpec | None:
-    """Symmetric per-token activation quantizer, or None for ``bits >= 16``."""
-    return None if bits >= 16 else QuantSpec(bits=bits, granularity="per_row", clip_ratio=clip_ratio)
-
-
-@torch.no_grad()
-def quantize_block_linears(model: nn.Module, arch: ArchSpec, w_bits: int, act_quant_for,
-                           transforms: dict[str, nn.Module] | None = None, w_clip: str = "none",
-                           weights: dict[str, torch.Tensor] | None = None) -> None:
-    """Replace every block linear by a :class:`QuantLinear`.
-
-    ``act_quant_for(role)`` gives the activation quantizer of a linear by its role (q, k, v, o, gate, up,
-    down, fc1, fc2). ``transforms[full name]`` is an online input transform (already folded into the
-    weight). ``weights[full name]``, when given, is the already quantized weight (GPTQ)."""
-    transforms = transforms or {}
-    roles = {rel: role for role, rel in arch.block_linears().items()}
-    for name in arch.linear_names(model):
-        lin = get_submodule(model, name)
-        role = roles[name.split(".", len(arch.layers.split(".")) + 1)[-1]]
-        wq = weights[name] if weights is not None and name in weights else weight_quant(lin.weight.data, w_bits, w_clip)
-        replace_module(model, name, QuantLinear(lin, wq, act_quant=act_quant_for(role),
-                                                input_transform=transforms.get(name)))
-
-
-# ---- KV cache ------------------------------------------------------------------------------------------------
 class KVQuant(nn.Module):
     """Fake quantization of (query, key, value) as they enter attention, shapes (B, heads, T, head_dim).
 
@@ -192,14 +111,3 @@ def attach_kv_quant(model: nn.Module, arch: ArchSpec, bits: int, asym: bool = Fa
         configs[id(cfg.get_text_config())] = cfg.get_text_config()
     for c in configs.values():
         c._attn_implementation = name
-
-
-# ---- cost helpers -----------------------------------------------------------------------------------------------
-def hadamard_ops(n: int) -> tuple[float, float]:
-    """(adds, mults) per vector of length n for a fast Hadamard transform n = K·2^k: a Walsh-Hadamard
-    butterfly on the 2^k factor (n·k adds) and a dense K×K product on the K factor (n·K mult-adds)."""
-    k2 = n & -n                       # largest power of two dividing n
-    K = n // k2
-    adds = n * math.log2(k2) + (n * (K - 1) if K > 1 else 0)
-    mults = n * K if K > 1 else 0.0
-    return float(adds), float(mults + n)   # + n: the 1/sqrt(n) normalization (or sign flips), one mult each

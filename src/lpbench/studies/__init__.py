@@ -1,0 +1,1 @@
+"""One module per paper: its measurements, tables and figures (what is not a method)."""

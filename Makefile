@@ -7,13 +7,15 @@ SMK    := $(VENV)/bin/snakemake
 CORES  ?= 2
 CONFIG ?= config/config.yaml
 SMKFLAGS ?=
+# every network step has a timeout and retries: pip gives up on a request unanswered for 60 s, 5 tries
+PIPNET ?= --timeout 60 --retries 5
 
 .PHONY: run test report lint bench clean-results
 
 $(VENV)/.installed: envs/requirements.txt pyproject.toml
 	python3 -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -r envs/requirements.txt
+	$(PY) -m pip install --quiet $(PIPNET) --upgrade pip
+	$(PY) -m pip install --quiet $(PIPNET) -r envs/requirements.txt
 	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
 	touch $@
 

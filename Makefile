@@ -7,17 +7,23 @@ SMK    := $(VENV)/bin/snakemake
 CORES  ?= 2
 CONFIG ?= config/config.yaml
 SMKFLAGS ?=
+# every network step has a timeout and retries: pip gives up on a request unanswered for 60 s, 5 tries
+PIPNET ?= --timeout 60 --retries 5
 
 .PHONY: run test report lint bench clean-results
 
 $(VENV)/.installed: envs/requirements.txt pyproject.toml
 	python3 -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -r envs/requirements.txt
+	$(PY) -m pip install --quiet $(PIPNET) --upgrade pip
+	$(PY) -m pip install --quiet $(PIPNET) -r envs/requirements.txt
 	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
 	touch $@
 
+# `--configfile $(CONFIG)` is the whole config (the Snakefile merges nothing into it): `make run
+# CONFIG=config/test.yaml` runs exactly what the end-to-end test runs. The config is checked first so a
+# YAML syntax error names its file and line (Snakemake's own message names neither).
 run: $(VENV)/.installed
+	$(PY) -m lpbench.config $(CONFIG)
 	$(SMK) --cores $(CORES) --configfile $(CONFIG) --rerun-incomplete $(SMKFLAGS)
 	@$(MAKE) --no-print-directory report
 
@@ -31,6 +37,7 @@ test: $(VENV)/.installed
 	$(PY) -m pytest -q
 
 lint: $(VENV)/.installed
+	$(PY) -m lpbench.config $(CONFIG)
 	$(SMK) --lint --configfile $(CONFIG)
 
 bench: $(VENV)/.installed

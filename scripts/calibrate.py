@@ -5,7 +5,7 @@ import torch
 
 from lpbench.archs import get_arch
 from lpbench.calibration import collect_stats
-from lpbench.data import calibration_windows
+from lpbench.data import calibration_windows, load_tokens
 from lpbench.jobs import setup
 from lpbench.sources import load_model
 
@@ -14,7 +14,8 @@ model, tok, meta = load_model(Path(snakemake.input.model).parent)
 arch = get_arch(model)
 s = snakemake.params.settings
 bos = tok.bos_token_id if meta.get("bos_per_window") else None
-windows = calibration_windows(torch.load(snakemake.input.tokens), s["seqlen"], s["n_windows"],
+ids, _ = load_tokens(snakemake.input.tokens, snakemake.input.tokens_meta, meta)
+windows = calibration_windows(ids, s["seqlen"], s["n_windows"],
                               snakemake.params.seed, bos_id=bos)
 stats = collect_stats(model, arch, windows)
 stats["meta"].update(model=meta["model_id"], seed=snakemake.params.seed)

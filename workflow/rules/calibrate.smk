@@ -3,6 +3,7 @@ rule calibrate:
     input:
         model="resources/models/{model}/lpbench_model.json",
         tokens="resources/tokens/{model}/{corpus}/calibration.pt",
+        tokens_meta="resources/tokens/{model}/{corpus}/calibration.json",
     output:
         stats="resources/calib/{model}/{corpus}.pt",
         windows="resources/calib/{model}/{corpus}.windows.pt",

@@ -25,6 +25,27 @@ for _section in ("models", "corpora"):
 config["claims"] = resolve(config["claims"])
 config["hw_costs"] = resolve(config["hw_costs"])
 
+def warn_changed_models():
+    """A stat per file: models whose files are missing or changed size since download_model wrote them
+    (jobs that load them will stop with the fix; this says so even when there is nothing to run)."""
+    import json
+
+    for m in sorted({m for exp in config["experiments"] for m in exp["models"]}):
+        meta = Path("resources/models") / m / "lpbench_model.json"
+        try:
+            files = json.loads(meta.read_text()).get("files", {})
+        except (OSError, ValueError):
+            continue
+        for name, rec in files.items():
+            p = meta.parent / name
+            if not p.is_file() or p.stat().st_size != rec["bytes"]:
+                print(f"lpbench: WARNING {p} is missing or changed size since rule download_model wrote it; "
+                      f"jobs that load model '{m}' will fail; fix: snakemake --forcerun {meta}", file=sys.stderr)
+                break
+
+
+warn_changed_models()
+
 ENV = "../../envs/lpbench.yaml"  # for --use-conda; the Makefile's .venv is the default
 
 TRIPLES = experiment_triples(config)
@@ -37,6 +58,24 @@ wildcard_constraints:
     corpus="[A-Za-z0-9][A-Za-z0-9_.+-]*",
     method="[A-Za-z0-9][A-Za-z0-9_.+-]*",
     split="calibration|evaluation",
+
+
+def local_source_input(section):
+    """A `local` model directory's files / corpus text files are inputs of the download rule, so
+    editing them re-materialises the entry (and, through the content hashes, exactly what depends on it)."""
+
+    def files(wc):
+        entry = config[section][wc.model if section == "models" else wc.corpus]
+        if entry["source"] != "local":
+            return {}
+        if section == "models":
+            from lpbench.sources import local_source_files
+
+            return {"source": [str(p) for p in local_source_files(Path(entry["path"]))]}
+        paths = [entry[k] for k in ("calibration", "evaluation") if k in entry] or [entry["path"]]
+        return {"source": [p for p in paths if Path(p).is_file()]}
+
+    return files
 
 
 def method_artifact_input(wc):

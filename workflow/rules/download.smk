@@ -1,5 +1,8 @@
 rule download_model:
-    """Fetch a model from its source and convert it once to the canonical FP32 HF directory."""
+    """Fetch a model from its source and convert it once to the canonical FP32 HF directory; its
+    lpbench_model.json records the sha256 of every file (content identity for every later rule)."""
+    input:
+        unpack(local_source_input("models")),
     output:
         meta="resources/models/{model}/lpbench_model.json",
     params:
@@ -16,7 +19,9 @@ rule download_model:
 
 
 rule download_corpus:
-    """Fetch a corpus and write its non-overlapping calibration and evaluation texts."""
+    """Fetch a corpus and write its non-overlapping calibration and evaluation texts (hashed in corpus.json)."""
+    input:
+        unpack(local_source_input("corpora")),
     output:
         meta="resources/corpora/{corpus}/corpus.json",
         calibration="resources/corpora/{corpus}/calibration.txt",
@@ -33,12 +38,15 @@ rule download_corpus:
 
 
 rule tokenize:
-    """Tokenize a corpus split once per (model, corpus)."""
+    """Tokenize a corpus split once per (model, corpus); the text is checked against corpus.json, and
+    the token file's sidecar records the hashes of the text, the tokenizer and the tokens."""
     input:
         model="resources/models/{model}/lpbench_model.json",
         text="resources/corpora/{corpus}/{split}.txt",
+        corpus="resources/corpora/{corpus}/corpus.json",
     output:
-        "resources/tokens/{model}/{corpus}/{split}.pt",
+        tokens="resources/tokens/{model}/{corpus}/{split}.pt",
+        meta="resources/tokens/{model}/{corpus}/{split}.json",
     log:
         "logs/tokenize/{model}/{corpus}/{split}.log",
     conda:

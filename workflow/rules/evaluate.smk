@@ -1,9 +1,11 @@
 rule evaluate:
-    """Apply a method to a model and measure it on the evaluation windows: one JSON with provenance."""
+    """Apply a method to a model and measure it on the evaluation windows: one JSON with provenance,
+    including the content hashes of the model, tokenizer, text, tokens and artifact it read."""
     input:
         unpack(method_artifact_input),
         model="resources/models/{model}/lpbench_model.json",
         tokens="resources/tokens/{model}/{corpus}/evaluation.pt",
+        tokens_meta="resources/tokens/{model}/{corpus}/evaluation.json",
         corpus="resources/corpora/{corpus}/corpus.json",
     output:
         "results/evals/{model}/{corpus}/{method}.json",

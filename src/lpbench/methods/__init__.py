@@ -13,8 +13,10 @@ pipeline drives every kind through the same three steps:
    ``config/hw_costs.yaml`` (e.g. ``int8_mult``); :mod:`lpbench.hwcost` turns it into energy.
 
 Adding a kind = one new module here with a subclass decorated by :func:`register` (it is imported
-automatically) plus a config entry. Parameters are checked in ``__init__``: an unknown or missing one
-raises an error that names the method.
+automatically) plus a config entry. Parameters are checked in ``__init__``: an unknown one, or one that
+breaks its declared type/range in the class's ``spec`` (``{"w_bits": Int(2, 16), "alpha": Real(0, 1)}``),
+raises an error that names the method — :func:`lpbench.config.check_references` builds every configured
+method, so this happens in the dry run, before any job.
 """
 from __future__ import annotations
 
@@ -60,12 +62,84 @@ class ModelDims:
         return float(self.layers * (attn + self.mlp_matrices * self.hidden * self.intermediate))
 
 
+@dataclass(frozen=True)
+class Param:
+    """Declared type and range of one method parameter (see :class:`Method.spec`).
+
+    ``type``: "int" | "real" | "bool" | "str" | "choice"; ``lo``/``hi`` inclusive bounds (``open_lo`` /
+    ``open_hi`` make them exclusive); ``choices`` for "choice"; ``none``: None is accepted too.
+    Booleans are never accepted as numbers, and strings never as numbers ("four" is not 4).
+    """
+    type: str
+    lo: float | None = None
+    hi: float | None = None
+    choices: tuple = ()
+    none: bool = False
+    open_lo: bool = False
+    open_hi: bool = False
+
+    def problem(self, value) -> str | None:
+        """What is wrong with ``value`` (None if it is acceptable)."""
+        if value is None:
+            return None if self.none else f"must not be null ({self.describe()})"
+        if self.type == "choice":
+            return None if value in self.choices else f"must be one of {list(self.choices)}, got {value!r}"
+        if self.type == "bool":
+            return None if isinstance(value, bool) else f"must be true or false, got {value!r}"
+        if self.type == "str":
+            return None if isinstance(value, str) else f"must be a string, got {value!r}"
+        numeric = (int,) if self.type == "int" else (int, float)
+        if isinstance(value, bool) or not isinstance(value, numeric):
+            return f"must be {self.describe()}, got {value!r}"
+        if value != value:  # NaN
+            return f"must be {self.describe()}, got NaN"
+        low_bad = self.lo is not None and (value <= self.lo if self.open_lo else value < self.lo)
+        high_bad = self.hi is not None and (value >= self.hi if self.open_hi else value > self.hi)
+        return f"must be {self.describe()}, got {value!r}" if low_bad or high_bad else None
+
+    def describe(self) -> str:
+        if self.type == "choice":
+            return f"one of {list(self.choices)}"
+        if self.type in ("bool", "str"):
+            return {"bool": "true or false", "str": "a string"}[self.type]
+        kind = "an integer" if self.type == "int" else "a number"
+        if self.lo is not None and self.hi is not None:
+            rng = f"in {'(' if self.open_lo else '['}{self.lo:g}, {self.hi:g}{')' if self.open_hi else ']'}"
+        elif self.lo is not None:
+            rng = f"{'>' if self.open_lo else '>='} {self.lo:g}"
+        elif self.hi is not None:
+            rng = f"{'<' if self.open_hi else '<='} {self.hi:g}"
+        else:
+            rng = ""
+        return " ".join(filter(None, [kind, rng, "or null" if self.none else ""]))
+
+
+def Int(lo=None, hi=None, none=False) -> Param:
+    return Param("int", lo, hi, none=none)
+
+
+def Real(lo=None, hi=None, none=False, open_lo=False, open_hi=False) -> Param:
+    return Param("real", lo, hi, none=none, open_lo=open_lo, open_hi=open_hi)
+
+
+def Choice(*choices, none=False) -> Param:
+    return Param("choice", choices=tuple(choices), none=none)
+
+
+Bool = Param("bool")
+Str = Param("str")
+#: bit widths of the integer formats the suite emulates (16 = "not quantized" where a method allows it)
+BITS = Int(2, 16)
+
+
 class Method:
     """Base class. Subclasses set ``kind``, ``defaults`` (every accepted parameter with its default)
     and override what they need."""
 
     kind: ClassVar[str] = ""
     defaults: ClassVar[dict[str, Any]] = {}
+    #: declared type and range of parameters (a subset of ``defaults``), checked when the method is built
+    spec: ClassVar[dict[str, Param]] = {}
     #: dtype the evaluated model runs in (fp16/bf16 baselines override it)
     eval_dtype: torch.dtype = torch.float32
 
@@ -76,6 +150,10 @@ class Method:
                              f"{unknown}; accepted: {sorted(self.defaults)}")
         self.name = name or self.kind
         self.params = {**self.defaults, **params}
+        bad = [f"{key} {problem}" for key, p in self.spec.items()
+               if (problem := p.problem(self.params.get(key))) is not None]
+        if bad:
+            raise ValueError(f"method '{self.name}' (kind {self.kind}): {'; '.join(bad)}")
 
     def require(self, checks: list[tuple[bool, str]]) -> None:
         """Raise one error naming the method and every failed ``(condition, message)`` check."""

@@ -67,7 +67,7 @@ import torch.nn as nn
 from lpbench.archs import ArchSpec, get_submodule
 from lpbench.lowprec import F64, FORMATS, ORDERS, Arith, accumulate_sum, emulated_norm, exponent, \
     get_format, pow2, round_to
-from lpbench.methods import Method, ModelDims, register
+from lpbench.methods import Int, Method, ModelDims, Real, register
 from lpbench.norms import check_formula, norm_instances, norm_params
 
 #: σ implied by the classic fp32 constant 0x5f3759df: 127 − 0x5f3759df / (1.5·2²³), exact rational
@@ -249,6 +249,7 @@ class IterL2NormMethod(Method):
     kind = "iterl2norm"
     defaults: dict[str, Any] = {"iters": 5, "fmt": "fp32", "lam": 0.5, "algorithm": "iterl2norm",
                                 "init": "pow2", "order": "pairwise", "block": 16}
+    spec = {"iters": Int(0), "lam": Real(0, 1, open_lo=True, open_hi=True), "block": Int(1)}
 
     def __init__(self, name: str = "", **params):
         super().__init__(name, **params)

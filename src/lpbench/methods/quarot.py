@@ -41,7 +41,7 @@ import torch.nn as nn
 
 from lpbench.archs import ArchSpec, get_submodule
 from lpbench.kvcache import attach_kv_quant
-from lpbench.methods import Method, register
+from lpbench.methods import BITS, Bool, Choice, Int, Method, Real, register
 from lpbench.methods.rtn import RTN, int_op
 from lpbench.quant import act_spec, quantize_block_linears, replace_module
 from lpbench.rotation import (OnlineHadamard, fold_online_rotation, fuse_norms, hadamard_matrix, hadamard_ops,
@@ -162,6 +162,8 @@ class W4A4Base(Method):
 
     defaults = {"w_bits": 4, "a_bits": 4, "clip_ratio": 1.0, "w_clip": "none", "weights": "rtn",
                 "kv_bits": 16, "kv_asym": False}
+    spec = {"w_bits": BITS, "a_bits": BITS, "clip_ratio": Real(0, 1, open_lo=True), "w_clip": Choice("none", "mse"),
+            "weights": Choice("rtn", "gptq"), "kv_bits": BITS, "kv_asym": Bool}
     #: float format of the method's runtime scale/rotation arithmetic in the op counts (QuaRot's and
     #: RRS's CUDA kernels dequantize and rescale in FP16)
     scale_fmt = "fp16"
@@ -217,6 +219,7 @@ class QuaRot(W4A4Base):
     kind = "quarot"
     defaults = {**W4A4Base.defaults, "rotation": "hadamard", "rotation_seed": None,
                 "sandwich_rotation": "online"}
+    spec = {**W4A4Base.spec, "rotation_seed": Int(none=True)}
 
     def calibrate(self, model, arch, stats, windows):
         art = {"rotation_seed": artifact_seed(self.params)}

@@ -16,7 +16,7 @@ reference only); ``w_granularity`` ``per_row`` (default: per output channel) or 
 from __future__ import annotations
 
 from lpbench.archs import get_submodule
-from lpbench.methods import Method, register
+from lpbench.methods import BITS, Choice, Method, Real, register
 from lpbench.quant import QuantLinear, QuantSpec, fake_quant, replace_module
 
 
@@ -31,6 +31,9 @@ class RTN(Method):
     kind = "rtn"
     defaults = {"w_bits": 8, "a_bits": 8, "clip_ratio": 1.0, "w_clip_ratio": 1.0,
                 "a_granularity": "per_row", "w_granularity": "per_row"}
+    spec = {"w_bits": BITS, "a_bits": BITS, "clip_ratio": Real(0, 1, open_lo=True),
+            "w_clip_ratio": Real(0, 1, open_lo=True),
+            "a_granularity": Choice("per_row", "per_tensor", "per_column"), "w_granularity": Choice("per_row", "per_tensor")}
 
     def __init__(self, name: str = "", **params):
         super().__init__(name, **params)

@@ -42,7 +42,7 @@ import math
 import torch
 import torch.nn as nn
 
-from lpbench.methods import register
+from lpbench.methods import Int, register
 from lpbench.methods.quarot import QuaRot, W4A4Base
 from lpbench.quant import QuantSpec, act_spec, fake_quant
 
@@ -114,6 +114,7 @@ class RuntimeSmooth(W4A4Base):
 
     kind = "rs"
     defaults = {**W4A4Base.defaults, "group_size": 128}
+    spec = {**W4A4Base.spec, "group_size": Int(1)}
 
     def calibrate(self, model, arch, stats, windows):
         art = {}
@@ -150,6 +151,7 @@ class RotatedRuntimeSmooth(RuntimeSmooth):
     kind = "rrs"
     defaults = {**RuntimeSmooth.defaults, "rotation": "hadamard", "rotation_seed": None,
                 "sandwich_rotation": "online"}
+    spec = {**RuntimeSmooth.spec, "rotation_seed": Int(none=True)}
 
     def calibrate(self, model, arch, stats, windows):
         return QuaRot.calibrate(self, model, arch, stats, windows)

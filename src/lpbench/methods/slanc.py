@@ -92,7 +92,7 @@ import torch.nn as nn
 
 from lpbench.archs import ArchSpec, get_submodule
 from lpbench.lowprec import F64, FORMATS, ORDERS, get_format, native_norm, round_to
-from lpbench.methods import Method, ModelDims, register
+from lpbench.methods import Int, Method, ModelDims, Real, register
 from lpbench.norms import check_formula, norm_instances, norm_params
 
 VARIANTS = ("none", "static", "dynamic")
@@ -378,6 +378,7 @@ class SLaNCMethod(Method):
     kind = "slanc"
     defaults: dict[str, Any] = {"variant": "static", "fmt": "fp16", "order": "pairwise", "block": 16,
                                 "apply_as": "fold", "target_sumsq": 1.0}
+    spec = {"block": Int(1), "target_sumsq": Real(0, open_lo=True)}
 
     def __init__(self, name: str = "", **params):
         super().__init__(name, **params)

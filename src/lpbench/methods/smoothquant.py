@@ -21,7 +21,7 @@ from __future__ import annotations
 import torch
 
 from lpbench.archs import get_submodule
-from lpbench.methods import register
+from lpbench.methods import Real, register
 from lpbench.methods.quarot import W4A4Base
 from lpbench.quant import act_spec
 
@@ -50,6 +50,7 @@ def smoothing_scales(act_absmax: torch.Tensor, weights: list[torch.Tensor], alph
 class SmoothQuant(W4A4Base):
     kind = "smoothquant"
     defaults = {**W4A4Base.defaults, "alpha": 0.5}
+    spec = {**W4A4Base.spec, "alpha": Real(0, 1)}
 
     def calibrate(self, model, arch, stats, windows):
         roles = {**arch.attn, **arch.mlp}

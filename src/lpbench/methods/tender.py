@@ -91,7 +91,7 @@ import torch.nn.functional as F
 from lpbench.accel.tender import (SCALE_FLOOR, SCHEMES, TenderParts, chunk_rows, decompose, exactness_check,
                                   take_positions, tender_group_index, unchunk_rows)
 from lpbench.archs import ArchSpec, get_submodule
-from lpbench.methods import Method, ModelDims, register
+from lpbench.methods import BITS, Bool, Choice, Int, Method, ModelDims, register
 from lpbench.quant import QuantLinear, QuantSpec, fake_quant, replace_module
 
 ATTN_IMPL = "lpbench_tender"
@@ -445,6 +445,9 @@ class Tender(Method):
     kind = "tender"
     defaults = {"bits": 8, "groups": None, "chunk": 256, "scope": "linear", "scheme": "auto",
                 "weight_bits": None, "static": True, "calib_windows": None}
+    spec = {"bits": BITS, "weight_bits": Int(2, 16, none=True), "groups": Int(1, none=True), "chunk": Int(1),
+            "scope": Choice("linear", "all"), "scheme": Choice("auto", "round_up", "round_down"), "static": Bool,
+            "calib_windows": Int(1, none=True)}
 
     def __init__(self, name: str = "", **params):
         super().__init__(name, **params)

@@ -6,7 +6,7 @@ import torch
 from lpbench.archs import get_arch
 from lpbench.calibration import collect_stats
 from lpbench.data import calibration_windows, load_tokens
-from lpbench.jobs import setup
+from lpbench.jobs import compute, setup
 from lpbench.sources import load_model
 
 log = setup(snakemake)
@@ -17,7 +17,8 @@ bos = tok.bos_token_id if meta.get("bos_per_window") else None
 ids, _ = load_tokens(snakemake.input.tokens, snakemake.input.tokens_meta, meta)
 windows = calibration_windows(ids, s["seqlen"], s["n_windows"],
                               snakemake.params.seed, bos_id=bos)
-stats = collect_stats(model, arch, windows)
+with compute():
+    stats = collect_stats(model, arch, windows)
 stats["meta"].update(model=meta["model_id"], seed=snakemake.params.seed)
 torch.save(stats, snakemake.output.stats)
 torch.save(windows, snakemake.output.windows)

@@ -8,7 +8,7 @@ import torch
 
 from lpbench.archs import get_arch
 from lpbench.studies.iterl2norm import record_norm_inputs
-from lpbench.jobs import mock_snakemake, setup
+from lpbench.jobs import compute, mock_snakemake, setup
 from lpbench.sources import load_model
 
 if "snakemake" not in globals():
@@ -22,8 +22,9 @@ windows = torch.load(snakemake.input.windows)[: rec["windows"]]
 limit = getattr(model.config, "max_position_embeddings", None)
 if limit and windows.shape[1] > limit:
     windows = windows[:, :limit]
-inputs = record_norm_inputs(model, arch, windows, rec["tokens_per_window"], rec["max_vectors"],
-                            seed=snakemake.params.seed)
+with compute():
+    inputs = record_norm_inputs(model, arch, windows, rec["tokens_per_window"], rec["max_vectors"],
+                                seed=snakemake.params.seed)
 Path(snakemake.output.inputs).parent.mkdir(parents=True, exist_ok=True)
 torch.save({"inputs": inputs, "model": meta["model_id"], "norm_kind": arch.norm_kind,
             "windows": int(windows.shape[0]), "seqlen": int(windows.shape[1])}, snakemake.output.inputs)

@@ -5,14 +5,15 @@ from pathlib import Path
 import torch
 
 from lpbench.archs import get_arch
-from lpbench.jobs import setup
+from lpbench.jobs import compute, setup
 from lpbench.methods import build_method
 from lpbench.sources import load_model
 
 log = setup(snakemake)
 method = build_method(snakemake.wildcards.method, snakemake.params.entry)
 model, _, _ = load_model(Path(snakemake.input.model).parent)
-artifact = method.calibrate(model, get_arch(model), torch.load(snakemake.input.stats),
-                            torch.load(snakemake.input.windows))
+with compute():
+    artifact = method.calibrate(model, get_arch(model), torch.load(snakemake.input.stats),
+                                torch.load(snakemake.input.windows))
 torch.save({"method": method.describe(), "artifact": artifact}, snakemake.output[0])
 log.info("%s: artifact with %d entries", method.describe(), len(artifact))

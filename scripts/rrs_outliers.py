@@ -6,10 +6,9 @@ import torch
 
 from lpbench.archs import get_arch
 from lpbench.data import eval_windows
-from lpbench.jobs import setup
-from lpbench.studies.rrs import capture_inputs, layer_table
+from lpbench.jobs import compute, setup
 from lpbench.plots import save
-from lpbench.studies.rrs import outlier_figure, pick_figure_input
+from lpbench.studies.rrs import capture_inputs, layer_table, outlier_figure, pick_figure_input
 from lpbench.sources import load_model
 from lpbench.tables import write_table
 
@@ -19,7 +18,8 @@ model, tok, meta = load_model(Path(snakemake.input.model).parent)
 arch = get_arch(model)
 bos = tok.bos_token_id if meta.get("bos_per_window") else None
 window = eval_windows(torch.load(snakemake.input.tokens), p.seqlen, 1, bos_id=bos)[0]
-captured = capture_inputs(model, arch, window)
+with compute():
+    captured = capture_inputs(model, arch, window)
 df = pd.DataFrame(layer_table(model, arch, captured, p.seed, p.group_size))
 df.insert(0, "model", snakemake.wildcards.model if hasattr(snakemake.wildcards, "model") else p.model)
 write_table(df, snakemake.output.csv, snakemake.output.md,

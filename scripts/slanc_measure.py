@@ -7,7 +7,7 @@ import torch
 
 from lpbench.archs import get_arch
 from lpbench.data import eval_windows
-from lpbench.jobs import setup
+from lpbench.jobs import compute, setup
 from lpbench.studies.slanc import measure
 from lpbench.sources import load_model
 
@@ -27,8 +27,9 @@ else:
     body = eval_windows(ids, seqlen - 2, p.n_windows)
     windows = torch.cat([torch.full((len(body), 1), cls), body, torch.full((len(body), 1), sep)], 1)
 scales = torch.load(snakemake.input.artifact)["artifact"]["scales"]
-out = measure(model, arch, windows, scales, fmt=p.fmt, order=p.order, stress_k=p.stress_k,
-              target_sumsq=p.target_sumsq, apply_as=p.apply_as, progress=False)
+with compute():
+    out = measure(model, arch, windows, scales, fmt=p.fmt, order=p.order, stress_k=p.stress_k,
+                  target_sumsq=p.target_sumsq, apply_as=p.apply_as, progress=False)
 out["meta"] = {"model": snakemake.wildcards.model, "corpus": snakemake.wildcards.corpus,
                "family": arch.family, "placement": arch.placement, "norm_kind": arch.norm_kind,
                "windows": int(windows.shape[0]), "seqlen": int(windows.shape[1]),

@@ -11,7 +11,7 @@ import torch
 
 from lpbench.archs import get_arch
 from lpbench.data import eval_windows
-from lpbench.jobs import setup
+from lpbench.jobs import compute, setup
 from lpbench.methods import build_method
 from lpbench.sources import load_model
 from lpbench.tables import write_table
@@ -31,7 +31,9 @@ for (model_id, corpus, meth), meta, art_path, tok_path in zip(
     window = eval_windows(torch.load(tok_path), settings["seqlen"], 1, bos_id=bos)
     method = build_method(meth, snakemake.params.entries[meth])  # noqa: F821
     artifact = torch.load(art_path)["artifact"]
-    for r in method.exactness_on_model(model, arch, artifact, window):
+    with compute():
+        checks = method.exactness_on_model(model, arch, artifact, window)
+    for r in checks:
         rows.append({"model": model_id, "corpus": corpus, "method": meth, **r})
     log.info("%s / %s: %d layers, mismatches %d, overflow %d", model_id, meth, len(rows),
              sum(r["mismatches"] for r in rows if r["method"] == meth and r["model"] == model_id),

@@ -81,6 +81,7 @@ def run_evaluation(model_dir, method, artifact: dict, ids: torch.Tensor, setting
     Methods are applied on the CPU, then the model moves to ``device`` ("cuda" on a GPU node)."""
     from lpbench.archs import get_arch
     from lpbench.data import eval_windows
+    from lpbench.jobs import compute
     from lpbench.sources import load_model
 
     model, tok, meta = load_model(model_dir)
@@ -89,16 +90,20 @@ def run_evaluation(model_dir, method, artifact: dict, ids: torch.Tensor, setting
         bos = tok.bos_token_id if meta.get("bos_per_window") else None
         windows = eval_windows(ids, settings["seqlen"], settings.get("n_windows"), bos_id=bos)
         model = method.apply(model, arch, artifact).to(device)
-        metrics = perplexity(model, windows, settings.get("batch_size", 1), progress=progress)
+        with compute():
+            metrics = perplexity(model, windows, settings.get("batch_size", 1), progress=progress)
         metrics["kind"] = "perplexity"
     else:
         cls = tok.cls_token_id if tok.cls_token_id is not None else tok.bos_token_id
         sep = tok.sep_token_id if tok.sep_token_id is not None else tok.eos_token_id
         body = eval_windows(ids, settings["seqlen"] - 2, settings.get("n_windows"))
         windows = torch.cat([torch.full((len(body), 1), cls), body, torch.full((len(body), 1), sep)], 1)
-        reference = encoder_outputs(model.to(device), windows)
+        with compute():
+            reference = encoder_outputs(model.to(device), windows)
         model = method.apply(model.cpu(), arch, artifact).to(device)
-        metrics = encoder_error(reference, encoder_outputs(model, windows))
+        with compute():
+            output = encoder_outputs(model, windows)
+        metrics = encoder_error(reference, output)
         metrics["kind"] = "encoder_error"
     return {"model": {"id": meta["model_id"], "model_type": meta["model_type"], "source": meta["source"],
                       "caveat": meta.get("caveat", "")},

@@ -5,11 +5,14 @@ standalone (outside Snakemake) with :func:`mock_snakemake`, in the manner of PyP
 """
 from __future__ import annotations
 
+import atexit
 import json
 import logging
 import random
 import sys
+import time
 import traceback
+from contextlib import contextmanager
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -34,7 +37,29 @@ def setup(snakemake) -> logging.Logger:
         h.setFormatter(fmt)
         log.addHandler(h)
     install_excepthook(log)
+    atexit.register(_report_compute, log)
     return log
+
+
+_COMPUTE_CPU_S = [0.0]
+
+
+@contextmanager
+def compute():
+    """Marks the work a result needs — model forward passes, training steps — as opposed to process
+    start-up, model loading, I/O, tables and figures. The CPU seconds spent inside (all threads of the
+    process) are summed and written to the rule's log at exit as ``compute_cpu_s=…``, which
+    ``benchmarks/pipeline_profile.py`` adds up into the pipeline's overhead ratio."""
+    t0 = time.process_time()
+    try:
+        yield
+    finally:
+        _COMPUTE_CPU_S[0] += time.process_time() - t0
+
+
+def _report_compute(log: logging.Logger) -> None:
+    if _COMPUTE_CPU_S[0] > 0:
+        log.info("compute_cpu_s=%.3f", _COMPUTE_CPU_S[0])
 
 
 def install_excepthook(log: logging.Logger) -> None:

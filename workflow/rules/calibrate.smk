@@ -13,6 +13,8 @@ rule calibrate:
     threads: config["threads"]
     resources:
         mem_mb=8000,
+    benchmark:
+        "results/benchmarks/calibrate/{model}/{corpus}.tsv",
     log:
         "logs/calibrate/{model}/{corpus}.log",
     conda:

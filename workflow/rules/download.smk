@@ -8,6 +8,8 @@ rule download_model:
     params:
         entry=lambda wc: config["models"][wc.model],
         work=lambda wc: f"resources/downloads/models/{wc.model}",
+    benchmark:
+        "results/benchmarks/download_model/{model}.tsv",
     log:
         "logs/download_model/{model}.log",
     resources:
@@ -29,6 +31,8 @@ rule download_corpus:
     params:
         entry=lambda wc: config["corpora"][wc.corpus],
         work=lambda wc: f"resources/downloads/corpora/{wc.corpus}",
+    benchmark:
+        "results/benchmarks/download_corpus/{corpus}.tsv",
     log:
         "logs/download_corpus/{corpus}.log",
     conda:
@@ -47,6 +51,8 @@ rule tokenize:
     output:
         tokens="resources/tokens/{model}/{corpus}/{split}.pt",
         meta="resources/tokens/{model}/{corpus}/{split}.json",
+    benchmark:
+        "results/benchmarks/tokenize/{model}/{corpus}/{split}.tsv",
     log:
         "logs/tokenize/{model}/{corpus}/{split}.log",
     conda:

@@ -12,6 +12,8 @@ rule method_artifact:
     threads: config["threads"]
     resources:
         mem_mb=8000,
+    benchmark:
+        "results/benchmarks/method_artifact/{model}/{corpus}/{method}.tsv",
     log:
         "logs/method_artifact/{model}/{corpus}/{method}.log",
     conda:

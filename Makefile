@@ -1,6 +1,8 @@
 # The two commands (each sets up .venv on first use):
 #   make run    the default pipeline, offline, on this machine (results/, report at results/report.html)
-#   make test   the test suite (unit tests + one end-to-end Snakemake run on config/test.yaml)
+#   make test   the test suite (unit tests + one end-to-end Snakemake run on config/test.yaml + the same
+#               through profiles/slurm on a one-node SLURM cluster it starts, where it is root with apt)
+#   make slurm-deps   the optional SLURM executor plugin (envs/requirements-slurm.txt) for profiles/slurm
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 SMK    := $(VENV)/bin/snakemake
@@ -8,7 +10,7 @@ CORES  ?= 2
 CONFIG ?= config/config.yaml
 SMKFLAGS ?=
 
-.PHONY: run test report lint bench clean-results
+.PHONY: run test report lint bench clean-results slurm-deps
 
 $(VENV)/.installed: envs/requirements.txt pyproject.toml
 	python3 -m venv $(VENV)
@@ -16,6 +18,12 @@ $(VENV)/.installed: envs/requirements.txt pyproject.toml
 	$(PY) -m pip install --quiet -r envs/requirements.txt
 	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
 	touch $@
+
+$(VENV)/.slurm-installed: $(VENV)/.installed envs/requirements-slurm.txt
+	$(PY) -m pip install --quiet -r envs/requirements-slurm.txt
+	touch $@
+
+slurm-deps: $(VENV)/.slurm-installed
 
 run: $(VENV)/.installed
 	$(SMK) --cores $(CORES) --configfile $(CONFIG) --rerun-incomplete $(SMKFLAGS)
@@ -27,7 +35,7 @@ report: $(VENV)/.installed
 		$(SMK) --cores 1 --configfile $(CONFIG) --report results/report.html; \
 	else echo "results/report.html is up to date"; fi
 
-test: $(VENV)/.installed
+test: $(VENV)/.installed $(VENV)/.slurm-installed
 	$(PY) -m pytest -q
 
 lint: $(VENV)/.installed

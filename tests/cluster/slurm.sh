@@ -9,8 +9,11 @@
 #   tests/cluster/slurm.sh env     print `export SLURM_CONF=...` for using sbatch/squeue/sacct by hand
 #
 # Everything lives under $LPBENCH_SLURM_DIR (default /tmp/lpbench-slurm): configs, spool, logs, pid files,
-# the database. /etc/slurm is never touched: clients find this cluster through SLURM_CONF. The ports are
-# not SLURM's defaults, so a real SLURM or MariaDB on the same machine is left alone.
+# the database. Clients find the cluster through SLURM_CONF, and through /etc/slurm/slurm.conf, a symlink to
+# ours: the executor plugin's job step (snakemake-executor-plugin-slurm-jobstep 0.6.1) removes every SLURM_*
+# variable but the job's identity before its nested `srun`, SLURM_CONF included, so srun inside a job only
+# finds the default path. A slurm.conf there that is not ours is never replaced (exit 3). The ports are not
+# SLURM's defaults, so a real SLURM or MariaDB on the same machine is left alone.
 # Needs root (daemons, apt-get). Exit code 3 means "cannot be started here" (not root, no apt-get, packages
 # not installable); the test skips on it and fails on any other error.
 set -euo pipefail
@@ -132,6 +135,15 @@ EOF
     chmod 600 "$DIR/etc/slurmdbd.conf.new"
     mv "$CONF.new" "$CONF"
     mv "$DIR/etc/slurmdbd.conf.new" "$DIR/etc/slurmdbd.conf"
+    mkdir -p /etc/slurm
+    ln -sfn "$CONF" /etc/slurm/slurm.conf
+}
+
+check_default_conf() {  # the default slurm.conf is absent or ours (a symlink to $CONF)
+    if [[ -e /etc/slurm/slurm.conf || -L /etc/slurm/slurm.conf ]] &&
+        [[ $(readlink /etc/slurm/slurm.conf) != "$CONF" ]]; then
+        cannot "/etc/slurm/slurm.conf exists and is not this test cluster's; not replacing a real SLURM's config"
+    fi
 }
 
 start_munge() {
@@ -212,6 +224,7 @@ stop() {  # stop NAME PIDFILE
 up() {
     [[ $(id -u) == 0 ]] || cannot "needs root (daemons, apt-get), running as $(id -un)"
     mkdir -p "$DIR"
+    check_default_conf
     install_packages
     write_configs
     start_munge
@@ -232,6 +245,7 @@ down() {
         stop munged "$(cat "$RUN/munged.pidfile")"
         rm -f "$RUN/munged.pidfile"
     fi
+    if [[ $(readlink /etc/slurm/slurm.conf 2>/dev/null) == "$CONF" ]]; then rm -f /etc/slurm/slurm.conf; fi
 }
 
 case ${1:-} in

@@ -32,7 +32,7 @@ pytestmark = pytest.mark.slow
 HERE = Path(__file__).resolve().parent
 CLUSTER = HERE / "slurm.sh"
 PROFILE = ROOT / "profiles" / "slurm" / "config.yaml"
-TIMEOUT_S = 900  # the pipeline takes ~3-5 min here; a hang is killed after this
+TIMEOUT_S = 1800  # the run takes minutes (more on a machine shared with other work); a hang is killed after this
 
 # The test overlay: what differs between a real site and this one node (2 CPUs, no GPU).
 PARTITION = "debug"      # the test cluster's only partition (slurm.sh)
@@ -130,19 +130,24 @@ def test_pipeline_through_slurm_equals_local_run(cluster, e2e_local_run, tmp_pat
     for name, metrics in slurm_metrics.items():
         assert metrics == e2e_local_run.metrics[name], name
 
-    # every job of the run was a SLURM job that completed, and accounting (slurmdbd) knows it
-    n_jobs = int(re.search(r"^total\s+(\d+)", log, re.M).group(1)) - 1  # minus the local target rule `all`
+    # every job but the light local rules (localrules: tables, figures, claims) was a SLURM job that
+    # completed, and accounting (slurmdbd) knows it
+    remote = re.findall(r"^rule (\w+):", log, re.M)
+    local = set(re.findall(r"^localrule (\w+):", log, re.M))
+    assert remote.count("evaluate") == 12 and "download_model" in remote, log[-4000:]
+    assert local <= {"all", "aggregate", "figures", "claims", "iterl2norm_latency", "iterl2norm_figures",
+                     "iterl2norm_model_table"}, local
     job_ids = submitted_job_ids(log)
-    assert len(job_ids) == n_jobs > 20, log[-4000:]
+    assert len(job_ids) == len(remote), log[-4000:]
     rows = sacct(cluster["env"], job_ids)
     assert set(rows) == set(job_ids)
     assert {row[2] for row in rows.values()} == {"COMPLETED"}, rows
-    # ... and each job's SLURM log is where the plugin says, from inside that job
-    slurm_logs = list((workdir / ".snakemake" / "slurm_logs").rglob("*.log"))
-    assert {p.stem for p in slurm_logs} == set(job_ids)
-    one = next(p for p in slurm_logs if "rule_evaluate" in str(p))
-    assert f"SLURM_JOB_ID" in one.read_text() or one.stem in one.read_text() or one.read_text()
-    print("sacct:", "|".join(rows[one.stem]))
+    # ... and each job's own output (Snakemake inside the job) is in its SLURM log, named by job id
+    slurm_logs = {p.stem: p for p in (workdir / ".snakemake" / "slurm_logs").rglob("*.log")}
+    assert set(slurm_logs) == set(job_ids)
+    one = next(job_id for job_id, p in slurm_logs.items() if p.parent.name == "tiny-llama_tiny_rtn-w4a4")
+    assert "rule evaluate:" in slurm_logs[one].read_text()
+    print("sacct:", "|".join(rows[one]))
 
 
 FAILING = textwrap.dedent("""\

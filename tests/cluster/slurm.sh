@@ -37,8 +37,12 @@ export SLURM_CONF=$CONF
 say() { echo "slurm.sh: $*" >&2; }
 cannot() { say "cannot start the cluster here: $*"; exit 3; }
 
-alive() {  # alive PIDFILE: the process named in PIDFILE is running
-    [[ -s $1 ]] && kill -0 "$(cat "$1")" 2>/dev/null
+alive() {  # alive PIDFILE: the process named in PIDFILE is running, and is the daemon (a pid file left
+    # from an earlier boot may name a pid now reused by something else)
+    local pid
+    [[ -s $1 ]] || return 1
+    pid=$(cat "$1")
+    kill -0 "$pid" 2>/dev/null && [[ $(cat "/proc/$pid/comm" 2>/dev/null) =~ ^(munged|mariadbd|mysqld|slurm) ]]
 }
 
 wait_for() {  # wait_for SECONDS WHAT COMMAND...: retry COMMAND until it succeeds

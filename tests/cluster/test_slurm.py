@@ -129,6 +129,8 @@ def test_pipeline_through_slurm_equals_local_run(cluster, e2e_local_run, tmp_pat
     assert len(slurm_metrics) == 12 and slurm_metrics.keys() == e2e_local_run.metrics.keys()
     for name, metrics in slurm_metrics.items():
         assert metrics == e2e_local_run.metrics[name], name
+        key = "perplexity" if "perplexity" in metrics else "relative_error"
+        print(f"{name:32s} {key} local {e2e_local_run.metrics[name][key]!r} slurm {metrics[key]!r}")
 
     # every job but the light local rules (localrules: tables, figures, claims) was a SLURM job that
     # completed, and accounting (slurmdbd) knows it

@@ -1,6 +1,8 @@
 # The two commands (each sets up .venv on first use):
 #   make run    the default pipeline, offline, on this machine (results/, report at results/report.html)
-#   make test   the test suite (unit tests + one end-to-end Snakemake run on config/test.yaml)
+#   make test   the test suite (unit tests + one end-to-end Snakemake run on config/test.yaml + the same
+#               through profiles/slurm on a one-node SLURM cluster it starts, where it is root with apt)
+#   make slurm-deps   the optional SLURM executor plugin (envs/requirements-slurm.txt) for profiles/slurm
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 SMK    := $(VENV)/bin/snakemake
@@ -10,7 +12,7 @@ SMKFLAGS ?=
 # every network step has a timeout and retries: pip gives up on a request unanswered for 60 s, 5 tries
 PIPNET ?= --timeout 60 --retries 5
 
-.PHONY: run test report lint bench clean-results
+.PHONY: run test report lint bench clean-results slurm-deps
 
 $(VENV)/.installed: envs/requirements.txt pyproject.toml
 	python3 -m venv $(VENV)
@@ -18,6 +20,12 @@ $(VENV)/.installed: envs/requirements.txt pyproject.toml
 	$(PY) -m pip install --quiet $(PIPNET) -r envs/requirements.txt
 	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
 	touch $@
+
+$(VENV)/.slurm-installed: $(VENV)/.installed envs/requirements-slurm.txt
+	$(PY) -m pip install --quiet $(PIPNET) -r envs/requirements-slurm.txt
+	touch $@
+
+slurm-deps: $(VENV)/.slurm-installed
 
 # `--configfile $(CONFIG)` is the whole config (the Snakefile merges nothing into it): `make run
 # CONFIG=config/test.yaml` runs exactly what the end-to-end test runs. The config is checked first so a
@@ -33,7 +41,7 @@ report: $(VENV)/.installed
 		$(SMK) --cores 1 --configfile $(CONFIG) --report results/report.html; \
 	else echo "results/report.html is up to date"; fi
 
-test: $(VENV)/.installed
+test: $(VENV)/.installed $(VENV)/.slurm-installed
 	$(PY) -m pytest -q
 
 lint: $(VENV)/.installed

@@ -51,3 +51,22 @@ def hf_hub(tmp_path_factory, monkeypatch):
 
     with HubStandin(tmp_path_factory.mktemp("hub_root")) as hub:
         yield hub
+
+
+@pytest.fixture(scope="session")
+def e2e_local_run(tmp_path_factory):
+    """The local end-to-end run on config/test.yaml (2 cores), once per session.
+
+    Shared by the end-to-end test (which then also resumes it) and the SLURM test (which compares its
+    own results with these). ``metrics`` maps each evaluation JSON (path under results/evals) to its
+    metrics, read right after the run, before any test changes the directory."""
+    import json
+    from types import SimpleNamespace
+
+    from workflow_run import smk
+
+    workdir = tmp_path_factory.mktemp("e2e_local")
+    proc = smk(workdir, "--cores", "2")
+    evals = workdir / "results" / "evals"
+    metrics = {str(p.relative_to(evals)): json.loads(p.read_text())["metrics"] for p in sorted(evals.rglob("*.json"))}
+    return SimpleNamespace(workdir=workdir, proc=proc, metrics=metrics)

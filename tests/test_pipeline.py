@@ -1,24 +1,11 @@
 """Config validation before any job runs, and one end-to-end Snakemake run on config/test.yaml."""
 import json
-import os
-import shutil
-import subprocess
-import sys
-from pathlib import Path
 
 import pandas as pd
 import pytest
 import yaml
 
-ROOT = Path(__file__).resolve().parents[1]
-SNAKEMAKE = [sys.executable, "-m", "snakemake"]
-
-
-def smk(workdir, *args, configfile=None):
-    cmd = [*SNAKEMAKE, "--snakefile", str(ROOT / "Snakefile"), "--directory", str(workdir),
-           "--configfile", str(configfile or ROOT / "config" / "test.yaml"), *args]
-    env = {**os.environ, "PYTHONPATH": f"{ROOT / 'src'}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
-    return subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=workdir)
+from workflow_run import ROOT, smk
 
 
 def bad_config(tmp_path, mutate):
@@ -46,8 +33,8 @@ def test_bad_config_is_rejected_before_any_job(tmp_path, mutate, message):
 
 
 @pytest.mark.slow
-def test_end_to_end_on_the_test_config(tmp_path):
-    proc = smk(tmp_path, "--cores", "2")
+def test_end_to_end_on_the_test_config(e2e_local_run):
+    tmp_path, proc = e2e_local_run.workdir, e2e_local_run.proc
     assert proc.returncode == 0, proc.stderr[-4000:]
     res = tmp_path / "results"
     ppl = pd.read_csv(res / "tables" / "perplexity.csv")

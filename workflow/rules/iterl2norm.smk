@@ -16,6 +16,12 @@ _record = ITERL2NORM.get("record") or {}
 ITERL2NORM_RECORD_MODELS = _record.get("models") or sorted({m for m, _, meth in ITERL2NORM_TRIPLES if meth != "fp32"})
 ITERL2NORM_RECORD_CORPUS = _record.get("corpus") or next(iter(config["corpora"]))
 
+# seconds on small CSVs / the cost model: run where Snakemake runs, never queued on a cluster
+localrules:
+    iterl2norm_latency,
+    iterl2norm_figures,
+    iterl2norm_model_table,
+
 
 rule iterl2norm_record:
     """Inputs of every norm of a model on its first calibration windows (forward pre-hooks)."""

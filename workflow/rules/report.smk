@@ -1,3 +1,11 @@
+# Tables, figures and claims read small files and take seconds: on a cluster they run where Snakemake
+# runs (no queue wait).
+localrules:
+    aggregate,
+    figures,
+    claims,
+
+
 rule aggregate:
     """All result JSONs -> one table per metric kind (CSV + Markdown)."""
     input:

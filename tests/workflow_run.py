@@ -1,0 +1,28 @@
+"""Running the workflow from tests: one Snakemake invocation, and the local end-to-end run on
+config/test.yaml shared by the tests that read its results (tests/test_pipeline.py, tests/cluster/)."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+SNAKEMAKE = [sys.executable, "-m", "snakemake"]
+TEST_CONFIG = ROOT / "config" / "test.yaml"
+
+
+def smk_env(extra: dict | None = None) -> dict:
+    """The environment of a Snakemake run: this tree's src/ first on PYTHONPATH."""
+    return {**os.environ, "PYTHONPATH": f"{ROOT / 'src'}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
+            **(extra or {})}
+
+
+def smk_cmd(workdir, *args, configfile=None, snakefile=None) -> list[str]:
+    return [*SNAKEMAKE, "--snakefile", str(snakefile or ROOT / "Snakefile"), "--directory", str(workdir),
+            "--configfile", str(configfile or TEST_CONFIG), *args]
+
+
+def smk(workdir, *args, configfile=None):
+    return subprocess.run(smk_cmd(workdir, *args, configfile=configfile), capture_output=True, text=True,
+                          env=smk_env(), cwd=workdir)

@@ -1,0 +1,1 @@
+"""Per-paper studies: measurements, tables, figures and training studies (studies -> methods -> core)."""

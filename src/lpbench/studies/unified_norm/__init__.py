@@ -13,7 +13,7 @@ DEFAULTS = {
     "images": {},
     "norms": {},
     "tasks": {},
-    "speed": {"tasks": [], "shapes": {}, "grid": [[1, 64]], "repeats": 5, "warmup": 2},
+    "speed": {"tasks": [], "shapes": {}, "grid": [[1, 64]], "trained_grid": [[1, 64]], "repeats": 5, "warmup": 2},
 }
 TASK_KEYS = {"kind", "data", "un", "norms", "arch", "train", "eval", "stress", "stat_layer", "label"}
 

@@ -92,14 +92,13 @@ def shape_models(shape: dict, seed: int):
     return ln, un
 
 
-def speed_table(trained: dict, shapes: dict, grid, repeats: int, warmup: int, seed: int) -> pd.DataFrame:
+def speed_table(trained: dict, shapes: dict, grid, trained_grid, repeats: int, warmup: int, seed: int) -> pd.DataFrame:
     """``trained``: name -> (ln_model, un_model, input builder(batch, length) -> tensor, task kind)."""
     rows = []
     for name, (ln, un, make_input, kind) in trained.items():
-        x_check = make_input(*grid[0])
-        chk = fold_check(un, x_check)
+        chk = fold_check(un, make_input(*trained_grid[-1]))
         folded = fold_norms(un)
-        for b, n in grid:
+        for b, n in trained_grid:
             x = make_input(b, n)
             rows.append({**compare(name, ln, folded, x, repeats, warmup,
                                    {"kind": f"trained {kind}", "batch": b, "length": int(x.shape[1]) if kind == "lm" else None}),
@@ -142,3 +141,40 @@ def energy_table(costs: dict, models: dict) -> pd.DataFrame:
                          "adds": arith["fp32_add"], "mults": arith["fp32_mult"],
                          "sqrt_div": (ops.get("sqrt", 0) + ops.get("div", 0)) * n_norms, "energy_pj_per_token": e})
     return pd.DataFrame(rows)
+
+
+def speed_job(cfg: dict, runs: list, ckpts: list, costs_path: str, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The study's speed table (trained models of ``speed.tasks`` + ``speed.shapes``) and energy table."""
+    from lpbench.hwcost import load_costs
+
+    from .train import load_data, load_model
+
+    sp = cfg["speed"]
+    by_run = {(t, n): torch.load(p) for (t, n, _), p in zip(runs, ckpts)}
+    trained, dims = {}, {}
+    for t in sp["tasks"]:
+        task = cfg["tasks"][t]
+        data = load_data(task, _inputs(cfg, t))
+        ln, un = load_model(by_run[(t, "ln")]), load_model(by_run[(t, task["un"])])
+        if task["kind"] == "vision":
+            def make(b, n, data=data):
+                return data.test_x[:b]
+        else:
+            def make(b, n, data=data):
+                return data.windows[:b, : min(n, data.windows.shape[1])]
+        trained[t] = (ln, un, make, task["kind"])
+        dims[f"{t} (trained)"] = (task["arch"]["dim"], 2 * task["arch"]["depth"] + 1)
+    speed = speed_table(trained, sp["shapes"], [tuple(g) for g in sp["grid"]],
+                        [tuple(g) for g in sp["trained_grid"]], int(sp["repeats"]),
+                        int(sp["warmup"]), seed)
+    for name, shape in sp["shapes"].items():
+        dims[name] = (shape["dim"], 2 * shape["depth"] + 1)
+    return speed, energy_table(load_costs(costs_path), dims)
+
+
+def _inputs(cfg: dict, task_name: str) -> dict:
+    task = cfg["tasks"][task_name]
+    if task["kind"] == "vision":
+        return {"images": f"resources/unified_norm/images/{task['data']}.pt"}
+    return {"calibration": f"resources/corpora/{task['data']}/calibration.txt",
+            "evaluation": f"resources/corpora/{task['data']}/evaluation.txt"}

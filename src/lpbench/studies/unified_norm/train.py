@@ -236,3 +236,27 @@ def load_model(checkpoint: dict) -> nn.Module:
 def np_seed_everything(seed: int) -> None:
     np.random.seed(seed)
     torch.manual_seed(seed)
+
+
+def run_job(task_name: str, task: dict, norm_name: str, norm_spec: dict, role: str, seed: int, inputs: dict,
+            outputs: dict, threads: int, device: str = "cpu") -> dict:
+    """Train, then write the checkpoint, the per-step log (CSV) and the result JSON with provenance."""
+    from lpbench.jobs import write_json
+    from lpbench.provenance import code_revision, config_hash, package_versions
+
+    t0 = time.perf_counter()
+    metrics, log, extra = train_run(task, norm_spec, seed, inputs, device)
+    Path(outputs["ckpt"]).parent.mkdir(parents=True, exist_ok=True)
+    torch.save(extra["checkpoint"], outputs["ckpt"])
+    Path(outputs["log_csv"]).parent.mkdir(parents=True, exist_ok=True)
+    log.to_csv(outputs["log_csv"], index=False)
+    result = {"task": task_name, "norm": norm_name, "role": role, "seed": seed, "stress": bool(task.get("stress")),
+              "metrics": metrics,
+              "settings": {"task": task, "norm": norm_spec, "norm_resolved": extra["norm_resolved"],
+                           "train": extra["train"]},
+              "provenance": {"config_hash": config_hash(task, norm_spec, seed, threads), "seed": seed,
+                             "threads": threads, "device": device, "packages": package_versions(),
+                             "code_revision": code_revision(), "wall_seconds": time.perf_counter() - t0,
+                             "basis": "official code (hikvision-research/Unified-Normalization, UN1d)"}}
+    write_json(outputs["result"], result)
+    return result

@@ -7,6 +7,9 @@ from lpbench.studies.unified_norm import role as un_role, runs as un_runs, setti
 
 UN = un_settings(config.get("unified_norm"))
 UN_RUNS = un_runs(UN)
+for _entry in UN["images"].values():
+    if isinstance(_entry.get("path"), str):
+        _entry["path"] = resolve(_entry["path"])
 UN_DIR = "results/unified_norm"
 
 

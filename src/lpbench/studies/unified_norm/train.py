@@ -77,9 +77,10 @@ class VisionData:
     @torch.inference_mode()
     def evaluate(self, model) -> dict:
         model.eval()
+        dev = next(model.parameters()).device
         correct = 0
         for i in range(0, len(self.test_y), self.eval_batch):
-            logits = model(self.test_x[i: i + self.eval_batch])
+            logits = model(self.test_x[i: i + self.eval_batch].to(dev)).cpu()
             if not torch.isfinite(logits).all():
                 return {"metric": "top1", "value": float("nan"), "examples": len(self.test_y)}
             correct += (logits.argmax(-1) == self.test_y[i: i + self.eval_batch]).sum().item()
@@ -118,7 +119,7 @@ class TextData:
         nll, tokens = 0.0, 0
         for i in range(0, len(self.windows), self.eval_batch):
             w = self.windows[i: i + self.eval_batch]
-            logits = model(w)[:, :-1]
+            logits = model(w.to(next(model.parameters()).device))[:, :-1].cpu()
             part = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), w[:, 1:].reshape(-1), reduction="sum")
             if not torch.isfinite(part):
                 return {"metric": "perplexity", "value": float("nan"), "windows": len(self.windows)}

@@ -15,7 +15,7 @@ A verdict is never written by hand. Rule kinds (``rule.kind``):
 ``ordered``     metric is non-increasing along ``methods`` (e.g. more groups → lower perplexity),
                 allowing an increase of at most ``slack_rel`` between neighbours.
 ``table_check`` a named table's ``column`` compared with ``value`` by ``op`` on rows matching ``where``
-                (every row; ``quantifier: any`` — at least one row).
+                (every row; ``quantifier: any`` — at least one row; ``label``: columns naming each value).
 ``all``         every ``table_check`` in ``checks`` holds (a claim with several parts).
 ``not_run``     a claim that cannot run here (e.g. needs a 70B model and a GPU); ``reason`` says why.
 
@@ -108,7 +108,9 @@ def evaluate_claim(claim: dict, tables: dict[str, pd.DataFrame]) -> dict:
             row["reason"] = claim.get("not_run_reason", f"no rows match {rule.get('where')}")
             return row
         vals = sub[rule["column"]].tolist()
-        row["ours"] = ", ".join(_fmt(v) for v in vals)
+        labels = rule.get("label", [])  # optional columns that name each value (e.g. task) in "ours"
+        names = [" ".join(str(r[c]) for c in labels) + "=" if labels else "" for _, r in sub.iterrows()]
+        row["ours"] = ", ".join(n + _fmt(v) for n, v in zip(names, vals))
         if any(v is None or (isinstance(v, float) and math.isnan(v)) for v in vals):
             row.update(verdict="inconclusive", reason="NaN in the measured values")
             return row

@@ -107,7 +107,8 @@ def speed_table(trained: dict, shapes: dict, grid, trained_grid, repeats: int, w
         for b, n in trained_grid:
             x = make_input(b, n)
             rows.append({**compare(name, ln, folded, x, repeats, warmup,
-                                   {"kind": f"trained {kind}", "batch": b, "length": int(x.shape[1]) if kind == "lm" else None}),
+                                   {"kind": f"trained {kind}", "batch": b,
+                                    "length": int(x.shape[1]) if kind == "lm" else int(ln.pos.shape[1])}),
                          **chk})
     for name, shape in shapes.items():
         ln, un = shape_models(shape, seed)

@@ -176,7 +176,7 @@ def speed_figure(speed: pd.DataFrame):
 
     sns.set_theme(style="whitegrid", context="paper")
     df = speed.copy()
-    df["case"] = df.apply(lambda r: f"{r['model']} b{r['batch']}" + (f"×{int(r['length'])}" if pd.notna(r["length"]) else ""), axis=1)
+    df["case"] = df.apply(lambda r: f"{r['model']} {r['batch']}×{int(r['length'])}", axis=1)
     fig, axes = plt.subplots(1, 2, figsize=(9, 0.9 + 0.35 * len(df)), squeeze=False)
     sns.barplot(data=df, y="case", x="time_saving_pct", ax=axes[0][0], color="#4c72b0", orient="h")
     axes[0][0].axvline(31, ls="--", color="k", lw=1, label="paper 31 % (GPU)")

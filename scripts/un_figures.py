@@ -9,6 +9,6 @@ log = setup(snakemake)
 out = snakemake.output
 logs = {tuple(r): pd.read_csv(f) for r, f in zip(snakemake.params.runs, snakemake.input.logs)}
 save(training_curves(logs), out.curves, out.curves_pdf)
-save(statistic_figure(logs, snakemake.params.stat_task), out.stat, out.stat_pdf)
+save(statistic_figure(logs, snakemake.params.stat_tasks), out.stat, out.stat_pdf)
 save(speed_figure(pd.read_csv(snakemake.input.speed)), out.speed, out.speed_pdf)
 log.info("figures written")

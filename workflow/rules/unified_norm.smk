@@ -152,8 +152,7 @@ rule un_figures:
         speed_pdf="results/figures/unified_norm_speed.pdf",
     params:
         runs=UN_RUNS,
-        stat_task=next((t for t, task in UN["tasks"].items() if task["kind"] == "vision" and not task.get("stress")),
-                       next(iter(UN["tasks"]), None)),
+        stat_tasks=[t for t, task in UN["tasks"].items() if task["kind"] == "vision"],
     benchmark:
         "results/benchmarks/unified_norm/figures.tsv"
     log:

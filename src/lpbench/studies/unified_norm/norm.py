@@ -75,13 +75,14 @@ class _UNFunction(torch.autograd.Function):
         slot = t % m_fp
         mod.buffer_x2[slot] = x2
         skip = m_fp <= 1
+        filtered = False
         if mod.outlier_filtration and t >= mod.warmup_iters:
             am = mod.buffer_x2.mean(dim=0)
             gm = mod.buffer_x2.log().mean(dim=0).exp()
             if bool(((am - gm) > rec_var * m_fp).any()):
                 mod.buffer_x2[slot] = mod.running_var
                 mod.skip_counter += 1
-                skip = True
+                skip = filtered = True
         if t <= m_fp or t < mod.warmup_iters or skip:
             var = x2
         else:
@@ -94,7 +95,7 @@ class _UNFunction(torch.autograd.Function):
             r = (std / (mod.running_var + eps).sqrt()).clamp(1.0 / mod.ratio_clamp, mod.ratio_clamp)
         z = x / std
         mod.running_var.mul_(mom).add_((1 - mom) * var)
-        mod.last = {"x2": x2.detach(), "var": var.detach(), "skip": skip}
+        mod.last = {"x2": x2.detach(), "var": var.detach(), "skip": skip, "filtered": filtered}
         ctx.save_for_backward(z, std, weight, r)
         ctx.mod, ctx.t, ctx.skip = mod, t, skip
         return z * weight + bias

@@ -142,30 +142,40 @@ def training_curves(logs: dict):
     return fig
 
 
-def statistic_figure(logs: dict, task: str):
-    """Batch statistic mean(x^2) of one layer per step vs UN's smoothed sigma^2 and running variance;
-    skipped (outlier-filtered) steps marked."""
+def statistic_figure(logs: dict, tasks: list):
+    """Per UN run of ``tasks`` (lowest seed): one layer's batch statistic mean(x^2) per step vs the sigma^2
+    UN normalizes with and the running variance; steps skipped by the outlier filtration marked."""
     import matplotlib.pyplot as plt
     import seaborn as sns
 
     sns.set_theme(style="whitegrid", context="paper")
-    norms = [n for t, n, s in logs if t == task and s == min(s2 for t2, _, s2 in logs if t2 == task)]
-    norms = [n for n in norms if "stat_used" in logs[(task, n, min(s for t, _, s in logs if t == task))]]
-    seed = min(s for t, _, s in logs if t == task)
-    un_norms = [n for n in norms if logs[(task, n, seed)]["stat_used"].notna().any()]
-    fig, axes = plt.subplots(1, max(1, len(un_norms)), figsize=(4.2 * max(1, len(un_norms)), 3.2), squeeze=False)
-    for ax, norm in zip(axes[0], un_norms):
-        df = logs[(task, norm, seed)]
+    panels = []
+    for task in tasks:
+        seeds = [s for t, _, s in logs if t == task]
+        if not seeds:
+            continue
+        seed = min(seeds)
+        for (t, n, s), df in logs.items():
+            if t == task and s == seed and "stat_used" in df and df["stat_used"].notna().any():
+                panels.append((t, n, s, df))
+    ncol = min(3, max(1, len(panels)))
+    nrow = max(1, math.ceil(len(panels) / ncol))
+    fig, axes = plt.subplots(nrow, ncol, figsize=(4.4 * ncol, 3.2 * nrow), squeeze=False)
+    for ax in axes.flat[len(panels):]:
+        ax.set_visible(False)
+    for ax, (task, norm, seed, df) in zip(axes.flat, panels):
         ax.plot(df["step"], df["stat_batch"], lw=0.8, label="batch mean(x²)")
         ax.plot(df["step"], df["stat_used"], lw=0.8, label="UN σ² used")
         ax.plot(df["step"], df["stat_running"], lw=0.8, label="running var")
-        sk = df[df["skip"] == 1]
+        flag = "filtered" if "filtered" in df else "skip"
+        sk = df[df[flag] == 1]
         if len(sk):
-            ax.scatter(sk["step"], sk["stat_batch"], s=8, color="crimson", label="filtered (skip)", zorder=3)
+            ax.scatter(sk["step"], sk["stat_batch"], s=8, color="crimson", zorder=3,
+                       label=f"outlier-filtered ({len(sk)} steps)")
         ax.set_yscale("log")
-        ax.set_title(f"{task} / {norm}, seed {seed}: first norm (channel mean)")
+        ax.set_title(f"{task} / {norm}, seed {seed}: first norm", fontsize=9)
         ax.set_xlabel("step")
-        ax.legend(fontsize=7)
+        ax.legend(fontsize=6)
     fig.tight_layout()
     return fig
 

@@ -193,11 +193,12 @@ def train_run(task: dict, norm_spec: dict, seed: int, inputs: dict, device: str 
                "stat_batch_max": x2.max().item()}
         if isinstance(stat_mod, UnifiedNorm):
             row.update(stat_used=stat_mod.last["var"].mean().item(),
-                       stat_running=stat_mod.running_var.mean().item(), skip=int(stat_mod.last["skip"]))
+                       stat_running=stat_mod.running_var.mean().item(), skip=int(stat_mod.last["skip"]),
+                       filtered=int(stat_mod.last["filtered"]))
         elif hasattr(stat_mod, "bn"):
-            row.update(stat_used=float("nan"), stat_running=stat_mod.bn.running_var.mean().item(), skip=0)
+            row.update(stat_used=float("nan"), stat_running=stat_mod.bn.running_var.mean().item(), skip=0, filtered=0)
         else:
-            row.update(stat_used=float("nan"), stat_running=float("nan"), skip=0)
+            row.update(stat_used=float("nan"), stat_running=float("nan"), skip=0, filtered=0)
         rows.append(row)
         if not math.isfinite(lv) or not all(torch.isfinite(p).all() for p in model.parameters()):
             collapsed, reason = True, f"non-finite training loss/parameters at step {step}"

@@ -1,9 +1,10 @@
 """Inference cost of LN vs folded UN on this CPU, the folding check, and the per-token norm ops/energy.
 
-* Latency: ``torch.utils.benchmark.Timer`` (one thread, the job's), ``warmup`` untimed calls, then
-  ``repeats`` timed measurements of each model *interleaved* (LN, folded UN, LN, ...) so that machine
-  load drifts hit both alike, each of enough calls for ~20 ms; the minimum over repeats decides (the
-  least disturbed run on a shared machine), the median is reported beside it. Inputs: real test images / evaluation windows for the
+* Latency: one torch thread (the job's), ``warmup`` untimed calls, then ``repeats`` measurements of
+  each model *interleaved* (LN, folded UN, LN, ...), each of enough calls for ~20 ms, timed with the
+  process CPU clock (``time.process_time``): this machine is shared, and other processes' load
+  stretches wall time (medians of wall time are reported beside it) but not this process' CPU time. The
+  minimum CPU time over repeats decides (the least disturbed measurement); CPU-time medians beside it. Inputs: real test images / evaluation windows for the
   trained models, random ids for the SmolLM2-135M-shaped models (d 576, 30 layers, random weights).
 * Peak memory: ``torch.profiler`` with ``profile_memory`` over one forward pass; the allocator events
   (allocations at their op, frees as ``[memory]`` events) are summed in time order and the maximum is
@@ -16,19 +17,23 @@ from __future__ import annotations
 
 import itertools
 import statistics
+import time
 
 import pandas as pd
 import torch
 from torch.profiler import ProfilerActivity, profile
-from torch.utils import benchmark
 
 from .fold import fold_norms
 from .models import CausalLM
 
 
-def _timed(fn, number: int = 1) -> float:
-    t = benchmark.Timer(stmt="fn()", globals={"fn": fn}, num_threads=torch.get_num_threads())
-    return t.timeit(number).median
+def _timed(fn, number: int = 1) -> tuple[float, float]:
+    """(CPU seconds, wall seconds) per call over ``number`` calls. The process CPU clock is what decides:
+    on a shared machine other processes' load stretches wall time, not the CPU time of this one."""
+    c0, w0 = time.process_time(), time.perf_counter()
+    for _ in range(number):
+        fn()
+    return (time.process_time() - c0) / number, (time.perf_counter() - w0) / number
 
 
 def profile_forward(model, x) -> dict:
@@ -52,11 +57,13 @@ def compare(name: str, ln_model, un_folded, x, repeats: int, warmup: int, meta: 
             ln_model(x)
             un_folded(x)
         # calls per measurement: enough for ~20 ms, so that tiny models are not timed by the clock's grain
-        number = max(1, int(0.02 / max(_timed(lambda: ln_model(x)), 1e-6)))
-        t_ln, t_un = [], []
+        number = max(1, int(0.02 / max(_timed(lambda: ln_model(x))[0], 1e-6)))
+        t_ln, t_un, w_ln, w_un = [], [], [], []
         for _ in range(repeats):
-            t_ln.append(_timed(lambda: ln_model(x), number))
-            t_un.append(_timed(lambda: un_folded(x), number))
+            for fn, cpu, wall in ((lambda: ln_model(x), t_ln, w_ln), (lambda: un_folded(x), t_un, w_un)):
+                c, w = _timed(fn, number)
+                cpu.append(c)
+                wall.append(w)
     p_ln, p_un = profile_forward(ln_model, x), profile_forward(un_folded, x)
     mem_ln = p_ln["activation_peak_bytes"] + p_ln["param_bytes"]
     mem_un = p_un["activation_peak_bytes"] + p_un["param_bytes"]
@@ -64,6 +71,7 @@ def compare(name: str, ln_model, un_folded, x, repeats: int, warmup: int, meta: 
     lat_ln, lat_un = min(t_ln), min(t_un)
     return {"model": name, **meta, "ln_ms": 1e3 * lat_ln, "un_folded_ms": 1e3 * lat_un, "speedup": lat_ln / lat_un,
             "ln_median_ms": 1e3 * statistics.median(t_ln), "un_folded_median_ms": 1e3 * statistics.median(t_un),
+            "ln_wall_median_ms": 1e3 * statistics.median(w_ln), "un_folded_wall_median_ms": 1e3 * statistics.median(w_un),
             "calls_per_measurement": number,
             "time_saving_pct": 100 * (1 - lat_un / lat_ln), "ln_peak_mb": mem_ln / 2**20,
             "un_folded_peak_mb": mem_un / 2**20, "mem_ratio": mem_un / mem_ln,

@@ -10,7 +10,6 @@ UN_RUNS = un_runs(UN)
 for _entry in UN["images"].values():
     if isinstance(_entry.get("path"), str):
         _entry["path"] = resolve(_entry["path"])
-UN_DIR = "results/unified_norm"
 
 
 def un_task_inputs(name):
@@ -26,7 +25,7 @@ def un_train_input(wc):
 
 
 def un_run_files(kind, runs=None):
-    pattern = {"json": UN_DIR + "/runs/{t}/{n}/seed{s}.json", "log": "results/data/unified_norm/{t}/{n}/seed{s}.csv",
+    pattern = {"json": "results/unified_norm/runs/{t}/{n}/seed{s}.json", "log": "results/data/unified_norm/{t}/{n}/seed{s}.csv",
                "ckpt": "resources/unified_norm/ckpt/{t}/{n}/seed{s}.pt"}[kind]
     return [pattern.format(t=t, n=n, s=s) for t, n, s in (runs if runs is not None else UN_RUNS)]
 
@@ -59,7 +58,7 @@ rule un_train:
     input:
         unpack(un_train_input),
     output:
-        result=UN_DIR + "/runs/{task}/{norm}/seed{seed}.json",
+        result="results/unified_norm/runs/{task}/{norm}/seed{seed}.json",
         log_csv="results/data/unified_norm/{task}/{norm}/seed{seed}.csv",
         ckpt="resources/unified_norm/ckpt/{task}/{norm}/seed{seed}.pt",
     params:

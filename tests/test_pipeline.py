@@ -46,6 +46,15 @@ def test_end_to_end_on_the_test_config(e2e_local_run):
     claims = pd.read_csv(res / "claims.csv")
     assert len(claims) == 18 and set(claims["verdict"]) <= {"reproduced", "not reproduced", "not run", "inconclusive"}
     assert (res / "figures" / "perplexity.png").stat().st_size > 10_000
+    # the tiny Unified Normalization study: every (task, norm, seed) trained, folded, timed, in the ledger
+    un = pd.read_csv(res / "tables" / "unified_norm.csv")
+    assert len(un) == 12 and un["value"].notna().all()
+    speed = pd.read_csv(res / "tables" / "unified_norm_speed.csv")
+    assert (speed["fold_max_rel_err"] < 1e-5).all() and (speed["ln_ms"] > 0).all()
+    assert set(claims.loc[claims["id"].str.startswith("UN-"), "verdict"]) <= {"reproduced", "not reproduced"}
+    run = json.loads((res / "unified_norm" / "runs" / "vision" / "un" / "seed1.json").read_text())
+    assert run["provenance"]["config_hash"] and run["settings"]["norm_resolved"]["warmup_iters"] == 5
+    assert (res / "figures" / "unified_norm_statistic.png").is_file()
     one = json.loads((res / "evals" / "tiny-llama" / "tiny" / "rtn-w4a4.json").read_text())
     assert one["provenance"]["config_hash"] and one["provenance"]["packages"]["torch"]
     # nothing changed -> nothing to do

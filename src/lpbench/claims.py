@@ -14,7 +14,9 @@ A verdict is never written by hand. Rule kinds (``rule.kind``):
 ``within_rel``  |metric(method) / metric(reference) - 1| <= ``max_rel`` for every model.
 ``ordered``     metric is non-increasing along ``methods`` (e.g. more groups → lower perplexity),
                 allowing an increase of at most ``slack_rel`` between neighbours.
-``table_check`` a named table's ``column`` compared with ``value`` by ``op`` on rows matching ``where``.
+``table_check`` a named table's ``column`` compared with ``value`` by ``op`` on rows matching ``where``
+                (every row; ``quantifier: any`` — at least one row; ``label``: columns naming each value).
+``all``         every ``table_check`` in ``checks`` holds (a claim with several parts).
 ``not_run``     a claim that cannot run here (e.g. needs a 70B model and a GPU); ``reason`` says why.
 
 Thresholds (``max_rel``, ``slack_rel``) are declared in the ledger with their rationale before any
@@ -83,6 +85,17 @@ def evaluate_claim(claim: dict, tables: dict[str, pd.DataFrame]) -> dict:
     if kind == "not_run":
         row["reason"] = rule["reason"]
         return row
+    if kind == "all":
+        parts = [evaluate_claim({**claim, "rule": {"kind": "table_check", **chk}}, tables) for chk in rule["checks"]]
+        row["ours"] = " | ".join(p["ours"] for p in parts)
+        row["reason"] = " | ".join(p["reason"] for p in parts)
+        verdicts = [p["verdict"] for p in parts]
+        for v in ("not run", "inconclusive", "not reproduced"):
+            if v in verdicts:
+                row["verdict"] = v
+                return row
+        row["verdict"] = "reproduced"
+        return row
     df = _metric_table(tables, rule)
     if df is None or df.empty:
         row["reason"] = claim.get("not_run_reason", f"table '{rule.get('table', 'perplexity')}' has no results")
@@ -95,13 +108,17 @@ def evaluate_claim(claim: dict, tables: dict[str, pd.DataFrame]) -> dict:
             row["reason"] = claim.get("not_run_reason", f"no rows match {rule.get('where')}")
             return row
         vals = sub[rule["column"]].tolist()
-        row["ours"] = ", ".join(_fmt(v) for v in vals)
+        labels = rule.get("label", [])  # optional columns that name each value (e.g. task) in "ours"
+        names = [" ".join(str(r[c]) for c in labels) + "=" if labels else "" for _, r in sub.iterrows()]
+        row["ours"] = ", ".join(n + _fmt(v) for n, v in zip(names, vals))
         if any(v is None or (isinstance(v, float) and math.isnan(v)) for v in vals):
             row.update(verdict="inconclusive", reason="NaN in the measured values")
             return row
-        ok = all(_OPS[rule["op"]](v, rule["value"]) for v in vals)
+        some = rule.get("quantifier", "every") == "any"
+        ok = (any if some else all)(_OPS[rule["op"]](v, rule["value"]) for v in vals)
         row["verdict"] = "reproduced" if ok else "not reproduced"
-        row["reason"] = f"{rule['column']} {rule['op']} {rule['value']} on every matching row: {ok}"
+        row["reason"] = (f"{rule['column']} {rule['op']} {rule['value']} on "
+                         f"{'at least one' if some else 'every'} matching row: {ok}")
         return row
     methods = {"lowest": lambda r: [r["best"], *r["among"]],
                "within_rel": lambda r: [r["method"], r["reference"]],

@@ -1,1 +1,2 @@
-"""One module per paper: its measurements, tables and figures (what is not a method)."""
+"""Per-paper studies: one module or package per paper for what is not a method — its measurements, tables,
+figures and training studies (imports point down: studies -> methods -> core)."""

@@ -1,0 +1,215 @@
+"""Unified Normalization (Yang et al., ACM MM 2022) and the baselines it is compared with.
+
+Implemented from the official ``UN1d`` (hikvision-research/Unified-Normalization,
+``image_classification/models/unified_normalization/unified_normalization.py``; the fairseq copy is the
+same). Written independently here; every default of the official module is kept: window M = 4 (forward
+and backward windows), warm-up 4000 iterations, momentum 0.9, eps 1e-5, outlier filtration off by default
+(the official T2T-ViT model switches it on, the NMT models leave it off), ratio clamp [1/5, 5] from
+iteration max(1000, warm-up).
+
+Statistics are per channel over all tokens of the batch (B*N rows), **without centering**.
+
+Training step t (the counter is incremented *before* the step, so the first step is t = 1):
+
+* x2 = mean over tokens of x^2 (per channel).
+* Outlier test statistic: ``v = var(sqrt(window))``, the unbiased variance of the square roots of all
+  M*C entries of the window *as it was before* x2 is written (one scalar).
+* x2 is written to slot ``t mod M`` of the window.
+* Filtration (only if enabled and t >= warm-up): with AM / GM the per-channel arithmetic / geometric
+  means over the window (now holding x2), if AM - GM > M * v for any channel the step is *skipped*: the
+  slot is overwritten with the running variance and the skip counter increases.
+* With window M = 1 every step is a skip (the official code sets ``skip`` when the window is 1).
+* sigma2 = x2 if t <= M, t < warm-up or skipped, else GM of the window (fluctuation smoothing).
+* r = sqrt(sigma2+eps)/sqrt(running_var+eps) with the running variance *before* this step's update;
+  r = 1 if t <= max(1000, warm-up) or skipped, else clamped to [1/5, 5].
+* z = x / sqrt(sigma2+eps); y = gamma z + beta; running_var <- m running_var + (1-m) sigma2.
+
+Backward (gradient compensation), with g = dy * gamma * r and gz = mean over tokens of g*z:
+
+* slot ``t mod M_bp`` of the gradient window gets gz (or, on a skipped step, the EMA *before* update);
+* psi_in = gz if t <= M_bp, t < warm-up or skipped, else the mean of the gradient window;
+* ema <- m ema + (1-m) psi_in;
+* dx = (g - psi z) / sqrt(sigma2+eps) with psi = psi_in on a skipped step, else the updated EMA;
+* d gamma = sum(dy * r * z) (the official code uses r*z here, not z), d beta = sum(dy).
+
+Inference: y = gamma x / sqrt(running_var+eps) + beta, a per-channel affine map that folds into the
+next linear layer (:mod:`.fold`).
+
+Where the official code and the digest (``shared/papers/unified_norm.md``) differ, the code is followed:
+
+1. the outlier statistic Var(sqrt(window)) is taken over the window *before* the current x2 enters it
+   (the digest does not say), and it is the unbiased variance;
+2. before the warm-up ends the backward is still not the exact gradient: psi is the momentum-0.9 EMA
+   of the current gz (the digest describes psi only as EMA of the window mean); only skipped steps (and
+   window 1) use the exact psi = gz;
+3. the gamma gradient is sum(dy * r * z) (not in the digest);
+4. on a skipped step the gradient-window slot is filled with the old EMA (not in the digest);
+5. window 1 makes every step a skip (no smoothing, no compensation): this is our "no smoothing"
+   ablation, which is therefore an un-centred BatchNorm with the exact gradient and running statistics.
+
+The official module also accepts a padding mask (statistics over non-padded tokens only); our tasks
+have no padding, so the mask is not implemented.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn as nn
+
+# Official defaults of UN1d.
+UN_DEFAULTS = {"window": 4, "warmup_iters": 4000, "outlier_filtration": False, "eps": 1e-5,
+               "momentum": 0.9, "ratio_clamp": 5.0, "clamp_start": None}
+
+
+class _UNFunction(torch.autograd.Function):
+    """Training-mode UN on a (T, C) matrix. ``mod`` carries the buffers (mutated in place) and settings."""
+
+    @staticmethod
+    def forward(ctx, x, weight, bias, mod):
+        t = int(mod.iters.item())
+        m_fp, m_bp = mod.window_fp, mod.window_bp
+        eps, mom = mod.eps, mod.momentum
+        x2 = (x * x).mean(dim=0)
+        rec_var = mod.buffer_x2.sqrt().var()  # unbiased, over all M*C entries, before the update
+        slot = t % m_fp
+        mod.buffer_x2[slot] = x2
+        skip = m_fp <= 1
+        filtered = False
+        if mod.outlier_filtration and t >= mod.warmup_iters:
+            am = mod.buffer_x2.mean(dim=0)
+            gm = mod.buffer_x2.log().mean(dim=0).exp()
+            if bool(((am - gm) > rec_var * m_fp).any()):
+                mod.buffer_x2[slot] = mod.running_var
+                mod.skip_counter += 1
+                skip = filtered = True
+        if t <= m_fp or t < mod.warmup_iters or skip:
+            var = x2
+        else:
+            var = mod.buffer_x2.log().mean(dim=0).exp()
+        std = (var + eps).sqrt()
+        clamp_start = mod.clamp_start if mod.clamp_start is not None else max(1000, mod.warmup_iters)
+        if t <= clamp_start or skip:
+            r = torch.ones_like(var)
+        else:
+            r = (std / (mod.running_var + eps).sqrt()).clamp(1.0 / mod.ratio_clamp, mod.ratio_clamp)
+        z = x / std
+        mod.running_var.mul_(mom).add_((1 - mom) * var)
+        mod.last = {"x2": x2.detach(), "var": var.detach(), "skip": skip, "filtered": filtered}
+        ctx.save_for_backward(z, std, weight, r)
+        ctx.mod, ctx.t, ctx.skip = mod, t, skip
+        return z * weight + bias
+
+    @staticmethod
+    def backward(ctx, dy):
+        z, std, weight, r = ctx.saved_tensors
+        mod, t, skip = ctx.mod, ctx.t, ctx.skip
+        m_bp, mom = mod.window_bp, mod.momentum
+        g = dy * (weight * r)
+        gz = (g * z).mean(dim=0)
+        slot = t % m_bp
+        mod.buffer_gz[slot] = mod.ema_gz if skip else gz
+        if t <= m_bp or t < mod.warmup_iters or skip:
+            psi_in = gz
+        else:
+            psi_in = mod.buffer_gz.mean(dim=0)
+        mod.ema_gz.mul_(mom).add_((1 - mom) * psi_in)
+        psi = psi_in if skip else mod.ema_gz
+        dx = (g - psi * z) / std
+        return dx, (dy * r * z).sum(dim=0), dy.sum(dim=0), None
+
+
+class UnifiedNorm(nn.Module):
+    """UN over the last dimension of (..., C) inputs; statistics over every other dimension."""
+
+    def __init__(self, channels: int, window=4, warmup_iters: int = 4000, outlier_filtration: bool = False,
+                 eps: float = 1e-5, momentum: float = 0.9, ratio_clamp: float = 5.0, clamp_start=None):
+        super().__init__()
+        self.window_fp, self.window_bp = (window, window) if isinstance(window, int) else tuple(window)
+        if self.window_fp < 1 or self.window_bp < 1:
+            raise ValueError(f"window sizes must be >= 1, got {window}")
+        self.channels, self.eps, self.momentum = channels, eps, momentum
+        self.warmup_iters, self.outlier_filtration = int(warmup_iters), bool(outlier_filtration)
+        self.ratio_clamp, self.clamp_start = float(ratio_clamp), clamp_start
+        self.weight = nn.Parameter(torch.ones(channels))
+        self.bias = nn.Parameter(torch.zeros(channels))
+        self.register_buffer("running_var", torch.ones(channels))
+        self.register_buffer("ema_gz", torch.zeros(channels))
+        self.register_buffer("iters", torch.zeros((), dtype=torch.long))
+        self.register_buffer("buffer_x2", torch.zeros(self.window_fp, channels))
+        self.register_buffer("buffer_gz", torch.zeros(self.window_bp, channels))
+        self.register_buffer("skip_counter", torch.zeros((), dtype=torch.long))
+        self.last = None
+
+    def extra_repr(self):
+        return (f"{self.channels}, window=({self.window_fp}, {self.window_bp}), warmup={self.warmup_iters}, "
+                f"filtration={self.outlier_filtration}, eps={self.eps}, momentum={self.momentum}")
+
+    def scale_shift(self):
+        """Inference map y = scale * x + shift."""
+        scale = self.weight / (self.running_var + self.eps).sqrt()
+        return scale, self.bias
+
+    def forward(self, x):
+        shape = x.shape
+        x2d = x.reshape(-1, self.channels)
+        if self.training:
+            self.iters += 1
+            y = _UNFunction.apply(x2d, self.weight, self.bias, self)
+        else:
+            scale, shift = self.scale_shift()
+            y = x2d * scale + shift
+        return y.reshape(shape)
+
+
+class TokenBatchNorm(nn.Module):
+    """Plain BatchNorm over all tokens (B*N rows) per channel: centering, batch statistics in training,
+    running statistics at inference (torch defaults: momentum 0.1, eps 1e-5)."""
+
+    def __init__(self, channels: int, eps: float = 1e-5, momentum: float = 0.1):
+        super().__init__()
+        self.bn = nn.BatchNorm1d(channels, eps=eps, momentum=momentum)
+        self.channels = channels
+
+    def scale_shift(self):
+        scale = self.bn.weight / (self.bn.running_var + self.bn.eps).sqrt()
+        return scale, self.bn.bias - self.bn.running_mean * scale
+
+    def forward(self, x):
+        return self.bn(x.reshape(-1, self.channels)).reshape(x.shape)
+
+
+# Norm kinds of the study; ``un`` takes the UnifiedNorm keyword arguments.
+NORM_KINDS = ("ln", "bn", "un")
+
+
+def make_norm(spec: dict, channels: int) -> nn.Module:
+    kind = spec.get("kind")
+    if kind == "ln":
+        return nn.LayerNorm(channels, eps=spec.get("eps", 1e-5))
+    if kind == "bn":
+        return TokenBatchNorm(channels, **{k: v for k, v in spec.items() if k in ("eps", "momentum")})
+    if kind == "un":
+        args = {k: v for k, v in spec.items() if k != "kind"}
+        unknown = sorted(set(args) - set(UN_DEFAULTS) - {"warmup_frac", "clamp_frac"})
+        if unknown:
+            raise ValueError(f"unknown UN parameter(s) {unknown}; known: {sorted(UN_DEFAULTS)}")
+        args.pop("warmup_frac", None)
+        args.pop("clamp_frac", None)
+        return UnifiedNorm(channels, **args)
+    raise ValueError(f"unknown norm kind '{kind}'; known: {list(NORM_KINDS)}")
+
+
+def scaled_un_spec(spec: dict, steps: int) -> dict:
+    """Scale the official warm-up (4000 of the NMT run's 100k updates = 4 %) and the clamp start
+    (max(1000, warm-up)) to ``steps``: ``warmup_frac`` / ``clamp_frac`` of the run, at least one window."""
+    if spec.get("kind") != "un":
+        return dict(spec)
+    out = dict(spec)
+    window = out.get("window", UN_DEFAULTS["window"])
+    m = window if isinstance(window, int) else max(window)
+    if "warmup_frac" in out:
+        out["warmup_iters"] = max(int(math.ceil(out["warmup_frac"] * steps)), m + 1)
+    if "clamp_frac" in out:
+        out["clamp_start"] = max(int(math.ceil(out["clamp_frac"] * steps)), out.get("warmup_iters", 0))
+    return out

@@ -1,0 +1,180 @@
+# Rules of the Unified Normalization study. Appends to FINAL_OUTPUTS / CLAIM_TABLES (see common.smk).
+#
+# One training job per (task, norm, seed) -> checkpoint, per-step log, result JSON with provenance; then
+# the study tables, LN vs folded-UN inference speed / memory, figures (UN-1..3).
+# Settings: the `unified_norm` config section (defaults in lpbench.studies.unified_norm).
+from lpbench.studies.unified_norm import role as un_role, runs as un_runs, settings as un_settings
+
+UN = un_settings(config.get("unified_norm"))
+UN_RUNS = un_runs(UN)
+for _entry in UN["images"].values():
+    if isinstance(_entry.get("path"), str):
+        _entry["path"] = resolve(_entry["path"])
+
+
+def un_task_inputs(name):
+    task = UN["tasks"][name]
+    if task["kind"] == "vision":
+        return {"images": f"resources/unified_norm/images/{task['data']}.pt"}
+    return {"calibration": f"resources/corpora/{task['data']}/calibration.txt",
+            "evaluation": f"resources/corpora/{task['data']}/evaluation.txt"}
+
+
+def un_train_input(wc):
+    return un_task_inputs(wc.task)
+
+
+def un_run_files(kind, runs=None):
+    pattern = {"json": "results/unified_norm/runs/{t}/{n}/seed{s}.json", "log": "results/data/unified_norm/{t}/{n}/seed{s}.csv",
+               "ckpt": "resources/unified_norm/ckpt/{t}/{n}/seed{s}.pt"}[kind]
+    return [pattern.format(t=t, n=n, s=s) for t, n, s in (runs if runs is not None else UN_RUNS)]
+
+
+def un_speed_runs():
+    seed = UN["seeds"][0]
+    return [(t, n, seed) for t in UN["speed"]["tasks"] for n in ("ln", UN["tasks"][t]["un"])]
+
+
+rule un_images:
+    """Fetch an image set (Fashion-MNIST from Debian, SHA256-checked) and store its official splits."""
+    output:
+        data="resources/unified_norm/images/{images}.pt",
+        meta="resources/unified_norm/images/{images}.json",
+    params:
+        entry=lambda wc: UN["images"][wc.images],
+        work=lambda wc: f"resources/downloads/images/{wc.images}",
+    benchmark:
+        "results/benchmarks/unified_norm/images/{images}.tsv"
+    log:
+        "logs/unified_norm/images/{images}.log",
+    conda:
+        ENV
+    script:
+        "../../scripts/un_images.py"
+
+
+rule un_train:
+    """Train one (task, norm, seed); evaluate on the held-out split."""
+    input:
+        unpack(un_train_input),
+    output:
+        result="results/unified_norm/runs/{task}/{norm}/seed{seed}.json",
+        log_csv="results/data/unified_norm/{task}/{norm}/seed{seed}.csv",
+        ckpt="resources/unified_norm/ckpt/{task}/{norm}/seed{seed}.pt",
+    params:
+        task=lambda wc: UN["tasks"][wc.task],
+        norm=lambda wc: UN["norms"][wc.norm],
+        role=lambda wc: un_role(UN, wc.task, wc.norm),
+        seed=lambda wc: int(wc.seed),
+        device=config.get("device", "cpu"),
+    wildcard_constraints:
+        task="[A-Za-z0-9][A-Za-z0-9_.+-]*",
+        norm="[A-Za-z0-9][A-Za-z0-9_.+-]*",
+        seed="[0-9]+",
+    threads: config["threads"]
+    resources:
+        mem_mb=2000,
+    benchmark:
+        "results/benchmarks/unified_norm/train/{task}/{norm}/seed{seed}.tsv"
+    log:
+        "logs/unified_norm/train/{task}/{norm}/seed{seed}.log",
+    conda:
+        ENV
+    script:
+        "../../scripts/un_train.py"
+
+
+rule un_tables:
+    """Per-seed results, per-(task, norm) summary with gap to LN and CI, filtration table."""
+    input:
+        un_run_files("json"),
+    output:
+        csv=report("results/tables/unified_norm.csv", caption="../report/unified_norm.rst", category="Unified Normalization"),
+        md="results/tables/unified_norm.md",
+        summary=report("results/tables/unified_norm_summary.csv", caption="../report/unified_norm_summary.rst",
+                       category="Unified Normalization"),
+        summary_md="results/tables/unified_norm_summary.md",
+        filtration="results/tables/unified_norm_filtration.csv",
+        filtration_md="results/tables/unified_norm_filtration.md",
+    benchmark:
+        "results/benchmarks/unified_norm/tables.tsv"
+    log:
+        "logs/unified_norm/tables.log",
+    conda:
+        ENV
+    script:
+        "../../scripts/un_tables.py"
+
+
+rule un_speed:
+    """LN vs folded UN: latency, peak memory, norm time share, folding check; norm ops and energy."""
+    input:
+        ckpts=un_run_files("ckpt", un_speed_runs()),
+        data=sorted({f for t in UN["speed"]["tasks"] for f in un_task_inputs(t).values()}),
+        costs=config["hw_costs"],
+    output:
+        csv=report("results/tables/unified_norm_speed.csv", caption="../report/unified_norm_speed.rst",
+                   category="Unified Normalization"),
+        md="results/tables/unified_norm_speed.md",
+        energy="results/tables/unified_norm_energy.csv",
+        energy_md="results/tables/unified_norm_energy.md",
+    params:
+        cfg=UN,
+        runs=un_speed_runs(),
+        seed=config["seed"],
+    threads: config["threads"]
+    resources:
+        mem_mb=4000,
+    benchmark:
+        "results/benchmarks/unified_norm/speed.tsv"
+    log:
+        "logs/unified_norm/speed.log",
+    conda:
+        ENV
+    script:
+        "../../scripts/un_speed.py"
+
+
+rule un_figures:
+    input:
+        logs=un_run_files("log"),
+        speed="results/tables/unified_norm_speed.csv",
+    output:
+        curves=report("results/figures/unified_norm_training.png", caption="../report/unified_norm_training.rst",
+                      category="Unified Normalization"),
+        curves_pdf="results/figures/unified_norm_training.pdf",
+        stat=report("results/figures/unified_norm_statistic.png", caption="../report/unified_norm_statistic.rst",
+                    category="Unified Normalization"),
+        stat_pdf="results/figures/unified_norm_statistic.pdf",
+        speed=report("results/figures/unified_norm_speed.png", caption="../report/unified_norm_speed_figure.rst",
+                     category="Unified Normalization"),
+        speed_pdf="results/figures/unified_norm_speed.pdf",
+    params:
+        runs=UN_RUNS,
+        stat_tasks=[t for t, task in UN["tasks"].items() if task["kind"] == "vision"],
+    benchmark:
+        "results/benchmarks/unified_norm/figures.tsv"
+    log:
+        "logs/unified_norm/figures.log",
+    conda:
+        ENV
+    script:
+        "../../scripts/un_figures.py"
+
+
+if UN_RUNS:
+    FINAL_OUTPUTS += [
+        "results/tables/unified_norm.md",
+        "results/tables/unified_norm_summary.md",
+        "results/tables/unified_norm_filtration.md",
+        "results/figures/unified_norm_training.pdf",
+        "results/figures/unified_norm_statistic.pdf",
+        "results/tables/unified_norm_speed.md",
+        "results/tables/unified_norm_energy.md",
+        "results/figures/unified_norm_speed.pdf",
+    ]
+    CLAIM_TABLES += [
+        "results/tables/unified_norm_summary.csv",
+        "results/tables/unified_norm_filtration.csv",
+        "results/tables/unified_norm_speed.csv",
+    ]

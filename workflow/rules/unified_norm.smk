@@ -44,7 +44,7 @@ rule un_images:
         entry=lambda wc: UN["images"][wc.images],
         work=lambda wc: f"resources/downloads/images/{wc.images}",
     benchmark:
-        "results/benchmarks/unified_norm/images/{images}.tsv"
+        "results/benchmarks/un_images/{images}.tsv"
     log:
         "logs/unified_norm/images/{images}.log",
     conda:
@@ -75,7 +75,7 @@ rule un_train:
     resources:
         mem_mb=2000,
     benchmark:
-        "results/benchmarks/unified_norm/train/{task}/{norm}/seed{seed}.tsv"
+        "results/benchmarks/un_train/{task}/{norm}/seed{seed}.tsv"
     log:
         "logs/unified_norm/train/{task}/{norm}/seed{seed}.log",
     conda:
@@ -97,7 +97,7 @@ rule un_tables:
         filtration="results/tables/unified_norm_filtration.csv",
         filtration_md="results/tables/unified_norm_filtration.md",
     benchmark:
-        "results/benchmarks/unified_norm/tables.tsv"
+        "results/benchmarks/un_tables/unified_norm.tsv"
     log:
         "logs/unified_norm/tables.log",
     conda:
@@ -126,7 +126,7 @@ rule un_speed:
     resources:
         mem_mb=4000,
     benchmark:
-        "results/benchmarks/unified_norm/speed.tsv"
+        "results/benchmarks/un_speed/unified_norm.tsv"
     log:
         "logs/unified_norm/speed.log",
     conda:
@@ -153,7 +153,7 @@ rule un_figures:
         runs=UN_RUNS,
         stat_tasks=[t for t, task in UN["tasks"].items() if task["kind"] == "vision"],
     benchmark:
-        "results/benchmarks/unified_norm/figures.tsv"
+        "results/benchmarks/un_figures/unified_norm.tsv"
     log:
         "logs/unified_norm/figures.log",
     conda:

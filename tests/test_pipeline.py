@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from workflow_run import ROOT, smk
+from workflow_run import ROOT, TEST_CONFIG, smk
 
 
 def bad_config(tmp_path, mutate):
@@ -71,3 +71,29 @@ def test_end_to_end_on_the_test_config(e2e_local_run):
     redone = json.loads((res / "evals" / "tiny-llama" / "tiny" / "rtn-w4a4.json").read_text())
     assert redone["metrics"] == before
     assert "rule evaluate" in again.stdout + again.stderr and "rule calibrate" not in again.stdout + again.stderr
+    # adding one method to one model's experiment runs only that method's jobs (and the aggregates that
+    # read every result): no download, tokenize, calibration, artifact, training or other evaluation
+    cfg = yaml.safe_load(TEST_CONFIG.read_text())
+    cfg["methods"]["rtn-w6a6"] = {"method": "rtn", "w_bits": 6, "a_bits": 6}
+    cfg["experiments"].append({"models": ["tiny-llama"], "corpora": ["tiny"], "methods": ["rtn-w6a6"]})
+    added = tmp_path / "added.yaml"
+    added.write_text(yaml.safe_dump(cfg))
+    plan = smk(tmp_path, "-n", configfile=added)
+    assert plan.returncode == 0, plan.stderr[-4000:]
+    stats = _job_stats(plan.stdout + plan.stderr)
+    assert stats.get("evaluate") == 1 and "wildcards: model=tiny-llama, corpus=tiny, method=rtn-w6a6" in plan.stdout
+    heavy = {"download_model", "download_corpus", "tokenize", "calibrate", "method_artifact", "un_train",
+             "un_images", "slanc_measure", "iterl2norm_record", "iterl2norm_precision"}
+    assert not heavy & set(stats), stats
+
+
+def _job_stats(log: str) -> dict[str, int]:
+    """{rule: job count} from the 'Job stats' table of a Snakemake (dry) run."""
+    lines = log.split("Job stats:", 1)[1].splitlines()[3:]
+    out = {}
+    for line in lines:
+        parts = line.split()
+        if len(parts) != 2 or parts[0] == "total":
+            break
+        out[parts[0]] = int(parts[1])
+    return out

@@ -318,6 +318,12 @@ def evaluate_claim(claim: dict, tables: dict[str, pd.DataFrame], nll: dict | Non
             if ar["column"] in sub.columns:
                 also = f"; {ar.get('label', ar['column'])}: " + ", ".join(_fmt(v) for v in sub[ar["column"]])
         row["reason"] = recon + ctx + res["reason"] + also + _sensitivity(rule, tables)
+        if rule.get("extension"):
+            ext = _table_check({**rule, "where": {**(rule.get("where") or {}), **rule["extension"]}}, df)
+            label = ", ".join(f"{k}={v}" for k, v in rule["extension"].items())
+            if ext["status"] != "missing":
+                row["reason"] += (f". Extension rows ({label}; not deciding): {rule['column']} = {ext['ours']}"
+                                  + (f" -> {'holds' if ext['ok'] else 'fails'}" if ext["status"] == "ok" else ""))
         return row
     res = _compare(kind, rule, df, nll)
     if res["status"] == "missing":

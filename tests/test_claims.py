@@ -1,5 +1,7 @@
 import math
 
+import pytest
+
 import pandas as pd
 
 from lpbench.claims import evaluate_claim, load_ledger
@@ -146,3 +148,15 @@ def test_load_nll_reads_the_stored_windows():
     bad = {"model": {"id": "m"}, "method": {"name": "y"}, "metrics": {"kind": "perplexity", "token_nll": [None]}}
     got = load_nll([r, bad])
     assert list(got) == [("m", "x")] and got[("m", "x")].tolist() == [1.0, 2.0, 3.0, 4.0]
+
+
+def test_table_check_ci_from_restated_comparisons():
+    a = _series(7)
+    nll = {("m", "t"): a, ("m", "b1"): a + 0.3, ("m", "b2"): a + 0.5}
+    t = ppl([("m", "c", k[1], math.exp(v.mean())) for k, v in nll.items()])
+    t["gran"] = pd.DataFrame({"model": ["m"], "coarse_over_tender": [math.exp(0.3)]})
+    c = claim({"kind": "table_check", "table": "gran", "column": "coarse_over_tender", "op": ">=", "value": 1.0},
+              ci_from=[{"kind": "lowest", "metric": "perplexity", "best": "t", "among": ["b1", "b2"]}])
+    row = evaluate_claim(c, t, nll)
+    assert row["verdict"] == "reproduced" and row["ci_high"] == pytest.approx(math.exp(-0.3))
+    assert "decided by the 95% CIs" in row["reason"]

@@ -25,6 +25,8 @@ A verdict is never written by hand. Rule kinds (``rule.kind``):
 Options of the comparative kinds (``lowest``, ``within_rel``, ``ordered``): ``where`` filters the table's
 rows before the model x method matrix is built (e.g. ``{scope: in-scope}``); ``extension: {<col>: <val>}``
 evaluates the same rule on the rows of a labelled extension and reports it in the reason, not deciding.
+``table_check`` claims may carry ``ci_from: [<comparative rules>]`` (beside ``rule``) when its column is a ratio of perplexities:
+the same comparisons restated as ``lowest`` / ``within_rel`` / ``ordered`` rules, whose CIs then decide.
 ``table_check`` may carry ``sensitivity: {table, by, column, op, value, where}``: the same check per value
 of ``by`` in another table, reported (not deciding) — how the verdict moves with a declared choice.
 
@@ -215,13 +217,13 @@ def _compare(kind: str, rule: dict, df: pd.DataFrame, nll: dict) -> dict:
         bind = min(comps, key=lambda c: (_SEVERITY[c["verdict"]], _margin(c)))
         reason = (f"95% CI of the ratio (paired block bootstrap, L={bootstrap.BLOCK} tokens, "
                   f"{bootstrap.RESAMPLES} resamples, seed {bootstrap.SEED}): " + detail)
-        return {"status": "ok", "ours": ours, "verdict": verdict, "point_verdict": point,
+        return {"status": "ok", "ours": ours, "verdict": verdict, "point_verdict": point, "comps": comps,
                 "ci_low": bind["ci_low"], "ci_high": bind["ci_high"], "detail": detail, "reason": reason}
     reason = "point estimates only (no per-token NLL stored for every compared evaluation): " + "; ".join(
         f"{c['model']}: {'holds' if _point_ok(c) else 'fails'} ({c['label']}={c['point']:.4g}, claim "
         f"{_threshold_text(c)})" for c in comps)
     return {"status": "ok", "ours": ours, "verdict": point, "point_verdict": point, "ci_low": None,
-            "ci_high": None, "detail": detail, "reason": reason}
+            "ci_high": None, "detail": detail, "reason": reason, "comps": comps}
 
 
 def _table_check(rule: dict, df: pd.DataFrame) -> dict:
@@ -258,6 +260,29 @@ def _sensitivity(rule: dict, tables: dict) -> str:
                          f"({'max' if sens['op'] in ('<', '<=') else 'min'} {_fmt(worst)})")
     return (f"; sensitivity (not deciding; {sens['column']} {sens['op']} {sens['value']} per "
             f"{sens['by']}): " + ", ".join(parts)) if parts else ""
+
+
+def _table_check_ci(row: dict, subrules: list[dict], tables: dict, nll: dict) -> None:
+    """A table check whose column is a ratio of perplexities (e.g. Tender vs the best baseline) restated
+    as comparative rules (``ci_from``): with every NLL stored, their CIs decide (module docstring)."""
+    comps, why = [], ""
+    for sr in subrules:
+        res = _compare(sr["kind"], sr, _metric_table(tables, sr) if _metric_table(tables, sr) is not None
+                       else pd.DataFrame(columns=["model", "method"]), nll)
+        if res["status"] != "ok":
+            why = res["why"]
+            break
+        comps += res["comps"]
+    if why or not comps or not all(c["verdict"] for c in comps):
+        row["reason"] += "; no CI (" + (why or "per-token NLL not stored for every compared evaluation") + ")"
+        return
+    bind = min(comps, key=lambda c: (_SEVERITY[c["verdict"]], _margin(c)))
+    row["verdict"] = bootstrap.combine([c["verdict"] for c in comps])
+    row.update(ci_low=bind["ci_low"], ci_high=bind["ci_high"])
+    row["ci_detail"] = "; ".join(f"{c['model']} {c['label']}={c['point']:.4g} [{c['ci_low']:.4g}, "
+                                 f"{c['ci_high']:.4g}] -> {c['verdict']} (claim {_threshold_text(c)})" for c in comps)
+    row["reason"] += (f"; decided by the 95% CIs of the same comparisons as perplexity ratios (paired block "
+                      f"bootstrap, L={bootstrap.BLOCK}, {bootstrap.RESAMPLES} resamples): " + row["ci_detail"])
 
 
 def evaluate_claim(claim: dict, tables: dict[str, pd.DataFrame], nll: dict | None = None) -> dict:
@@ -318,6 +343,8 @@ def evaluate_claim(claim: dict, tables: dict[str, pd.DataFrame], nll: dict | Non
             if ar["column"] in sub.columns:
                 also = f"; {ar.get('label', ar['column'])}: " + ", ".join(_fmt(v) for v in sub[ar["column"]])
         row["reason"] = recon + ctx + res["reason"] + also + _sensitivity(rule, tables)
+        if claim.get("ci_from") or rule.get("ci_from"):
+            _table_check_ci(row, claim.get("ci_from") or rule["ci_from"], tables, nll)
         if rule.get("extension"):
             ext = _table_check({**rule, "where": {**(rule.get("where") or {}), **rule["extension"]}}, df)
             label = ", ".join(f"{k}={v}" for k, v in rule["extension"].items())

@@ -85,16 +85,22 @@ def load_ledger(path: str | Path) -> list[dict]:
 
 def load_nll(results: list[dict]) -> dict[tuple[str, str], np.ndarray]:
     """(model, method) -> per-token NLL series of every causal evaluation that stored one (the first
-    corpus met per pair; the windows' hash is kept in ``load_nll.hashes`` for the pairing check)."""
+    corpus met per pair). Evaluations of a model on other windows than its first one (a different
+    ``tokens_sha256``) are left out: they cannot be paired token by token."""
     out: dict[tuple[str, str], np.ndarray] = {}
+    tokens: dict[str, str] = {}
     for r in results:
         m = r.get("metrics", {})
         if m.get("kind") != "perplexity":
             continue
         key = (r["model"]["id"], r["method"]["name"])
         series = bootstrap.as_series(m.get("token_nll"))
-        if series is not None and key not in out:
-            out[key] = series
+        if series is None or key in out:
+            continue
+        h = m.get("tokens_sha256")
+        if h and tokens.setdefault(key[0], h) != h:
+            continue          # other windows than the model's first evaluation: cannot be paired with it
+        out[key] = series
     return out
 
 

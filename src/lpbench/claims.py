@@ -225,9 +225,12 @@ def _compare(kind: str, rule: dict, df: pd.DataFrame, nll: dict) -> dict:
                   f"{bootstrap.RESAMPLES} resamples, seed {bootstrap.SEED}): " + detail)
         return {"status": "ok", "ours": ours, "verdict": verdict, "point_verdict": point, "comps": comps,
                 "ci_low": bind["ci_low"], "ci_high": bind["ci_high"], "detail": detail, "reason": reason}
-    reason = "point estimates only (no per-token NLL stored for every compared evaluation): " + "; ".join(
-        f"{c['model']}: {'holds' if _point_ok(c) else 'fails'} ({c['label']}={c['point']:.4g}, claim "
-        f"{_threshold_text(c)})" for c in comps)
+    lacking = sorted({c["model"] for c in comps if not c["verdict"]})
+    reason = (f"point estimates decide (no per-token NLL stored for every compared evaluation of "
+              f"{', '.join(lacking)}): " + "; ".join(
+                  f"{c['model']}: {'holds' if _point_ok(c) else 'fails'} ({c['label']}={c['point']:.4g}"
+                  + (f", CI [{c['ci_low']:.4g}, {c['ci_high']:.4g}]" if c["verdict"] else "")
+                  + f", claim {_threshold_text(c)})" for c in comps))
     return {"status": "ok", "ours": ours, "verdict": point, "point_verdict": point, "ci_low": None,
             "ci_high": None, "detail": detail, "reason": reason, "comps": comps}
 

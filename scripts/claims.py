@@ -1,14 +1,18 @@
-"""Rule claims: ledger + result tables -> results/claims.{md,csv} with computed verdicts."""
+"""Rule claims: ledger + result tables (+ the evaluations' per-token NLLs for the confidence
+intervals) -> results/claims.{md,csv} with computed verdicts."""
 from pathlib import Path
 
 import pandas as pd
 
-from lpbench.claims import evaluate_ledger, load_ledger, to_markdown
+from lpbench.claims import evaluate_ledger, load_ledger, load_nll, to_markdown
 from lpbench.jobs import setup
+from lpbench.tables import load_results
 
 log = setup(snakemake)
 tables = {Path(p).stem: pd.read_csv(p) for p in snakemake.input.tables}
-df = evaluate_ledger(load_ledger(snakemake.input.ledger), tables)
+evals = snakemake.input.evals if "evals" in snakemake.input.keys() else []
+nll = load_nll(load_results(evals))
+df = evaluate_ledger(load_ledger(snakemake.input.ledger), tables, nll)
 df.to_csv(snakemake.output.csv, index=False)
 Path(snakemake.output.md).write_text(to_markdown(df))
-log.info("verdicts: %s", df["verdict"].value_counts().to_dict())
+log.info("verdicts: %s (per-token NLL of %d evaluations)", df["verdict"].value_counts().to_dict(), len(nll))

@@ -1,7 +1,7 @@
 """Rule iterl2norm_figures: error vs iterations (faceted by d) and the latency model vs d."""
 import pandas as pd
 
-from lpbench.studies.iterl2norm import error_figure, latency_figure, real_error_figure
+from lpbench.studies.iterl2norm import error_figure, init_figure, latency_figure, real_error_figure
 from lpbench.jobs import setup
 from lpbench.plots import save
 
@@ -12,3 +12,4 @@ save(error_figure(errors, conv), out.err_png, out.err_pdf)
 save(real_error_figure(errors, conv), out.real_png, out.real_pdf)
 save(latency_figure(pd.read_csv(snakemake.input.curve), pd.read_csv(snakemake.input.lat)),
      out.lat_png, out.lat_pdf)
+save(init_figure(pd.read_csv(snakemake.input.init)), out.init_png, out.init_pdf)

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import torch
 
-from lpbench.studies.iterl2norm import convergence_table, precision_study, settings, wins_table
+from lpbench.studies.iterl2norm import convergence_table, init_table, precision_study, settings, wins_by_init
 from lpbench.jobs import setup
 from lpbench.tables import write_table
 
@@ -23,8 +23,11 @@ errors.to_csv(out.errors, index=False)
 conv = convergence_table(errors, cfg["max_iters"])
 write_table(conv, out.conv, out.conv_md,
             "IterL2Norm / FISR: iterations to the format's precision (mean error <= E_dp + E_round)")
-wins = wins_table(errors, cfg["win_iters"], cfg["opt_dims"])
+write_table(init_table(conv, cfg["variants"]), out.init, out.init_md,
+            "IterL2Norm (lambda = 1/2) from three declared starts: pow2 2^-ceil(e/2), centred pow2 x 2^-1/4, "
+            "magic (FISR's bit trick): iterations to the format's precision and errors at 5 iterations")
+wins = wins_by_init(errors, cfg["variants"], cfg["win_iters"], cfg["opt_dims"])
 write_table(wins, out.wins, out.wins_md,
-            f"IterL2Norm vs FISR at {cfg['win_iters']} iterations on the OPT embedding lengths "
+            f"IterL2Norm vs FISR at {cfg['win_iters']} iterations on the OPT embedding lengths, per start "
             "(winner per d: lower mean error; ratio = IterL2Norm / FISR mean error)")
 log.info("precision study: %d rows in %.1f s", len(errors), time.perf_counter() - t0)

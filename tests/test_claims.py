@@ -1,5 +1,7 @@
 import math
 
+import pytest
+
 import pandas as pd
 
 from lpbench.claims import evaluate_claim, load_ledger
@@ -50,3 +52,111 @@ def test_ledger_holds_every_claim_id_of_the_papers():
     expected = {f"SLANC-{i}" for i in (1, 2, 3)} | {f"RRS-{i}" for i in range(1, 5)} | \
         {f"ITER-{i}" for i in range(1, 5)} | {f"UN-{i}" for i in (1, 2, 3)} | {f"TENDER-{i}" for i in range(1, 5)}
     assert ids == expected
+
+
+# ---- confidence intervals, basis, scope, underdetermined -----------------------------------------------
+import numpy as np  # noqa: E402
+
+from lpbench.claims import BASES, COLUMNS, evaluate_ledger, load_nll, to_markdown  # noqa: E402
+
+
+def _series(seed, n=2044, shift=0.0):
+    rng = np.random.default_rng(seed)
+    return np.abs(rng.normal(3.5, 1.2, n)) + shift
+
+
+def test_within_rel_with_ci_reproduced_inconclusive_not_reproduced():
+    base = _series(0)
+    w = {"kind": "within_rel", "metric": "perplexity", "method": "x", "reference": "ref", "max_rel": 0.005}
+    t = ppl([("m", "c", "ref", math.exp(base.mean())), ("m", "c", "x", math.exp(base.mean() + 1e-4))])
+    row = evaluate_claim(claim(w), t, {("m", "ref"): base, ("m", "x"): base + 1e-4})
+    assert row["verdict"] == "reproduced" and row["ci_low"] == row["ci_high"] == __import__("pytest").approx(math.exp(1e-4))
+    noisy = base + np.random.default_rng(1).normal(0, 0.3, base.size)   # same expectation, wide CI
+    t2 = ppl([("m", "c", "ref", math.exp(base.mean())), ("m", "c", "x", math.exp(noisy.mean()))])
+    row = evaluate_claim(claim(w), t2, {("m", "ref"): base, ("m", "x"): noisy})
+    assert row["verdict"] == "inconclusive" and (row["ci_low"] < 1 - 0.005 or row["ci_high"] > 1.005)
+    t3 = ppl([("m", "c", "ref", math.exp(base.mean())), ("m", "c", "x", math.exp(base.mean() + 0.1))])
+    row = evaluate_claim(claim(w), t3, {("m", "ref"): base, ("m", "x"): base + 0.1})
+    assert row["verdict"] == "not reproduced" and row["point_verdict"] == "not reproduced"
+    assert "95% CI" in row["reason"]
+
+
+def test_lowest_with_ci_needs_the_whole_interval_below_one():
+    a, b, c = _series(2), _series(3), _series(4)
+    noise = np.random.default_rng(5).normal(0.0, 0.3, a.size)
+    close = a + noise - noise.mean() + 0.003     # b better than "close" by 0.3 % on average: within noise
+    nll = {("m", "b"): a, ("m", "a"): close, ("m", "c"): c + 1.0}
+    t = ppl([("m", "x", k[1], math.exp(v.mean())) for k, v in nll.items()])
+    row = evaluate_claim(claim(RULE), t, nll)
+    assert row["point_verdict"] == "reproduced" and row["verdict"] == "inconclusive"
+    nll[("m", "a")] = a + 0.2
+    t = ppl([("m", "x", k[1], math.exp(v.mean())) for k, v in nll.items()])
+    assert evaluate_claim(claim(RULE), t, nll)["verdict"] == "reproduced"
+
+
+def test_where_and_extension_rows():
+    df = pd.DataFrame([("a", "in-scope", "default", "ref", 10.0), ("a", "in-scope", "default", "x", 10.0),
+                       ("g", "extension", "default", "ref", 10.0), ("g", "extension", "default", "x", math.nan)],
+                      columns=["model", "scope", "case", "method", "perplexity"])
+    w = {"kind": "within_rel", "table": "t", "metric": "perplexity", "method": "x", "reference": "ref",
+         "max_rel": 0.005, "where": {"scope": "in-scope", "case": "default"},
+         "extension": {"scope": "extension", "case": "default"}}
+    row = evaluate_claim(claim(w), {"t": df})
+    assert row["verdict"] == "reproduced" and "Extension rows" in row["reason"] and "NaN" in row["reason"]
+    chk = {"kind": "table_check", "table": "t", "column": "perplexity", "op": "<=", "value": 11,
+           "where": {"scope": "in-scope"}, "extension": {"scope": "extension"}}
+    row = evaluate_claim(claim(chk), {"t": df})
+    assert row["verdict"] == "reproduced" and "extension" in row["reason"]
+
+
+def test_underdetermined_is_inconclusive_with_its_reason():
+    df = pd.DataFrame({"configured": [True, True, False], "role": ["anchor", "predicted", "predicted"],
+                       "rel_error": [0.0, 0.04, 0.5]})
+    r = {"kind": "underdetermined", "table": "lat", "column": "rel_error",
+         "where": {"configured": True, "role": "predicted"}, "points_where": {"configured": True},
+         "free_parameters": 2}
+    row = evaluate_claim(claim(r, basis="our reconstruction"), {"lat": df})
+    assert row["verdict"] == "inconclusive" and "2 known data points, 2 free parameters" in row["reason"]
+    assert row["reason"].startswith("our reconstruction") and row["ours"] == "0.04"
+
+
+def test_sensitivity_reports_other_choices_without_deciding():
+    conv = pd.DataFrame({"algorithm": ["iterl2norm"] * 2, "it": [4, 6]})
+    init = pd.DataFrame({"init": ["pow2", "pow2", "centred", "centred"], "it": [4, 6, 4, 5]})
+    r = {"kind": "table_check", "table": "conv", "column": "it", "op": "<=", "value": 5,
+         "where": {"algorithm": "iterl2norm"}, "context": "init pow2",
+         "sensitivity": {"table": "init", "by": "init", "column": "it", "op": "<=", "value": 5}}
+    row = evaluate_claim(claim(r), {"conv": conv, "init": init})
+    assert row["verdict"] == "not reproduced"
+    assert "init pow2:" in row["reason"] and "init=centred: holds" in row["reason"] and "init=pow2: fails" in row["reason"]
+
+
+def test_every_claim_has_a_basis_and_deviations_and_the_csv_columns():
+    claims = load_ledger(Path(__file__).parents[1] / "config" / "claims.yaml")
+    assert all(c.get("basis") in BASES and c.get("basis_pointer") and c.get("deviations") for c in claims)
+    df = evaluate_ledger(claims, {})
+    assert list(df.columns) == COLUMNS and len(df) == 18
+    assert {"basis", "deviations", "ci_low", "ci_high"} <= set(df.columns)
+    header = next(ln for ln in to_markdown(df).splitlines() if ln.startswith("| id"))
+    assert [c.strip() for c in header.strip("|").split("|")] == \
+        ["id", "statement", "paper_value", "ours", "verdict", "CI", "basis", "deviations", "reason"]
+
+
+def test_load_nll_reads_the_stored_windows():
+    r = {"model": {"id": "m"}, "method": {"name": "x"},
+         "metrics": {"kind": "perplexity", "token_nll": [[1.0, 2.0], [3.0, 4.0]]}}
+    bad = {"model": {"id": "m"}, "method": {"name": "y"}, "metrics": {"kind": "perplexity", "token_nll": [None]}}
+    got = load_nll([r, bad])
+    assert list(got) == [("m", "x")] and got[("m", "x")].tolist() == [1.0, 2.0, 3.0, 4.0]
+
+
+def test_table_check_ci_from_restated_comparisons():
+    a = _series(7)
+    nll = {("m", "t"): a, ("m", "b1"): a + 0.3, ("m", "b2"): a + 0.5}
+    t = ppl([("m", "c", k[1], math.exp(v.mean())) for k, v in nll.items()])
+    t["gran"] = pd.DataFrame({"model": ["m"], "coarse_over_tender": [math.exp(0.3)]})
+    c = claim({"kind": "table_check", "table": "gran", "column": "coarse_over_tender", "op": ">=", "value": 1.0},
+              ci_from=[{"kind": "lowest", "metric": "perplexity", "best": "t", "among": ["b1", "b2"]}])
+    row = evaluate_claim(c, t, nll)
+    assert row["verdict"] == "reproduced" and row["ci_high"] == pytest.approx(math.exp(-0.3))
+    assert "decided by the 95% CIs" in row["reason"]

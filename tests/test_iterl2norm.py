@@ -229,3 +229,51 @@ def test_norm_macro_fit_reports_residuals():
     assert r["overhead_U"] == pytest.approx(r["fixed_if_chain_iter"] + 5 * r["dependency_chain_per_iter"])
     with pytest.raises(ValueError, match="unknown norm-macro parameter"):
         norm_macro.cycles(64, lane=3)
+
+
+# ---- declared starts (issue: the paper's initialisation is unknown) ----------------------------------
+def test_centred_start_converges_in_five_steps_over_a_dense_sweep_float64():
+    """Exact-ish (float64) arithmetic: from a0 = 2^-ceil(e/2)·2^-1/4 five λ = ½ steps reach fp32's unit
+    roundoff for every S in a dense sweep over [2^-40, 2^40]; the pow2 start does not (it needs six)."""
+    from lpbench.methods.iterl2norm import centred_init
+    S = torch.logspace(-40, 40, 400_001, base=2.0, dtype=F64)
+    u32 = 2.0 ** -24
+    r = S * centred_init(S, "fp64") ** 2
+    assert r.min() >= 2 ** -1.5 - 1e-15 and r.max() < 2 ** 0.5
+    err = (iter_inv_sqrt(S, 5, "fp64", init="centred") * S.sqrt() - 1).abs()
+    assert err.max().item() <= u32
+    err_pow2 = (iter_inv_sqrt(S, 5, "fp64", init="pow2") * S.sqrt() - 1).abs()
+    assert err_pow2.max().item() > u32            # worst case r -> 2: 4.7e-7
+    assert (iter_inv_sqrt(S, 6, "fp64", init="pow2") * S.sqrt() - 1).abs().max().item() <= u32
+
+
+def test_fisr_start_against_hand_computed_values():
+    """0x5f3759df − (bits(S) >> 1), worked by hand:
+    S = 1.0   bits 0x3f800000, >>1 0x1fc00000, R − … = 0x3f7759df = 2^-1·(1 + 7821791/2^23) = 0.9662150740623474
+    S = 4.0   bits 0x40800000, >>1 0x20400000, R − … = 0x3ef759df = 0.4831075370311737 (half of the above)
+    S = 2.0   bits 0x40000000, >>1 0x20000000, R − … = 0x3f3759df = 2^-1·(1 + 3627487/2^23) = 0.7162150740623474
+    S = 0.25  bits 0x3e800000, >>1 0x1f400000, R − … = 0x3ff759df = 2^0·(1 + 7821791/2^23) = 1.9324301481246948"""
+    S = torch.tensor([1.0, 4.0, 2.0, 0.25], dtype=F64)
+    want = [1 + 0x7759DF / 2 ** 23, (1 + 0x7759DF / 2 ** 23) / 2, 1 + 0x3759DF / 2 ** 23, 1 + 0x7759DF / 2 ** 23]
+    want = [want[0] / 2, want[1] / 2, want[2] / 2, want[3]]
+    got = fisr_init(S, "fp32").tolist()
+    assert got == want
+    assert got == pytest.approx([0.9662150740623474, 0.4831075370311737, 0.7162150740623474, 1.9324301481246948],
+                                rel=1e-15)
+
+
+def test_init_parameter_declared_and_checked():
+    from lpbench.methods import build_method
+    from lpbench.methods.iterl2norm import INITS
+    assert INITS == ("pow2", "centred", "magic")
+    assert build_method("x", {"method": "iterl2norm", "init": "centred"}).params["init"] == "centred"
+    with pytest.raises(ValueError, match="init must be one of"):
+        build_method("x", {"method": "iterl2norm", "init": "guess"})
+
+
+def test_centred_start_in_low_precision_is_the_pow2_start_times_a_rounded_constant():
+    from lpbench.methods.iterl2norm import centred_init
+    S = torch.tensor([0.3, 1.0, 3.9, 1000.0], dtype=F64)
+    for fmt in ("fp32", "bf16", "fp16"):
+        c = round_to(torch.tensor(2.0 ** -0.25, dtype=F64), fmt)
+        assert torch.equal(centred_init(S, fmt), pow2_init(S) * c)

@@ -1,5 +1,6 @@
 """Config validation before any job runs, and one end-to-end Snakemake run on config/test.yaml."""
 import json
+import re
 
 import pandas as pd
 import pytest
@@ -57,6 +58,16 @@ def test_end_to_end_on_the_test_config(e2e_local_run):
     assert (res / "figures" / "unified_norm_statistic.png").is_file()
     one = json.loads((res / "evals" / "tiny-llama" / "tiny" / "rtn-w4a4.json").read_text())
     assert one["provenance"]["config_hash"] and one["provenance"]["packages"]["torch"]
+    # per-token NLL of every causal evaluation (one float per predicted token) -> CIs in the ledger
+    nll = one["metrics"]["token_nll"]
+    assert len(nll) == 4 and all(len(w) == 63 for w in nll)
+    assert {"basis", "deviations", "ci_low", "ci_high"} <= set(claims.columns)
+    assert claims["basis"].isin(["official code", "paper text", "our reconstruction"]).all()
+    assert ppl[["ppl_ci_low", "ppl_ci_high"]].notna().all().all()
+    assert (ppl["ppl_ci_low"] <= ppl["perplexity"]).all() and (ppl["perplexity"] <= ppl["ppl_ci_high"]).all()
+    init = pd.read_csv(res / "tables" / "iterl2norm_init.csv")
+    assert set(init["init"]) == {"pow2", "centred", "magic"} and set(init["fmt"]) == {"fp32", "bf16", "fp16"}
+    assert re.search(r"\|\s*CI\s*\|\s*basis\s*\|\s*deviations\s*\|", (res / "claims.md").read_text())
     # nothing changed -> nothing to do
     dry = smk(tmp_path, "-n")
     assert dry.returncode == 0 and "Nothing to be done" in dry.stdout + dry.stderr

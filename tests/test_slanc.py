@@ -191,3 +191,22 @@ def test_bad_parameters_are_rejected():
         build_method("x", {"method": "slanc", "variant": "sometimes"})
     with pytest.raises(ValueError, match="unknown parameter"):
         build_method("x", {"method": "slanc", "scale": 3})
+
+
+def test_scope_of_marks_the_papers_block_types_in_scope():
+    from lpbench.studies.slanc import scope_of
+    assert scope_of("pre", ["attn_in", "mlp_in", "final"])[0] == "in-scope"
+    assert scope_of("post", ["attn_out", "mlp_out"])[0] == "in-scope"
+    scope, why = scope_of("sandwich", ["attn_in", "attn_out", "q_norm", "k_norm", "mlp_in", "mlp_out", "final"])
+    assert scope == "extension" and "sandwich" in why and "q_norm" in why
+
+
+def test_flushed_eps_is_what_turns_a_zero_variance_into_inf():
+    """fl16(eps/s²) = 0 and a variance that underflows to 0 give S = 0 and a non-finite output; the same
+    input with an eps that survives (s = 1) stays finite."""
+    from lpbench.lowprec import native_norm
+    x = torch.full((1, 64), 1e-4, dtype=torch.float32)           # x/s = 1e-7: squares flush, var = 0
+    out, st = native_norm(x, "rmsnorm", "fp16", "pairwise", 1e-6, None, None, scale=1e3)
+    assert st["S"].item() == 0 and not torch.isfinite(out).all()
+    out, st = native_norm(x * 1e-3, "rmsnorm", "fp16", "pairwise", 1e-6, None, None, scale=1.0)
+    assert st["var"].item() == 0 and st["S"].item() > 0 and torch.isfinite(out).all()

@@ -6,12 +6,22 @@ windows of the mean NLL (the GPTQ/QuaRot/Tender formula). NLL is accumulated in 
 A window whose logits contain NaN/inf is **reported** (``nonfinite_windows``) and excluded; if any window
 is non-finite the perplexity is ``None`` with a reason — never an average that hides it.
 
+Per-token NLL (``metrics["token_nll"]``): one list per window, one float per predicted token (position t
+predicts token t + 1), in window order — the same tokens, in the same order, for every method of a
+(model, corpus), so any two evaluations pair token by token (``metrics["tokens_sha256"]``, a hash of the
+evaluated windows, lets a reader check that). Stored inside the result JSON rather than in a sidecar
+file: the numbers travel with their provenance, the evaluate rule keeps one output, and the size is
+small (≈ 10 bytes per token: 2044 tokens by default). Values are the float32 NLLs the model produced,
+written with 9 significant digits (exact round trip to float32); a non-finite window is ``null``.
+The confidence intervals of :mod:`lpbench.bootstrap` read them.
+
 Encoders (BERT family, no LM head): the method's output is compared with the unmodified FP32 model on
 the same windows: mean relative Frobenius error of the last hidden state and mean cosine similarity of
 the mean-pooled sentence embeddings.
 """
 from __future__ import annotations
 
+import hashlib
 import math
 
 import torch
@@ -27,6 +37,7 @@ def perplexity(model: nn.Module, windows: torch.Tensor, batch_size: int = 1, pro
     tokens = 0
     bad: list[int] = []
     per_window: list[float] = []
+    token_nll: list[list[float] | None] = []
     for i in tqdm(range(0, len(windows), batch_size), desc="perplexity", disable=not progress):
         batch = windows[i: i + batch_size].to(model.device)
         logits = model(batch, use_cache=False).logits
@@ -34,17 +45,22 @@ def perplexity(model: nn.Module, windows: torch.Tensor, batch_size: int = 1, pro
         lp = logits[:, :-1].float()
         target = batch[:, 1:]
         nll = F.cross_entropy(lp.reshape(-1, lp.shape[-1]), target.reshape(-1), reduction="none")
-        nll = nll.view(batch.shape[0], -1).double()
+        nll32 = nll.view(batch.shape[0], -1)
+        nll = nll32.double()
         for j in range(batch.shape[0]):
             if not torch.isfinite(nll[j]).all():
                 bad.append(i + j)
                 per_window.append(float("nan"))
+                token_nll.append(None)
                 continue
+            token_nll.append([float(f"{v:.9g}") for v in nll32[j].tolist()])
             nll_sum += nll[j].sum().item()
             tokens += nll.shape[1]
             per_window.append(nll[j].mean().item())
     out = {"windows": int(len(windows)), "seqlen": int(windows.shape[1]), "predicted_tokens": tokens,
-           "nonfinite_windows": bad, "window_mean_nll": per_window}
+           "nonfinite_windows": bad, "window_mean_nll": per_window,
+           "tokens_sha256": hashlib.sha256(windows.cpu().numpy().astype("int64").tobytes()).hexdigest(),
+           "token_nll": token_nll}
     if bad:
         out.update(perplexity=None, mean_nll=None,
                    error=f"{len(bad)} of {len(windows)} windows gave NaN/inf logits (windows {bad[:10]})")

@@ -61,6 +61,8 @@ Per-token statistics returned by :func:`emulated_norm`
     ``sumsq``        Σy² as reached in the format (may be inf).
     ``sumsq_exact``  Σy² in float64 of the same (rounded, scaled, centered) y — the value the format
                      had to hold.
+    ``S``            variance + fl(eps/scale²) as the format holds it (0 → 1/√S = inf: a vector whose
+                     variance underflowed to 0 *and* whose eps constant flushed to 0 gives inf/NaN).
 """
 from __future__ import annotations
 
@@ -302,7 +304,7 @@ def emulated_norm(x: torch.Tensor, kind: str = "layernorm", fmt: str | Format = 
     if bias is not None:
         out = A.add(out, A.r(bias.detach().to(F64)))
     stats = {"overflow": nonfinite, "underflow": lost.sum(-1), "sumsq": sumsq,
-             "sumsq_exact": (y * y).sum(-1)}
+             "sumsq_exact": (y * y).sum(-1), "S": S}
     return out, stats
 
 
@@ -387,5 +389,5 @@ def native_norm(x: torch.Tensor, kind: str = "layernorm", fmt: str = "fp16", ord
         out = out + round_to(bias.detach().to(F64), f).to(dt)
     yd = y.to(F64)
     stats = {"overflow": nonfinite, "underflow": lost.sum(-1), "sumsq": sumsq.to(F64),
-             "sumsq_exact": (yd * yd).sum(-1), "var": var.to(F64)}
+             "sumsq_exact": (yd * yd).sum(-1), "var": var.to(F64), "S": S.to(F64)}
     return out.to(F64), stats

@@ -20,7 +20,8 @@ def save(fig, png: str | Path, pdf: str | Path | None = None) -> None:
 
 
 def perplexity_by_method(df: pd.DataFrame):
-    """Horizontal bars of perplexity per method (log scale), one panel per model, FP32 reference dashed;
+    """Horizontal bars of perplexity per method (log scale), one panel per model, FP32 reference dashed,
+    error bars = 95 % block-bootstrap CI over the evaluated tokens (``ppl_ci_low`` / ``ppl_ci_high``);
     runs whose perplexity is NaN/inf are labelled as such instead of drawn."""
     sns.set_theme(style="whitegrid", context="paper")
     models = list(dict.fromkeys(df["model"]))
@@ -32,6 +33,16 @@ def perplexity_by_method(df: pd.DataFrame):
         sub["shown"] = pd.to_numeric(sub["perplexity"], errors="coerce")
         order = list(dict.fromkeys(sub["method"]))
         sns.barplot(data=sub, y="method", x="shown", order=order, ax=ax, color="#4c72b0", orient="h")
+        if {"ppl_ci_low", "ppl_ci_high"} <= set(sub.columns):
+            # 95 % block-bootstrap CI of each perplexity (lpbench.bootstrap), where the NLLs are stored
+            ci = sub.drop_duplicates("method").set_index("method").reindex(order)
+            lo, hi = pd.to_numeric(ci["ppl_ci_low"], errors="coerce"), pd.to_numeric(ci["ppl_ci_high"], errors="coerce")
+            pt = ci["shown"]
+            ok = lo.notna() & hi.notna() & pt.notna()
+            ys = [i for i, m in enumerate(order) if ok.loc[m]]
+            if ys:
+                ax.errorbar(pt[ok].values, ys, xerr=[(pt - lo)[ok].values, (hi - pt)[ok].values], fmt="none",
+                            ecolor="k", elinewidth=0.8, capsize=2)
         ax.set_xscale("log")
         ref = sub.loc[sub["method"] == "fp32", "shown"]
         if len(ref) and pd.notna(ref.iloc[0]):

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pandas as pd
 
-PPL_COLUMNS = ["model", "corpus", "method", "kind", "params", "perplexity", "mean_nll", "windows",
+PPL_COLUMNS = ["model", "corpus", "method", "kind", "params", "perplexity", "ppl_ci_low", "ppl_ci_high", "mean_nll", "windows",
                "seqlen", "nonfinite_windows", "error", "caveat"]
 ENC_COLUMNS = ["model", "corpus", "method", "kind", "params", "relative_error", "cosine", "windows",
                "nonfinite_windows", "error"]
@@ -16,9 +16,20 @@ def load_results(paths) -> list[dict]:
     return [json.loads(Path(p).read_text()) for p in paths]
 
 
+def _ppl_ci(m: dict) -> dict:
+    """95 % block-bootstrap CI of the perplexity from the stored per-token NLLs (empty without them)."""
+    from lpbench.bootstrap import as_series, perplexity_ci
+
+    series = as_series(m.get("token_nll")) if m.get("kind") == "perplexity" else None
+    if series is None:
+        return {"ppl_ci_low": None, "ppl_ci_high": None}
+    ci = perplexity_ci(series)
+    return {"ppl_ci_low": ci["ci_low"], "ppl_ci_high": ci["ci_high"]}
+
+
 def _row(r: dict) -> dict:
     m = r["metrics"]
-    return {"model": r["model"]["id"], "corpus": r["corpus"]["id"], "method": r["method"]["name"],
+    return {**_ppl_ci(m), "model": r["model"]["id"], "corpus": r["corpus"]["id"], "method": r["method"]["name"],
             "kind": r["method"]["kind"], "params": json.dumps(r["method"]["params"], sort_keys=True),
             "perplexity": m.get("perplexity"), "mean_nll": m.get("mean_nll"),
             "relative_error": m.get("relative_error"), "cosine": m.get("cosine"),

@@ -58,6 +58,9 @@ rule iterl2norm_precision:
         wins=report("results/tables/iterl2norm_wins.csv", caption="../report/iterl2norm_wins.rst",
                     category="IterL2Norm"),
         wins_md="results/tables/iterl2norm_wins.md",
+        init=report("results/tables/iterl2norm_init.csv", caption="../report/iterl2norm_init.rst",
+                    category="IterL2Norm"),
+        init_md="results/tables/iterl2norm_init.md",
     params:
         cfg=ITERL2NORM,
     threads: config["threads"]
@@ -103,6 +106,7 @@ rule iterl2norm_figures:
         conv="results/tables/iterl2norm_convergence.csv",
         curve="results/data/iterl2norm_latency_curve.csv",
         lat="results/tables/iterl2norm_latency.csv",
+        init="results/tables/iterl2norm_init.csv",
     output:
         err_png=report("results/figures/iterl2norm_error.png", caption="../report/iterl2norm_error.rst",
                        category="IterL2Norm"),
@@ -113,6 +117,9 @@ rule iterl2norm_figures:
         lat_png=report("results/figures/iterl2norm_latency.png", caption="../report/iterl2norm_latency.rst",
                        category="IterL2Norm"),
         lat_pdf="results/figures/iterl2norm_latency.pdf",
+        init_png=report("results/figures/iterl2norm_init.png", caption="../report/iterl2norm_init_figure.rst",
+                        category="IterL2Norm"),
+        init_pdf="results/figures/iterl2norm_init.pdf",
     benchmark:
         "results/benchmarks/iterl2norm_figures/iterl2norm/figures.tsv",
     log:
@@ -147,6 +154,8 @@ FINAL_OUTPUTS += [
     "results/tables/iterl2norm_latency.md",
     "results/tables/iterl2norm_energy.md",
     "results/tables/iterl2norm_model.md",
+    "results/tables/iterl2norm_init.md",
+    "results/figures/iterl2norm_init.pdf",
     "results/figures/iterl2norm_error.pdf",
     "results/figures/iterl2norm_error_real.pdf",
     "results/figures/iterl2norm_latency.pdf",
@@ -154,6 +163,7 @@ FINAL_OUTPUTS += [
 CLAIM_TABLES += [
     "results/tables/iterl2norm_convergence.csv",
     "results/tables/iterl2norm_wins.csv",
+    "results/tables/iterl2norm_init.csv",
     "results/tables/iterl2norm_latency.csv",
     "results/tables/iterl2norm_model.csv",
 ]

@@ -46,6 +46,7 @@ rule claims:
     input:
         ledger=config["claims"],
         tables=lambda wc: CLAIM_TABLES,
+        evals=eval_results(),  # their per-token NLLs give the confidence intervals
     output:
         md=report("results/claims.md", caption="../report/claims.rst", category="Claims"),
         csv="results/claims.csv",

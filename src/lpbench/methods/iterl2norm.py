@@ -29,8 +29,18 @@ Initialization (``init="pow2"``) — a deviation from the brief, on purpose
     above), so five λ = ½ steps leave a truncation error ≤ ~5·10⁻⁷ (worse than fp32's unit roundoff
     6·10⁻⁸ only for S with m close to 2 and even e), six steps ≤ ~4·10⁻¹³. The exponent is read exactly
     (:func:`lpbench.lowprec.exponent`; for a normal S it equals its biased exponent field minus the
-    bias), and a₀ is built from exponent bits, exactly. ``init="magic"`` starts instead from FISR's bit
-    trick (for ablations).
+    bias), and a₀ is built from exponent bits, exactly.
+
+The start is a declared parameter (``init``), because the paper's initialisation is not known and the
+    start is the *only* difference between this iteration with λ = ½ and FISR's Newton step:
+    ``pow2``     a₀ = 2^(−⌈e/2⌉) (above): r = S·a₀² ∈ [½, 2); worst case r → 2 (ε₀ = 1 − √2), exact-
+                 arithmetic error after 5 steps 4.7·10⁻⁷ > fp32's u = 6·10⁻⁸, so fp32 needs 6 steps.
+    ``centred``  a₀ = fl(2^(−⌈e/2⌉) · fl(2^(−1/4))): the same exponent read, times one stored constant
+                 (a power-of-two multiply of a constant: exact), so r ∈ [2^(−3/2), 2^(1/2)) is centred on
+                 1 in the log domain; worst case r = 2^(−3/2) (ε₀ = 0.405), error after 5 steps 4·10⁻⁹ < u.
+    ``magic``    FISR's bit-trick estimate (:func:`fisr_init`), |ε₀| ≤ 0.035: the λ = ½ iteration from it
+                 *is* FISR up to the order of operations.
+    The three starts are compared in ``results/tables/iterl2norm_init.csv``.
 
 Order of operations (every one rounded to ``fmt`` by :class:`lpbench.lowprec.Arith`)
     t = S·a; t = t·a; t = 1 − t; t = a·t; t = λ·t; a = a + t. (S·a)·a keeps intermediate values near
@@ -82,7 +92,9 @@ def fisr_magic(fmt: str) -> int:
 
 
 FISR_MAGIC = {name: fisr_magic(name) for name in FORMATS}
-INITS = ("pow2", "magic")
+INITS = ("pow2", "centred", "magic")
+#: 2^(−1/4): the centring factor of ``init="centred"`` (rounded once to the format)
+CENTRE = 2.0 ** -0.25
 ALGORITHMS = ("iterl2norm", "fisr")
 
 
@@ -91,6 +103,24 @@ def pow2_init(S: torch.Tensor) -> torch.Tensor:
     """a₀ = 2^(−⌈e/2⌉) with e = ⌊log₂ S⌋, so that S·a₀² ∈ [½, 2). Exact (built from exponent bits)."""
     e = exponent(S)
     return pow2(-torch.div(e + 1, 2, rounding_mode="floor"))
+
+
+def centred_init(S: torch.Tensor, fmt: str) -> torch.Tensor:
+    """a₀ = fl(2^(−⌈e/2⌉)·fl(2^(−1/4))): :func:`pow2_init` times the stored constant 2^(−1/4), so that
+    S·a₀² ∈ [2^(−3/2), 2^(1/2)) — centred on 1 in the log domain. Exact up to the constant's rounding
+    (a power-of-two multiple of a representable constant), barring underflow."""
+    return round_to(pow2_init(S) * round_to(torch.tensor(CENTRE, dtype=F64), fmt), fmt)
+
+
+def initial_estimate(S: torch.Tensor, init: str, fmt: str) -> torch.Tensor:
+    """a₀ of ``init`` ∈ :data:`INITS` for S (already in ``fmt``)."""
+    if init == "pow2":
+        return pow2_init(S)
+    if init == "centred":
+        return centred_init(S, fmt)
+    if init == "magic":
+        return fisr_init(S, fmt)
+    raise ValueError(f"unknown init '{init}'; known: {INITS}")
 
 
 def fisr_init(S: torch.Tensor, fmt: str) -> torch.Tensor:
@@ -105,12 +135,7 @@ def iter_inv_sqrt(S: torch.Tensor, iters: int, fmt: str, lam: float = 0.5,
     """a_k ≈ S^(-1/2) by a_{k+1} = a_k + λ·a_k·(1 − S·a_k²), every op rounded to ``fmt``."""
     A = Arith(fmt)
     S = A.r(S)
-    if init == "pow2":
-        a = pow2_init(S)
-    elif init == "magic":
-        a = fisr_init(S, A.fmt)
-    else:
-        raise ValueError(f"unknown init '{init}'; known: {INITS}")
+    a = initial_estimate(S, init, A.fmt)
     a, lam_f, one = A.r(a), A.const(lam), A.const(1.0)
     for _ in range(iters):
         t = A.mul(A.mul(S, a), a)
@@ -229,7 +254,9 @@ def norm_ops(d: int, kind: str, algorithm: str, iters: int, affine_bias: bool = 
     elif algorithm == "iterl2norm":
         ops["mult"] += 4 * iters
         ops["add"] += 2 * iters
-        ops["int"] = 2 if init == "pow2" else 1
+        ops["int"] = 2 if init in ("pow2", "centred") else 1
+        if init == "centred":
+            ops["mult"] += 1      # a₀ = 2^(−⌈e/2⌉) · 2^(−1/4): one multiply by the stored constant
     elif algorithm == "sqrtdiv":
         ops["sqrt"] = 1
         if divide_per_element:

@@ -48,6 +48,14 @@ The 9-case comparison (ITER-2; the rule fixed before any result was read)
     Beside each case the table gives the two-sided sign-test p-value of the paired per-vector comparison
     (columns ``p<d>``) and the number of cases decided at p < 0.05 (``significant_cases``): informative
     only — a win by a mean difference of a few percent can be noise; the verdict keeps the rule above.
+
+Initialisation sensitivity (:func:`init_table`, ``results/tables/iterl2norm_init.csv``)
+    The paper's start is not known; ours (``pow2``) is one of three declared starts (see
+    :mod:`lpbench.methods.iterl2norm`): ``pow2``, ``centred`` (× 2^(−1/4)) and ``magic`` (FISR's bit
+    trick). Per (fmt, input, d, init): iterations to the format's precision, the mean and max error at
+    5 iterations, and the exact-arithmetic truncation iterations. ITER-1 and ITER-2 keep their rule on
+    ``pow2``; the ledger reports beside each verdict how it would read with the other starts (nothing is
+    chosen to pass). The wins table carries one row set per start (column ``init``).
 """
 from __future__ import annotations
 
@@ -85,6 +93,7 @@ DEFAULTS: dict[str, Any] = {
     "variants": {
         "iterl2norm": {"algorithm": "iterl2norm", "lam": 0.5, "init": "pow2"},
         "fisr": {"algorithm": "fisr"},
+        "iterl2norm-centred-init": {"algorithm": "iterl2norm", "lam": 0.5, "init": "centred"},
         "iterl2norm-magic-init": {"algorithm": "iterl2norm", "lam": 0.5, "init": "magic"},
         "iterl2norm-lam0.4": {"algorithm": "iterl2norm", "lam": 0.4, "init": "pow2"},
     },
@@ -262,6 +271,70 @@ def convergence_table(errors: pd.DataFrame, max_iters: int | None = None) -> pd.
                      "err_mean_at_10": g["err_mean"].iloc[-1], "u": u,
                      "n_vectors": int(g["n_vectors"].iloc[0])})
     return pd.DataFrame(rows)
+
+
+def init_of(variants: dict[str, dict]) -> dict[str, str]:
+    """IterL2Norm variant name -> its start, for the λ = ½ variants (the init study)."""
+    return {name: v.get("init", "pow2") for name, v in variants.items()
+            if v.get("algorithm", "iterl2norm") == "iterl2norm" and float(v.get("lam", 0.5)) == 0.5}
+
+
+def init_table(conv: pd.DataFrame, variants: dict[str, dict]) -> pd.DataFrame:
+    """Per (fmt, input, d, init): iterations to the format's precision and the 5-iteration errors of
+    the λ = ½ iteration from each declared start (rows of the convergence table)."""
+    inits = init_of(variants)
+    sub = conv[conv["algorithm"].isin(inits)].copy()
+    sub.insert(3, "init", sub["algorithm"].map(inits))
+    cols = ["fmt", "input", "d", "init", "algorithm", "iterations_to_format_precision", "reached",
+            "iterations_truncation_mean", "iterations_truncation_max", "err_mean_at_5", "err_max_at_5",
+            "target_error", "u", "n_vectors"]
+    order = {k: i for i, k in enumerate(("pow2", "centred", "magic"))}
+    sub = sub.sort_values(["fmt", "input", "d", "init"], key=lambda c: c.map(order) if c.name == "init" else c,
+                          kind="stable")
+    return sub[cols].reset_index(drop=True)
+
+
+def init_figure(init: pd.DataFrame):
+    """Iterations to the format's precision (top) and mean error at 5 iterations (bottom) vs d, one
+    column per format, one line per start; synthetic inputs (solid Gaussian, dashed Student-t)."""
+    sns = _theme()
+    import matplotlib.pyplot as plt
+    df = init[~init["input"].str.startswith("real:")]
+    fmts = list(dict.fromkeys(df["fmt"]))
+    fig, axes = plt.subplots(2, len(fmts), figsize=(3.0 * len(fmts), 4.4), squeeze=False, sharex=True)
+    palette = dict(zip(("pow2", "centred", "magic"), sns.color_palette("deep", 3)))
+    for j, fmt in enumerate(fmts):
+        g = df[df["fmt"] == fmt]
+        for ax, y in ((axes[0][j], "iterations_to_format_precision"), (axes[1][j], "err_mean_at_5")):
+            sns.lineplot(data=g, x="d", y=y, hue="init", style="input", palette=palette, markers=True,
+                         ax=ax, lw=1.0, legend=(j == len(fmts) - 1 and y == "err_mean_at_5"))
+            ax.set_xscale("log", base=2)
+        axes[0][j].axhline(PAPER_ITERS, color="k", ls=":", lw=0.8)
+        axes[0][j].set_title(fmt)
+        axes[0][j].set_ylabel("iterations to format precision" if j == 0 else "")
+        axes[1][j].set_yscale("log")
+        tgt = g.groupby("d")["target_error"].first()
+        axes[1][j].plot(tgt.index, tgt.values, color="k", ls="--", lw=0.8, label="target E_dp + E_round")
+        axes[1][j].set_ylabel("mean error at 5 iterations" if j == 0 else "")
+    leg = axes[1][-1].get_legend()
+    if leg:
+        sns.move_legend(axes[1][-1], "upper left", bbox_to_anchor=(1.02, 1.0), fontsize=6)
+    fig.tight_layout()
+    return fig
+
+
+def wins_by_init(errors: pd.DataFrame, variants: dict[str, dict], iters: int = PAPER_ITERS,
+                 dims=OPT_DIMS, theirs: str = "fisr") -> pd.DataFrame:
+    """:func:`wins_table` for every declared start of the λ = ½ iteration (column ``init``)."""
+    parts = []
+    for name, init in init_of(variants).items():
+        if name not in set(errors["algorithm"]):
+            continue
+        w = wins_table(errors, iters, dims, ours=name, theirs=theirs)
+        w.insert(0, "init", init)
+        w.insert(1, "algorithm", name)
+        parts.append(w)
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
 
 
 def wins_table(errors: pd.DataFrame, iters: int = PAPER_ITERS, dims=OPT_DIMS,

@@ -14,6 +14,23 @@ k_norm a token × head):
   format had to hold, and the normwise relative error of the output against the exact (float64) norm
   of the same input.
 
+Where the underflows are: for SLaNC (default case) every vector whose variance reaches the format as
+a subnormal or 0 is recorded with its window, token position (and head for q/k norms), token id and
+raw RMS (``underflow_at``, first 16 per norm), so ``slanc_layers`` pinpoints them.
+
+ε in FP16 (the choice made, stated): the norm unit holds fl(ε/s²) as a constant *of the format* (round
+to nearest, gradual underflow), as an FP16 datapath with no wider register would; for ε = 1e-6 it is
+subnormal already at s = 1 and flushes to 0 once ε/s² < 2⁻²⁵ (s ≳ 5.8). If fl(ε/s²) > 0, S = var + ε'
+≥ ε' > 0 and 1/√S is finite (≤ 4096 in fp16), so a non-finite output can only come from S = 0: a
+variance that underflowed to 0 *and* a flushed ε. ``zero_S_count`` counts exactly those vectors (its own
+finding: the flushed ε is what turns an underflow into inf/NaN), ``eps_flushed_norms`` the norms
+whose ε constant is 0.
+
+Scope: the paper derives its scales for three block types (standard MLP, gated MLP, attention) in
+pre-norm (Llama) models; post-norm BERT blocks are the same block types. Models whose norms include
+other placements — Gemma-3's sandwich post-norms and per-head q/k norms — are measured and reported as
+``scope = extension`` rows; the claims are decided on ``in-scope`` rows (:func:`scope_of`).
+
 Stress case (clearly labelled ``stress``): the function-preserving reparametrization "residual stream
 ×k". In a pre-norm model, multiplying the token embedding and every linear that writes into the
 residual stream (o_proj, down_proj) by k multiplies every residual-stream vector by k and leaves the
@@ -37,12 +54,24 @@ from transformers import AutoConfig
 
 from lpbench.archs import ArchSpec, get_submodule, spec_for_model_type
 from lpbench.hwcost import energy_pj
-from lpbench.lowprec import F64, get_format, native_norm
+from lpbench.lowprec import F64, get_format, native_norm, round_to
 from lpbench.methods import ModelDims, build_method
 from lpbench.methods.slanc import dynamic_op_counts, lowprec_norm, slanc_scales, underflow_tokens
 from lpbench.norms import norm_params
 
 RESIDUAL_ROLES = ("attn_in", "mlp_in", "final")
+#: norm roles outside the paper's three block types in a pre-norm stream (or BERT post-norm)
+EXTENSION_ROLES = ("q_norm", "k_norm")
+UNDERFLOW_RECORDS = 16
+
+
+def scope_of(placement: str, roles) -> tuple[str, str]:
+    """("in-scope" | "extension", why) of a model for SLaNC's claims, from its norm placement and roles."""
+    extra = sorted({r for r in roles if r in EXTENSION_ROLES})
+    if placement == "sandwich" or extra:
+        what = ["sandwich post-norms" if placement == "sandwich" else "", "per-head " + "/".join(extra) if extra else ""]
+        return "extension", "outside the paper's block types: " + " and ".join(w for w in what if w)
+    return "in-scope", f"{placement}-norm with the paper's block types (attention, MLP)"
 STRESS_FAMILIES = ("llama", "qwen2", "gemma3")   # pre/sandwich norm, no additive position embedding
 
 
@@ -117,6 +146,7 @@ class _Acc:
 
     def __init__(self):
         self.d = {"vectors": 0, "overflow": 0, "underflow": 0, "sub_squares": 0, "elements": 0,
+                  "zero_S": 0, "nonfinite_out": 0,
                   "max_rel_err": 0.0, "sumsq_fmt_max": 0.0, "sumsq_fmt_min_pos": math.inf}
 
     def add(self, out, st, ref, fmt):
@@ -125,6 +155,8 @@ class _Acc:
         d["overflow"] += int(st["overflow"].sum())
         d["underflow"] += int(underflow_tokens(st, fmt).sum())
         d["sub_squares"] += int(st["underflow"].sum())
+        d["zero_S"] += int(((st["S"] == 0) & ~st["overflow"]).sum())
+        d["nonfinite_out"] += int((~torch.isfinite(out).all(-1)).sum())
         d["elements"] += int(out.numel())
         d["max_rel_err"] = max(d["max_rel_err"], float(_rel_err(out, ref).max()))
         ex = st["sumsq_exact"]
@@ -163,6 +195,9 @@ def measure(model: nn.Module, arch: ArchSpec, windows: torch.Tensor, scales: dic
         cases[f"stress x{stress_k:g}"] = {"k": float(stress_k), "scales": stress_scales}
     resid = residual_norms(scales)
     acc: dict[tuple, _Acc] = {}
+    where: dict[str, list] = {n: [] for n in names}
+    eps_flushed: dict[str, bool] = {}
+    state = {"window": 0}
     sumsq: dict[str, list] = {n: [] for n in names}
     first = {"on": True}
 
@@ -192,11 +227,25 @@ def measure(model: nn.Module, arch: ArchSpec, windows: torch.Tensor, scales: dic
                     else:
                         out, st = done[(v, s)] = lowprec_norm(xc, kind, fmt, order, eps, w, bias, v, s, False)
                     acc.setdefault((name, case, variant), _Acc()).add(out, st, ref, fmt)
+                    if case == "default" and variant == "slanc":
+                        eps_flushed[name] = bool(eps > 0 and float(round_to(
+                            torch.tensor(eps / (s * s), dtype=F64), fmt)) == 0.0)
+                        under = underflow_tokens(st, fmt)
+                        if under.any() and len(where[name]) < UNDERFLOW_RECORDS:
+                            raw = (xd * xd).sum(-1)
+                            for idx in under.nonzero().tolist()[: UNDERFLOW_RECORDS - len(where[name])]:
+                                pos = idx[-1]
+                                head = idx[1] if len(idx) == 3 else None
+                                where[name].append({"window": state["window"], "pos": pos, "head": head,
+                                                    "token": int(windows[state["window"], pos]),
+                                                    "rms": float((raw[tuple(idx)] / x.shape[-1]).sqrt()),
+                                                    "zero_S": bool(st["S"][tuple(idx)] == 0)})
         return fn
 
     handles = [get_submodule(model, n).register_forward_pre_hook(hook(n)) for n in names]
     try:
         for i in tqdm(range(len(windows)), desc="slanc measure", disable=not progress):
+            state["window"] = i
             _forward(model, arch, windows[i: i + 1])
             first["on"] = False
     finally:
@@ -215,6 +264,7 @@ def measure(model: nn.Module, arch: ArchSpec, windows: torch.Tensor, scales: dic
             if stress_k else {},
             "sumsq": {n: torch.cat(v) for n, v in sumsq.items()},
             "counts": {f"{n}|{c}|{v}": a.d for (n, c, v), a in acc.items()},
+            "underflow_at": where, "eps_flushed": eps_flushed,
             "tiny": get_format(fmt).tiny, "max": get_format(fmt).max}
 
 
@@ -229,7 +279,8 @@ def summary_rows(res: dict) -> list[dict]:
         _, case, variant = key.split("|")
         t = tot.setdefault((case, variant), {"vectors": 0, "overflow_count": 0, "underflow_count": 0,
                                              "sub_squares": 0, "elements": 0, "max_rel_err": 0.0,
-                                             "norms_with_overflow": 0, "norms_with_underflow": 0})
+                                             "norms_with_overflow": 0, "norms_with_underflow": 0,
+                                             "zero_S": 0, "nonfinite_out": 0})
         t["vectors"] += d["vectors"]
         t["overflow_count"] += d["overflow"]
         t["underflow_count"] += d["underflow"]
@@ -238,6 +289,8 @@ def summary_rows(res: dict) -> list[dict]:
         t["sub_squares"] += d["sub_squares"]
         t["elements"] += d["elements"]
         t["max_rel_err"] = max(t["max_rel_err"], d["max_rel_err"])
+        t["zero_S"] += d.get("zero_S", 0)
+        t["nonfinite_out"] += d.get("nonfinite_out", 0)
     rows = []
     cases = sorted({c for c, _ in tot}, key=lambda c: (c != "default", c))
     for case in cases:
@@ -251,6 +304,7 @@ def summary_rows(res: dict) -> list[dict]:
                          "norms_with_overflow": t["norms_with_overflow"],
                          "norms_with_underflow": t["norms_with_underflow"],
                          "subnormal_square_frac": t["sub_squares"] / max(1, t["elements"]),
+                         "zero_S_count": t["zero_S"], "nonfinite_out_count": t["nonfinite_out"],
                          "max_rel_err": t["max_rel_err"]})
     return rows
 
@@ -276,8 +330,17 @@ def layer_rows(res: dict) -> list[dict]:
                      "slanc_overflow": c["slanc"].get("overflow", 0), "slanc_underflow": c["slanc"].get("underflow", 0),
                      "dynamic_overflow": c["dynamic"].get("overflow", 0),
                      "dynamic_underflow": c["dynamic"].get("underflow", 0),
+                     "slanc_zero_S": c["slanc"].get("zero_S", 0),
+                     "slanc_eps_flushed": res.get("eps_flushed", {}).get(name),
+                     "slanc_underflow_at": _locations(res.get("underflow_at", {}).get(name, [])),
                      "none_max_rel_err": c["none"].get("max_rel_err"), "slanc_max_rel_err": c["slanc"].get("max_rel_err")})
     return rows
+
+
+def _locations(recs: list[dict]) -> str:
+    """'w<window>:t<pos>[h<head>] id=<token> rms=<raw rms>' for the recorded underflows of one norm."""
+    return "; ".join(f"w{r['window']}:t{r['pos']}" + (f"h{r['head']}" if r.get("head") is not None else "")
+                     + f" id={r['token']} rms={r['rms']:.3g}" + (" S=0" if r.get("zero_S") else "") for r in recs)
 
 
 def sumsq_long(res: dict, model: str) -> list[dict]:
@@ -326,10 +389,10 @@ def sumsq_figure(long_df, fmt_max: float, fmt_tiny: float):
 
 
 # ---- tables ------------------------------------------------------------------------------------------
-TABLE_COLUMNS = ["model", "case", "variant", "method", "fmt", "order", "norm_vectors", "overflow_count",
+TABLE_COLUMNS = ["model", "scope", "case", "variant", "method", "fmt", "order", "norm_vectors", "overflow_count",
                  "underflow_count", "over_underflow_count", "norms_with_overflow", "norms_with_underflow",
-                 "subnormal_square_frac", "max_rel_err", "perplexity", "ppl_rel_to_fp32", "encoder_rel_err",
-                 "windows", "seqlen", "note"]
+                 "zero_S_count", "nonfinite_out_count", "eps_flushed_norms", "subnormal_square_frac", "max_rel_err", "perplexity", "ppl_rel_to_fp32", "encoder_rel_err",
+                 "windows", "seqlen", "scope_note", "note"]
 
 
 def measurement_tables(measures: list[dict], evals: dict, fp32_method: str,
@@ -342,11 +405,15 @@ def measurement_tables(measures: list[dict], evals: dict, fp32_method: str,
         meta = res["meta"]
         model = meta["model"]
         ref = evals.get((model, fp32_method), {})
+        scope, scope_note = scope_of(meta.get("placement", ""), [p["role"] for p in res["norms"].values()])
+        n_flushed = sum(bool(v) for v in res.get("eps_flushed", {}).values())
         for row in summary_rows(res):
             method = variant_methods.get(row["variant"]) if row["case"] == "default" else None
             m = evals.get((model, method), {}) if method else {}
-            out = {"model": model, **row, "method": method or "", "fmt": res["fmt"], "order": res["order"],
-                   "windows": meta["windows"], "seqlen": meta["seqlen"]}
+            out = {"model": model, "scope": scope, **row, "method": method or "", "fmt": res["fmt"],
+                   "order": res["order"], "windows": meta["windows"], "seqlen": meta["seqlen"],
+                   "scope_note": scope_note,
+                   "eps_flushed_norms": n_flushed if (row["variant"] == "slanc" and row["case"] == "default") else None}
             if meta["causal"]:
                 out["perplexity"] = m.get("perplexity")
                 out["ppl_rel_to_fp32"] = (m["perplexity"] / ref["perplexity"] - 1) \
@@ -358,10 +425,11 @@ def measurement_tables(measures: list[dict], evals: dict, fp32_method: str,
                                f"(FP32 output unchanged; input check rel. dev. {res['stress_check_rel']:.1e})")
             rows.append(out)
         if meta["causal"] and ref:
-            rows.append({"model": model, "case": "default", "variant": "fp32", "method": fp32_method,
+            rows.append({"model": model, "scope": scope, "scope_note": scope_note, "case": "default",
+                         "variant": "fp32", "method": fp32_method,
                          "fmt": "fp32", "perplexity": ref.get("perplexity"), "ppl_rel_to_fp32": 0.0,
                          "windows": meta["windows"], "seqlen": meta["seqlen"]})
-        layers += [{"model": model, **r} for r in layer_rows(res)]
+        layers += [{"model": model, "scope": scope, **r} for r in layer_rows(res)]
     df = pd.DataFrame(rows)
     return df[[c for c in TABLE_COLUMNS if c in df.columns]], pd.DataFrame(layers)
 

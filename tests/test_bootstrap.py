@@ -1,0 +1,112 @@
+"""Known-answer tests of the paired block bootstrap (lpbench.bootstrap)."""
+import math
+import time
+
+import numpy as np
+import pytest
+
+from lpbench.bootstrap import (BLOCK, as_series, circular_block_sums, combine, decide, perplexity_ci,
+                               ratio_ci, ratio_to_best_ci, resampled_means)
+
+
+def _nll(n=2044, seed=1):
+    rng = np.random.default_rng(seed)
+    # autocorrelated, positive, text-like NLLs: an AR(1) difficulty plus noise
+    z = np.zeros(n)
+    for i in range(1, n):
+        z[i] = 0.9 * z[i - 1] + rng.normal(0, 0.3)
+    return np.abs(3.0 + z + rng.normal(0, 1.0, n)).astype(np.float32).astype(np.float64)
+
+
+def test_identical_methods_give_one_and_a_tight_interval():
+    x = _nll()
+    r = ratio_ci(x, x.copy())
+    assert r["ratio"] == 1.0 and r["ci_low"] == 1.0 and r["ci_high"] == 1.0
+
+
+@pytest.mark.parametrize("shift", [0.25, -0.1, 1e-3, 2.0])
+def test_constant_shift_gives_exp_shift_exactly(shift):
+    x = _nll()
+    r = ratio_ci(x + shift, x)
+    want = math.exp(shift)
+    for k in ("ratio", "ci_low", "ci_high"):
+        assert r[k] == pytest.approx(want, rel=1e-12, abs=0)
+
+
+def test_noise_gives_an_interval_around_the_point_that_covers_the_truth():
+    x = _nll(seed=2)
+    rng = np.random.default_rng(3)
+    y = x + rng.normal(0, 0.5, x.size)          # same expected NLL: true ratio 1
+    r = ratio_ci(y, x)
+    assert r["ci_low"] < r["ratio"] < r["ci_high"]
+    assert r["ci_low"] < 1.0 < r["ci_high"]
+    assert r["ci_high"] - r["ci_low"] < 0.1
+
+
+def test_blocks_widen_the_interval_for_autocorrelated_differences():
+    rng = np.random.default_rng(4)
+    n = 2048
+    slow = np.repeat(rng.normal(0, 0.4, n // 64), 64)     # differences correlated over 64 tokens
+    x = _nll(n)
+    wide = ratio_ci(x + slow, x, block=64)
+    narrow = ratio_ci(x + slow, x, block=1)
+    assert (wide["ci_high"] - wide["ci_low"]) > 2 * (narrow["ci_high"] - narrow["ci_low"])
+
+
+def test_circular_block_sums_against_a_loop():
+    x = np.arange(10, dtype=float) ** 2
+    got = circular_block_sums(x, 4)
+    want = [sum(x[(s + j) % 10] for j in range(4)) for s in range(10)]
+    np.testing.assert_allclose(got, want)
+    got = circular_block_sums(x, 13)       # a block longer than the series wraps more than once
+    want = [sum(x[(s + j) % 10] for j in range(13)) for s in range(10)]
+    np.testing.assert_allclose(got, want)
+
+
+def test_pairing_uses_the_same_positions_for_every_method():
+    x = _nll()
+    m = resampled_means(np.stack([x, x + 1.0]))
+    np.testing.assert_allclose(m[1] - m[0], 1.0, rtol=0, atol=1e-12)
+
+
+def test_ratio_to_best_equals_plain_ratio_with_one_competitor_and_rechooses_best():
+    x, y = _nll(seed=5), _nll(seed=6)
+    assert ratio_to_best_ci(x, [y]) == pytest.approx(ratio_ci(x, y))
+    r = ratio_to_best_ci(x, [y + 5.0, y])       # the best competitor is y
+    assert r["ratio"] == pytest.approx(ratio_ci(x, y)["ratio"])
+
+
+def test_perplexity_ci_and_seed_fixed():
+    x = _nll()
+    a, b = perplexity_ci(x), perplexity_ci(x)
+    assert a == b
+    assert a["perplexity"] == pytest.approx(math.exp(x.mean()))
+    assert a["ci_low"] < a["perplexity"] < a["ci_high"]
+
+
+def test_decide_and_combine():
+    assert decide(0.9, 0.99, "<=", 1.0) == "reproduced"
+    assert decide(1.01, 1.2, "<=", 1.0) == "not reproduced"
+    assert decide(0.9, 1.1, "<=", 1.0) == "inconclusive"
+    assert decide(1.01, 1.2, ">=", 1.0) == "reproduced"
+    assert decide(0.999, 1.001, "within", 0.995, 1.005) == "reproduced"
+    assert decide(1.01, 1.02, "within", 0.995, 1.005) == "not reproduced"
+    assert decide(1.0, 1.01, "within", 0.995, 1.005) == "inconclusive"
+    assert combine(["reproduced", "reproduced"]) == "reproduced"
+    assert combine(["reproduced", "inconclusive"]) == "inconclusive"
+    assert combine(["inconclusive", "not reproduced"]) == "not reproduced"
+
+
+def test_series_from_stored_windows():
+    assert as_series([[1.0, 2.0], None]) is None
+    assert as_series([]) is None
+    np.testing.assert_array_equal(as_series([[1.0, 2.0], [3.0]]), [1.0, 2.0, 3.0])
+
+
+def test_vectorized_and_fast():
+    x = _nll(20_000)
+    t = time.perf_counter()
+    for _ in range(10):
+        ratio_ci(x + 0.01, x)
+    assert (time.perf_counter() - t) / 10 < 0.5
+    assert BLOCK == 32

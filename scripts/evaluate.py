@@ -8,13 +8,16 @@ import torch
 from lpbench.evaluate import run_evaluation
 from lpbench.jobs import setup, write_json
 from lpbench.methods import build_method
+from lpbench.methods.gptq import load_gptq
 from lpbench.provenance import code_revision, package_versions
 
 log = setup(snakemake)
 t0 = time.perf_counter()
 method = build_method(snakemake.wildcards.method, snakemake.params.entry)
-result = run_evaluation(Path(snakemake.input.model).parent, method,
-                        torch.load(snakemake.input.artifact)["artifact"] if "artifact" in snakemake.input.keys() else {},
+artifact = torch.load(snakemake.input.artifact)["artifact"] if "artifact" in snakemake.input.keys() else {}
+if "gptq" in snakemake.input.keys():
+    artifact = {**artifact, "gptq_weights": load_gptq(snakemake.input.gptq)}
+result = run_evaluation(Path(snakemake.input.model).parent, method, artifact,
                         torch.load(snakemake.input.tokens), snakemake.params.settings,
                         device=snakemake.params.device)
 corpus = json.loads(Path(snakemake.input.corpus).read_text())

@@ -180,9 +180,36 @@ WEIGHT_QUANTIZERS = ("rtn", "gptq")
 # ---- weights -------------------------------------------------------------------------------------------
 def mse_clip_scale(w: torch.Tensor, bits: int, grid: int = 100, maxshrink: float = 0.8,
                    norm: float = 2.4) -> torch.Tensor:
-    """Per-row scale (rows, 1) of symmetric INT-b minimizing Σ|Q(w)-w|^norm over shrink factors p."""
+    """Per-row scale (rows, 1) of symmetric INT-b minimizing Σ|Q(w)-w|^norm over shrink factors p.
+
+    QuaRot's ``WeightQuantizer(mse=True)`` grid: ``p = 1 - i/grid`` for ``i < maxshrink·grid`` (80 candidates),
+    error norm 2.4, first minimum kept (strict ``<``). Computed as ``s^norm · Σ|round(w/s) - w/s|^norm`` (the
+    per-row factor ``s^norm`` taken out of the sum, ``|r|^norm`` as ``exp(norm·log|r|)``): the same values
+    up to float rounding, ~2x faster than the literal form on CPU (tested against it)."""
     qmax = 2 ** (bits - 1) - 1
     w = w.float()
+    absmax = w.abs().amax(1, keepdim=True).clamp(min=1e-5)
+    best = torch.full_like(absmax, float("inf"))
+    scale = absmax / qmax
+    r = torch.empty_like(w)
+    q = torch.empty_like(w)
+    for i in range(int(maxshrink * grid)):
+        s = (1 - i / grid) * absmax / qmax
+        torch.mul(w, 1.0 / s, out=r)
+        torch.round(r, out=q).clamp_(-qmax - 1, qmax)
+        q.sub_(r).abs_().log_().mul_(norm).exp_()
+        err = q.sum(1, keepdim=True) * s.pow(norm)
+        better = err < best
+        best = torch.where(better, err, best)
+        scale = torch.where(better, s, scale)
+    return scale
+
+
+def _mse_clip_scale_literal(w: torch.Tensor, bits: int, grid: int = 100, maxshrink: float = 0.8,
+                            norm: float = 2.4) -> torch.Tensor:
+    """The literal form of :func:`mse_clip_scale` (QuaRot's loop), for tests."""
+    qmax = 2 ** (bits - 1) - 1
+    w = w.double()
     absmax = w.abs().amax(1, keepdim=True).clamp(min=1e-5)
     best = torch.full_like(absmax, float("inf"))
     scale = absmax / qmax

@@ -117,9 +117,6 @@ class RuntimeSmooth(W4A4Base):
 
     def calibrate(self, model, arch, stats, windows):
         art = {}
-        if self.params["weights"] == "gptq":
-            from lpbench.methods.gptq import gptq_for_method
-            art["gptq_weights"] = gptq_for_method(self, model, arch, art, windows)
         return art
 
     def act_quant_for(self):

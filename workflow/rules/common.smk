@@ -66,6 +66,15 @@ def method_artifact_input(wc):
     return out
 
 
+def artifact_windows(wc):
+    """Calibration windows of a method's offline step: the shared ones, or a larger seeded set when the
+    method asks for more (``calib_windows`` above ``calibration.n_windows``, e.g. the Tender sweep)."""
+    n = config["methods"][wc.method].get("calib_windows")
+    if n and n > window_settings(config, wc.model, "calibration")["n_windows"]:
+        return f"resources/calib_windows/{wc.model}/{wc.corpus}/n{n}.pt"
+    return f"resources/calib/{wc.model}/{wc.corpus}.windows.pt"
+
+
 def eval_results():
     return [f"results/evals/{m}/{c}/{meth}.json" for m, c, meth in TRIPLES]
 

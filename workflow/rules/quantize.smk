@@ -3,7 +3,7 @@ rule method_artifact:
     input:
         model="resources/models/{model}/lpbench_model.json",
         stats="resources/calib/{model}/{corpus}.pt",
-        windows="resources/calib/{model}/{corpus}.windows.pt",
+        windows=artifact_windows,
     output:
         "resources/artifacts/{model}/{corpus}/{method}.pt",
     params:
@@ -43,3 +43,24 @@ rule gptq_weights:
         ENV
     script:
         "../../scripts/gptq_weights.py"
+
+
+rule calib_windows:
+    """A larger seeded set of calibration windows (same sampler and seed as the shared ones), for methods
+    configured with more calibration windows than the shared statistics use."""
+    input:
+        model="resources/models/{model}/lpbench_model.json",
+        tokens="resources/tokens/{model}/{corpus}/calibration.pt",
+    output:
+        "resources/calib_windows/{model}/{corpus}/n{n}.pt",
+    wildcard_constraints:
+        n="[0-9]+",
+    params:
+        settings=lambda wc: window_settings(config, wc.model, "calibration"),
+        seed=config["seed"],
+    log:
+        "logs/calib_windows/{model}/{corpus}/n{n}.log",
+    conda:
+        ENV
+    script:
+        "../../scripts/calib_windows.py"

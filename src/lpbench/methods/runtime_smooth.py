@@ -115,10 +115,6 @@ class RuntimeSmooth(W4A4Base):
     kind = "rs"
     defaults = {**W4A4Base.defaults, "group_size": 128}
 
-    def calibrate(self, model, arch, stats, windows):
-        art = {}
-        return art
-
     def act_quant_for(self):
         spec = act_spec(self.params["a_bits"], self.params["clip_ratio"])
         if spec is None:

@@ -52,7 +52,7 @@ from lpbench.methods import Method, register
 from lpbench.methods.rtn import RTN, int_op
 from lpbench.quant import act_spec, quantize_block_linears, replace_module
 from lpbench.rotation import (OnlineHadamard, fold_online_rotation, fuse_norms, hadamard_matrix, hadamard_ops,
-                              rotate_model, rotation_matrix, untie_lm_head)
+                              rotate_model, rotation_matrix)
 
 _F64 = torch.float64
 

@@ -54,8 +54,8 @@ def main():
     for i, block in enumerate(arch.blocks(model)):
         for role, lin_rel in (("attn_in", arch.attn["q"]), ("mlp_in", arch.mlp["gate"])):
             norm = get_submodule(block, arch.norms[role])
-            hooks.append(norm.register_forward_hook(
-                lambda m, a, o, key=(i, role, lin_rel): captured.__setitem__(key, o[0].detach().double())))
+            hooks.append(norm.register_forward_pre_hook(
+                lambda m, a, key=(i, role, lin_rel): captured.__setitem__(key, a[0][0].detach().double())))
     with torch.inference_mode():
         model(ids)
     for h in hooks:
@@ -64,11 +64,13 @@ def main():
     Q = OnlineHadamard(d, seed=0).matrix()
     errs = {"none": [], "fold+rotate": [], "online-after": []}
     share = []
-    for (i, role, lin_rel), x in sorted(captured.items()):
+    for (i, role, lin_rel), inp in sorted(captured.items()):
         block = arch.blocks(model)[i]
-        gamma = 1.0 + get_submodule(block, arch.norms[role]).weight.detach().double()
+        norm = get_submodule(block, arch.norms[role])
+        gamma = 1.0 + norm.weight.detach().double()
         W = get_submodule(block, lin_rel).weight.detach().double()
-        xhat = x / gamma
+        xhat = inp * torch.rsqrt(inp.pow(2).mean(-1, keepdim=True) + norm.eps)    # x̂ (before the gain)
+        x = xhat * gamma
         e = xhat.pow(2).sum(0)
         share.append(float(e.max() / e.sum()))
         errs["none"].append(rel_err(x, W))

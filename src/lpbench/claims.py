@@ -79,7 +79,8 @@ def evaluate_claim(claim: dict, tables: dict[str, pd.DataFrame]) -> dict:
     rule = claim["rule"]
     kind = rule["kind"]
     row = {"id": claim["id"], "paper": claim["paper"], "statement": claim["statement"],
-           "paper_value": claim["paper_value"], "ours": "", "verdict": "not run", "reason": ""}
+           "paper_value": claim["paper_value"], "ours": "", "verdict": "not run", "reason": "",
+           "note": claim.get("note", "")}
     if kind == "not_run":
         row["reason"] = rule["reason"]
         return row
@@ -141,4 +142,6 @@ def to_markdown(df: pd.DataFrame) -> str:
             "computed from this run's results (`config/claims.yaml` declares the rules).\n\n"
             + ", ".join(f"{k}: {counts.get(k, 0)}" for k in VERDICTS) + "\n\n")
     cols = ["id", "statement", "paper_value", "ours", "verdict", "reason"]
+    if "note" in df.columns and df["note"].fillna("").astype(str).str.len().any():
+        cols.append("note")            # what changed in a claim's configuration and why (config/claims.yaml)
     return head + df[cols].to_markdown(index=False) + "\n"

@@ -41,7 +41,7 @@ def _layer(rows=24, cols=40, tokens=300, seed=0):
     X = torch.randn(tokens, cols, generator=g, dtype=F64) @ torch.randn(cols, cols, generator=g, dtype=F64)
     X[:, 3] = 0                                                          # a dead input
     w = torch.randn(rows, cols, generator=g, dtype=F64)
-    h = Hessian(cols)
+    h = Hessian(cols, dtype=F64)
     h.add(X[:100])
     h.add(X[100:])
     return w, h.H, X

@@ -54,15 +54,14 @@ def _q(w: torch.Tensor, s: torch.Tensor, qmax: int) -> torch.Tensor:
 
 
 class Hessian:
-    """Running ``2/n Σ x xᵀ`` of a linear's inputs (float64 accumulation on CPU: exact enough and cheap
-    at these widths)."""
+    """Running ``2/n Σ x xᵀ`` of a linear's inputs, float32 as the official ``add_batch`` (float64 for tests)."""
 
-    def __init__(self, columns: int):
-        self.H = torch.zeros(columns, columns, dtype=_F64)
+    def __init__(self, columns: int, dtype: torch.dtype = torch.float32):
+        self.H = torch.zeros(columns, columns, dtype=dtype)
         self.n = 0
 
     def add(self, x: torch.Tensor) -> None:
-        x = x.reshape(-1, x.shape[-1]).to(_F64)
+        x = x.reshape(-1, x.shape[-1]).to(self.H.dtype)
         m = x.shape[0]
         self.H.mul_(self.n / (self.n + m))
         self.n += m
@@ -128,6 +127,11 @@ def sequential_groups(arch: ArchSpec) -> list[list[str]]:
     if arch.mlp_kind == "gated":
         return [["k", "v", "q"], ["o"], ["up", "gate"], ["down"]]
     return [["k", "v", "q"], ["o"], ["fc1"], ["fc2"]]
+
+
+#: linears that read the same input tensor: one Hessian serves them all (the official code computes one per
+#: linear; the values are identical)
+SHARED_INPUT = (("k", "v", "q"), ("up", "gate"))
 
 
 def _linear_rel(arch: ArchSpec) -> dict[str, str]:
@@ -196,9 +200,12 @@ def sequential_gptq(model: nn.Module, arch: ArchSpec, windows: torch.Tensor, bit
         groups = sequential_groups(arch) if true_sequential else [sum(sequential_groups(arch), [])]
         for group in groups:
             lins = {r: get_submodule(block, rel[r]) for r in group if r in rel}
-            hs = {r: Hessian(lin.in_features) for r, lin in lins.items()}
+            owner = {r: next((s[0] for s in SHARED_INPUT if r in s and s[0] in lins), r) for r in lins}
+            hs = {r: Hessian(lins[r].in_features) for r in set(owner.values())}
             handles = []
-            for r, lin in lins.items():
+            for r in hs:
+                lin = lins[r]
+
                 def hook(mod, args, h=hs[r]):
                     x = args[0]
                     tf = getattr(mod, "input_transform", None)
@@ -209,8 +216,8 @@ def sequential_gptq(model: nn.Module, arch: ArchSpec, windows: torch.Tensor, bit
             for h in handles:
                 h.remove()
             for r, lin in lins.items():
-                q, codes, s = gptq_quantize(lin.weight.data, hs[r].H, bits, clip, blocksize, percdamp, act_order,
-                                            return_codes=True)
+                q, codes, s = gptq_quantize(lin.weight.data, hs[owner[r]].H, bits, clip, blocksize, percdamp,
+                                            act_order, return_codes=True)
                 lin.weight.data.copy_(q)
                 out[f"{arch.layers}.{i}.{rel[r]}"] = {"codes": codes, "scale": s}
         inps = [_block_out(block(x, **kw)).detach() for x, kw in zip(inps, kwargs[i])]

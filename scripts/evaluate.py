@@ -13,6 +13,7 @@ from lpbench.data import load_tokens
 from lpbench.evaluate import run_evaluation
 from lpbench.jobs import setup, write_json
 from lpbench.methods import build_method
+from lpbench.methods.gptq import load_gptq
 from lpbench.provenance import code_revision, package_versions
 from lpbench.sources import sha256_file
 
@@ -23,9 +24,11 @@ model_meta = json.loads(Path(snakemake.input.model).read_text())  # verified by 
 ids, tokens_meta = load_tokens(snakemake.input.tokens, snakemake.input.tokens_meta, model_meta,
                                snakemake.input.corpus)
 has_artifact = "artifact" in snakemake.input.keys()
-result = run_evaluation(Path(snakemake.input.model).parent, method,
-                        torch.load(snakemake.input.artifact)["artifact"] if has_artifact else {},
-                        ids, snakemake.params.settings, device=snakemake.params.device)
+artifact = torch.load(snakemake.input.artifact)["artifact"] if has_artifact else {}
+if "gptq" in snakemake.input.keys():
+    artifact = {**artifact, "gptq_weights": load_gptq(snakemake.input.gptq)}
+result = run_evaluation(Path(snakemake.input.model).parent, method, artifact, ids, snakemake.params.settings,
+                        device=snakemake.params.device)
 corpus = json.loads(Path(snakemake.input.corpus).read_text())
 result["corpus"] = {"id": snakemake.wildcards.corpus, "label": corpus["label"], "split": "evaluation"}
 result["provenance"] = {"config_hash": snakemake.params.config_hash, "seed": snakemake.params.seed,
@@ -36,7 +39,9 @@ result["provenance"] = {"config_hash": snakemake.params.config_hash, "seed": sna
                                    "tokenizer_sha256": model_meta["tokenizer_sha256"],
                                    "text_sha256": tokens_meta["text"]["sha256"],
                                    "tokens_sha256": tokens_meta["tokens"]["sha256"],
-                                   "artifact_sha256": sha256_file(Path(snakemake.input.artifact)) if has_artifact else None},
+                                   "artifact_sha256": sha256_file(Path(snakemake.input.artifact)) if has_artifact else None,
+                                   "gptq_sha256": sha256_file(Path(snakemake.input.gptq))
+                                   if "gptq" in snakemake.input.keys() else None},
                         "wall_time_s": round(time.perf_counter() - t0, 2)}
 write_json(snakemake.output[0], result)
 log.info("%s", {k: result["metrics"].get(k) for k in ("perplexity", "relative_error", "error")})

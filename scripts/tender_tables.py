@@ -6,7 +6,8 @@ import torch
 
 from lpbench.jobs import setup
 from lpbench.plots import save
-from lpbench.studies.tender import granularity, groups_figure, tender_perplexity
+from lpbench.studies.tender import (calibration_figure, calibration_rows, granularity, groups_figure,
+                                    tender_perplexity)
 from lpbench.tables import load_results, perplexity_table, write_table
 
 log = setup(snakemake)
@@ -25,4 +26,9 @@ write_table(gran, snakemake.output.gran, snakemake.output.gran_md,
             "Tender vs activation-quantization granularity (TENDER-1): coarse_over_tender >= 1 means Tender "
             "is at least as good as every claimed baseline")
 save(groups_figure(df), snakemake.output.png, snakemake.output.pdf)
+cal = calibration_rows(df, snakemake.params.calib_seqlen)
+write_table(cal, snakemake.output.cal, snakemake.output.cal_md,
+            "Tender calibration size: perplexity vs number of calibration windows (static TMax/CMax/bias), "
+            "and the runtime-TMax ablation")
+save(calibration_figure(cal), snakemake.output.cal_png, snakemake.output.cal_pdf)
 log.info("tender tables: %d rows, granularity %d rows", len(df), len(gran))

@@ -306,7 +306,8 @@ def evaluate_claim(claim: dict, tables: dict[str, pd.DataFrame], nll: dict | Non
     nll = nll or {}
     row = {"id": claim["id"], "paper": claim["paper"], "statement": claim["statement"],
            "paper_value": claim["paper_value"], "ours": "", "verdict": "not run", "ci_low": None,
-           "ci_high": None, "reason": "", **_basis_fields(claim), "point_verdict": "", "ci_detail": ""}
+           "ci_high": None, "reason": "", **_basis_fields(claim), "point_verdict": "", "ci_detail": "",
+           "note": claim.get("note", "")}
     recon = "our reconstruction: " if claim.get("basis") == "our reconstruction" else ""
     if kind == "not_run":
         row["reason"] = rule["reason"]
@@ -420,4 +421,6 @@ def to_markdown(df: pd.DataFrame) -> str:
                       basis=[f"{r['basis']}: {r['basis_pointer']}" if r["basis_pointer"] else r["basis"]
                              for _, r in df.iterrows()])
     cols = ["id", "statement", "paper_value", "ours", "verdict", "CI", "basis", "deviations", "reason"]
+    if "note" in df.columns and df["note"].fillna("").astype(str).str.len().any():
+        cols.append("note")            # what changed in a claim's configuration and why (config/claims.yaml)
     return head + shown[cols].to_markdown(index=False) + "\n"

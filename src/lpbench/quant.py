@@ -28,7 +28,10 @@ they apply, never in how they quantize):
 Weights: ``weight_quant(W, bits, clip)``, symmetric per-output-channel INT-b, as the official RRS/QuaRot
 code (``WeightQuantizer(perchannel=True, sym=True)``). ``clip="none"``: scale = max|w|/qmax (identical to
 the suite's ``rtn`` kind). ``clip="mse"``: QuaRot/GPTQ's ``--w_clip`` search: shrink the range by
-``p = 1 - i/100`` for ``i < 80`` and keep, per row, the ``p`` minimizing ``Σ|Q(w) - w|^2.4``.
+``p = 1 - i/100`` for ``i < 80`` and keep, per row, the ``p`` minimizing ``Σ|Q(w) - w|^2.4`` (grid 100,
+max shrink 0.8, error norm 2.4: QuaRot's ``WeightQuantizer`` defaults). Every W4 line of the official RRS run
+script uses it (``--w_clip``), so the RRS-paper methods of the default config set ``w_clip: mse``. GPTQ
+weights (``weights: gptq``): :mod:`lpbench.gptq`, with the same clip-searched scales.
 
 Activations: ``act_spec``, symmetric per-token INT-b of every block linear's input (``a_clip_ratio`` 1.0,
 the official default), optionally after an ``input_transform`` (online Hadamard) and/or with runtime
@@ -180,9 +183,36 @@ WEIGHT_QUANTIZERS = ("rtn", "gptq")
 # ---- weights -------------------------------------------------------------------------------------------
 def mse_clip_scale(w: torch.Tensor, bits: int, grid: int = 100, maxshrink: float = 0.8,
                    norm: float = 2.4) -> torch.Tensor:
-    """Per-row scale (rows, 1) of symmetric INT-b minimizing Σ|Q(w)-w|^norm over shrink factors p."""
+    """Per-row scale (rows, 1) of symmetric INT-b minimizing Σ|Q(w)-w|^norm over shrink factors p.
+
+    QuaRot's ``WeightQuantizer(mse=True)`` grid: ``p = 1 - i/grid`` for ``i < maxshrink·grid`` (80 candidates),
+    error norm 2.4, first minimum kept (strict ``<``). Computed as ``s^norm · Σ|round(w/s) - w/s|^norm`` (the
+    per-row factor ``s^norm`` taken out of the sum, ``|r|^norm`` as ``exp(norm·log|r|)``): the same values
+    up to float rounding, ~2x faster than the literal form on CPU (tested against it)."""
     qmax = 2 ** (bits - 1) - 1
     w = w.float()
+    absmax = w.abs().amax(1, keepdim=True).clamp(min=1e-5)
+    best = torch.full_like(absmax, float("inf"))
+    scale = absmax / qmax
+    r = torch.empty_like(w)
+    q = torch.empty_like(w)
+    for i in range(int(maxshrink * grid)):
+        s = (1 - i / grid) * absmax / qmax
+        torch.mul(w, 1.0 / s, out=r)
+        torch.round(r, out=q).clamp_(-qmax - 1, qmax)
+        q.sub_(r).abs_().log_().mul_(norm).exp_()
+        err = q.sum(1, keepdim=True) * s.pow(norm)
+        better = err < best
+        best = torch.where(better, err, best)
+        scale = torch.where(better, s, scale)
+    return scale
+
+
+def _mse_clip_scale_literal(w: torch.Tensor, bits: int, grid: int = 100, maxshrink: float = 0.8,
+                            norm: float = 2.4) -> torch.Tensor:
+    """The literal form of :func:`mse_clip_scale` (QuaRot's loop), for tests."""
+    qmax = 2 ** (bits - 1) - 1
+    w = w.double()
     absmax = w.abs().amax(1, keepdim=True).clamp(min=1e-5)
     best = torch.full_like(absmax, float("inf"))
     scale = absmax / qmax

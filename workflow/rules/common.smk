@@ -4,7 +4,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 
 from lpbench.config import check_references, experiment_triples, window_settings
-from lpbench.methods import has_offline_step
+from lpbench.methods import build_method, has_offline_step
+from lpbench.methods.gptq import gptq_key
 
 check_references(config)  # unknown model/corpus/method names or bad method parameters: fail now
 
@@ -78,12 +79,39 @@ def local_source_input(section):
     return files
 
 
+def method_gptq_key(method):
+    """Name of the shared GPTQ weight set a configured method reads (None: RTN weights)."""
+    return gptq_key(build_method(method, config["methods"][method]))
+
+
+#: GPTQ weight set name -> the config entry of one method that uses it (its transform defines the set)
+GPTQ_ENTRIES = {}
+for _m, _c, _meth in TRIPLES:
+    _key = method_gptq_key(_meth)
+    if _key is not None:
+        GPTQ_ENTRIES.setdefault(_key, config["methods"][_meth])
+
+
 def method_artifact_input(wc):
     """The offline artifact an evaluation reads; none for methods without an offline step, so no
-    job starts just to write an empty file."""
+    job starts just to write an empty file. GPTQ weights come from the shared set of the method's
+    transform (rule gptq_weights), computed once per (model, corpus, transform)."""
+    out = {}
     if has_offline_step(config["methods"][wc.method]):
-        return {"artifact": f"resources/artifacts/{wc.model}/{wc.corpus}/{wc.method}.pt"}
-    return {}
+        out["artifact"] = f"resources/artifacts/{wc.model}/{wc.corpus}/{wc.method}.pt"
+    key = method_gptq_key(wc.method)
+    if key is not None:
+        out["gptq"] = f"resources/gptq/{wc.model}/{wc.corpus}/{key}.pt"
+    return out
+
+
+def artifact_windows(wc):
+    """Calibration windows of a method's offline step: the shared ones, or a larger seeded set when the
+    method asks for more (``calib_windows`` above ``calibration.n_windows``, e.g. the Tender sweep)."""
+    n = config["methods"][wc.method].get("calib_windows")
+    if n and n > window_settings(config, wc.model, "calibration")["n_windows"]:
+        return f"resources/calib_windows/{wc.model}/{wc.corpus}/n{n}.pt"
+    return f"resources/calib/{wc.model}/{wc.corpus}.windows.pt"
 
 
 def eval_results():

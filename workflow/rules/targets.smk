@@ -3,16 +3,16 @@
 
 
 # ---- rrs ------------------------------------------------------------------------------------------
-_RRS_KINDS = ("smoothquant", "quarot", "rs", "rrs")
+_RRS_KINDS = ("w4a4", "smoothquant", "quarot", "rs", "rrs")
 
 
 def _rrs_triples():
-    """Evaluations the RRS table shows: every evaluated method of an RRS kind, plus fp32 and rtn-w4a4 of
-    the same models (the paper's reference and plain W4A4 baseline)."""
+    """Evaluations the RRS table shows: every evaluated method of an RRS kind (w4a4 = the run script's RTN
+    and GPTQ lines), plus fp32 of the same models."""
     own = [(m, c, meth) for m, c, meth in TRIPLES
            if config["methods"][meth].get("method") in _RRS_KINDS and m in CAUSAL]
     models = {m for m, _, _ in own}
-    base = [(m, c, meth) for m, c, meth in TRIPLES if m in models and meth in ("fp32", "rtn-w4a4")]
+    base = [(m, c, meth) for m, c, meth in TRIPLES if m in models and meth == "fp32"]
     return base + own
 
 

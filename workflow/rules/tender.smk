@@ -30,8 +30,13 @@ rule tender_tables:
         gran_md="results/tables/tender_granularity.md",
         png=report("results/figures/tender_groups.png", caption="../report/tender_groups.rst", category="Tender"),
         pdf="results/figures/tender_groups.pdf",
+        cal=report("results/tables/tender_calibration.csv", caption="../report/tender_calibration.rst", category="Tender"),
+        cal_md="results/tables/tender_calibration.md",
+        cal_png=report("results/figures/tender_calibration.png", caption="../report/tender_calibration.rst", category="Tender"),
+        cal_pdf="results/figures/tender_calibration.pdf",
     params:
         roles=TENDER_ROLES,
+        calib_seqlen=config["calibration"]["seqlen"],
         artifact_triples=[(m, c, meth) for m, c, meth in TENDER_TRIPLES if _is_tender(meth)],
     benchmark:
         "results/benchmarks/tender_tables/tender/tables.tsv",
@@ -106,6 +111,8 @@ if TENDER_TRIPLES:
         "results/tables/tender_perplexity.csv", "results/tables/tender_perplexity.md",
         "results/tables/tender_granularity.csv", "results/tables/tender_granularity.md",
         "results/figures/tender_groups.png", "results/figures/tender_groups.pdf",
+        "results/tables/tender_calibration.csv", "results/tables/tender_calibration.md",
+        "results/figures/tender_calibration.png", "results/figures/tender_calibration.pdf",
     ]
     CLAIM_TABLES += ["results/tables/tender_perplexity.csv", "results/tables/tender_granularity.csv"]
 if TENDER_EXACT:

@@ -23,13 +23,20 @@ Sandwich norms (Gemma-3)
 ------------------------
 Gemma-3 normalizes each branch output (``post_attention_layernorm``, ``post_feedforward_layernorm``) before
 the residual add, so the stream ``x → xQ`` cannot be carried by o/down weights (RMSNorm's gain does not
-commute with ``Q``), which is why :mod:`lpbench.rotation` refuses it. This module offers an **exact
-variant, explicitly labeled** ``sandwich_rotation: online`` (the default for that family): the pre-norm
-gains ``(1+w)`` are folded into q/k/v and gate/up as usual, the stream is rotated, o/down are *not*
-rotated, and the output of each post-norm is rotated online (``z → zQ`` with ``Q`` a random Hadamard,
-applied in FP, not quantized). Every quantized linear then sees the same kind of rotated input as on a
-pre-norm model, and the FP model is unchanged; the price is two extra online Hadamards of order
-``hidden`` per layer, charged in the op counts. ``sandwich_rotation: refuse`` raises instead.
+commute with ``Q``), which is why :mod:`lpbench.rotation` refuses it. No official code supports Gemma; this
+module's exact variant (``sandwich_rotation: online``, the default for that family) rotates **online after
+each pre-norm, gain included**: ``x̂ ⊙ γ → (x̂ ⊙ γ)·Q`` with ``Q`` a random Hadamard of order ``hidden``
+(FP, not quantized) and ``W ← W·Q`` for q/k/v and gate/up; o/down get QuaRot's online Hadamards as on
+every model; the residual stream is not rotated. Every quantized linear input is then rotated, the FP
+model is unchanged (tested on the real model), and the price is two online Hadamards of order ``hidden``
+per layer, charged in the op counts.
+
+Why not fold the gains into the weights and rotate the stream (our first variant): on Gemma-3-270M one
+residual channel carries most of the normalized energy and the pre-norm gain is what suppresses it; folding
+the gain into the weights removes that suppression before quantization, and the rotation then spreads the
+huge channel over every input: per-layer INT4 errors far above the signal and a perplexity in the 10^10s.
+Rotating after the gain keeps the gain's suppression (measured layer errors in the README / report note).
+``sandwich_rotation: refuse`` raises instead.
 
 The rotation seed: ``rotation_seed`` if given, else the seed torch was seeded with when the artifact was
 computed (the pipeline seeds every job with the config's ``seed``), stored in the artifact.
@@ -45,7 +52,7 @@ from lpbench.methods import BITS, Bool, Choice, Int, Method, Real, register
 from lpbench.methods.rtn import RTN, int_op
 from lpbench.quant import act_spec, quantize_block_linears, replace_module
 from lpbench.rotation import (OnlineHadamard, fold_online_rotation, fuse_norms, hadamard_matrix, hadamard_ops,
-                              rotate_model, rotation_matrix, untie_lm_head)
+                              rotate_model, rotation_matrix)
 
 _F64 = torch.float64
 
@@ -68,30 +75,23 @@ def _gemma_gain(norm: nn.Module) -> torch.Tensor:
 
 @torch.no_grad()
 def _rotate_sandwich(model: nn.Module, arch: ArchSpec, seed: int) -> None:
-    """Exact rotation of a sandwich-norm (Gemma-3, gain = 1 + w) model with online post-norm rotations."""
-    if arch.norm_kind != "rmsnorm" or arch.final_norm is None or arch.lm_head is None:
-        raise NotImplementedError(f"{arch.family}: sandwich rotation needs RMSNorm, a final norm and an LM head")
-    embed = get_submodule(model, arch.embed)
-    d = embed.weight.shape[1]
-    rot = OnlineHadamard(d, seed=seed)
-    q64 = rot.matrix()                                    # the stream rotation, applied online below
-    untie_lm_head(model, arch)
-
-    def fold(norm, linears):
-        gain = _gemma_gain(norm)
-        for lin in linears:
-            lin.weight.copy_(((lin.weight.to(_F64) * gain) @ q64).to(lin.weight.dtype))
-        norm.weight.zero_()                               # gain (1 + 0) = 1
-
-    embed.weight.copy_((embed.weight.to(_F64) @ q64).to(embed.weight.dtype))
+    """Exact rotation of a sandwich-norm (Gemma-3) model: an online Hadamard ``Q`` after each pre-norm
+    (on ``x̂ ⊙ γ``, the gain kept in the norm) and ``W ← W·Q`` for the linears it feeds; the residual
+    stream, embeddings, post-norms and LM head are untouched."""
+    if arch.norm_kind != "rmsnorm":
+        raise NotImplementedError(f"{arch.family}: sandwich rotation needs RMSNorm")
+    d = get_submodule(model, arch.embed).weight.shape[1]
     mlp_in = ["gate", "up"] if arch.mlp_kind == "gated" else ["fc1"]
     for block in arch.blocks(model):
-        fold(get_submodule(block, arch.norms["attn_in"]), [get_submodule(block, arch.attn[r]) for r in "qkv"])
-        fold(get_submodule(block, arch.norms["mlp_in"]), [get_submodule(block, arch.mlp[r]) for r in mlp_in])
-        for role in ("attn_out", "mlp_out"):
-            rel = arch.norms[role]
-            replace_module(block, rel, PostNormRotation(get_submodule(block, rel), OnlineHadamard(d, seed=seed)))
-    fold(get_submodule(model, arch.final_norm), [get_submodule(model, arch.lm_head)])
+        for norm_role, roles in (("attn_in", [arch.attn[r] for r in "qkv"]),
+                                 ("mlp_in", [arch.mlp[r] for r in mlp_in])):
+            rot = OnlineHadamard(d, seed=seed)
+            q64 = rot.matrix()
+            for rel in roles:
+                lin = get_submodule(block, rel)
+                lin.weight.copy_((lin.weight.to(_F64) @ q64).to(lin.weight.dtype))
+            rel = arch.norms[norm_role]
+            replace_module(block, rel, PostNormRotation(get_submodule(block, rel), rot))
 
 
 @torch.no_grad()
@@ -161,9 +161,9 @@ class W4A4Base(Method):
     """Parameters shared by the RRS-paper methods (see :mod:`lpbench.quant` and :mod:`lpbench.kvcache`)."""
 
     defaults = {"w_bits": 4, "a_bits": 4, "clip_ratio": 1.0, "w_clip": "none", "weights": "rtn",
-                "kv_bits": 16, "kv_asym": False}
+                "act_order": False, "kv_bits": 16, "kv_asym": False}
     spec = {"w_bits": BITS, "a_bits": BITS, "clip_ratio": Real(0, 1, open_lo=True), "w_clip": Choice("none", "mse"),
-            "weights": Choice("rtn", "gptq"), "kv_bits": BITS, "kv_asym": Bool}
+            "weights": Choice("rtn", "gptq"), "act_order": Bool, "kv_bits": BITS, "kv_asym": Bool}
     #: float format of the method's runtime scale/rotation arithmetic in the op counts (QuaRot's and
     #: RRS's CUDA kernels dequantize and rescale in FP16)
     scale_fmt = "fp16"
@@ -172,12 +172,6 @@ class W4A4Base(Method):
         super().__init__(name, **params)
         if self.params["weights"] not in ("rtn", "gptq"):
             raise ValueError(f"method '{self.name}': weights must be 'rtn' or 'gptq', got {self.params['weights']!r}")
-        if self.params["weights"] == "gptq":
-            try:
-                import lpbench.methods.gptq  # noqa: F401
-            except ImportError:
-                raise ValueError(f"method '{self.name}': weights: gptq is not built yet in this suite; RTN "
-                                 "(weights: rtn) stands in — see lpbench.quant for what that changes") from None
         if self.params["w_clip"] not in ("none", "mse"):
             raise ValueError(f"method '{self.name}': w_clip must be 'none' or 'mse'")
 
@@ -185,7 +179,8 @@ class W4A4Base(Method):
         """Quantize weights (RTN or the artifact's GPTQ weights) and activations, attach KV quantization."""
         weights = artifact.get("gptq_weights") if self.params["weights"] == "gptq" else None
         if self.params["weights"] == "gptq" and weights is None:
-            raise ValueError(f"method '{self.name}': weights: gptq but the artifact holds no GPTQ weights")
+            raise ValueError(f"method '{self.name}': weights: gptq but no GPTQ weights were given (the "
+                             "gptq_weights rule computes them: lpbench.methods.gptq)")
         quantize_block_linears(model, arch, self.params["w_bits"], act_quant_for, transforms,
                                w_clip=self.params["w_clip"], weights=weights)
         attach_kv_quant(model, arch, self.params["kv_bits"], asym=self.params["kv_asym"])
@@ -223,9 +218,6 @@ class QuaRot(W4A4Base):
 
     def calibrate(self, model, arch, stats, windows):
         art = {"rotation_seed": artifact_seed(self.params)}
-        if self.params["weights"] == "gptq":
-            from lpbench.methods.gptq import gptq_for_method
-            art["gptq_weights"] = gptq_for_method(self, model, arch, art, windows)
         return art
 
     def transform(self, model, arch, artifact):

@@ -26,10 +26,11 @@ input gets plain per-token INT4); the LM head stays in full precision.
 Hadamards before o_proj/down_proj, see :mod:`lpbench.methods.quarot`) followed by runtime smoothing: the
 online Hadamard runs first, then the runtime smoothing of the rotated activation.
 
-Note on the official run script: its RS baseline runs *without* ``--act_scale_g128`` (per-channel
-runtime smoothing, i.e. ``group_size: 1``), its RRS with it. The issue asks for RS with groups of 128
-(the kernel-realistic form); both are configurable here (``group_size``), and the default config runs
-RS with 128 and lists the per-channel variant separately when budget allows.
+Note on the official run script: its RS line runs *without* ``--act_scale_g128`` (per-channel runtime
+smoothing, i.e. ``group_size: 1``), its RRS line with it. The default config follows the script (``rs-w4a4``
+per channel, ``rrs-w4a4`` groups of 128) and keeps RS with groups of 128 as the labelled ablation
+``rs-g128-w4a4`` (our paper digest had read RS as grouped; the code wins). Weights: GPTQ + MSE clip as the
+script (``weights: gptq``, :mod:`lpbench.methods.gptq`).
 
 Ties: channels with exactly equal maxima straddling a group boundary may be assigned to either group
 (``torch.sort`` is not stable across permutations); with continuous activations this has probability 0,
@@ -115,13 +116,6 @@ class RuntimeSmooth(W4A4Base):
     kind = "rs"
     defaults = {**W4A4Base.defaults, "group_size": 128}
     spec = {**W4A4Base.spec, "group_size": Int(1)}
-
-    def calibrate(self, model, arch, stats, windows):
-        art = {}
-        if self.params["weights"] == "gptq":
-            from lpbench.methods.gptq import gptq_for_method
-            art["gptq_weights"] = gptq_for_method(self, model, arch, art, windows)
-        return art
 
     def act_quant_for(self):
         spec = act_spec(self.params["a_bits"], self.params["clip_ratio"])

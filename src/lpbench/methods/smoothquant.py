@@ -65,9 +65,6 @@ class SmoothQuant(W4A4Base):
                 ws = [get_submodule(block, roles[r]).weight for r in lin_roles]
                 scales[f"{arch.layers}.{i}.{arch.norms[norm_role]}"] = smoothing_scales(a, ws, self.params["alpha"])
         art = {"scales": scales}
-        if self.params["weights"] == "gptq":
-            from lpbench.methods.gptq import gptq_for_method
-            art["gptq_weights"] = gptq_for_method(self, model, arch, art, windows)
         return art
 
     @torch.no_grad()

@@ -147,15 +147,18 @@ def layer_table(model, arch, captured, seed: int, group_size: int = 128) -> list
 
 
 # ---- tables and figures ---------------------------------------------------------------------------
-RRS_KINDS = ("rtn", "smoothquant", "rs", "quarot", "rrs")
-METHOD_ORDER = ["fp32", "rtn", "smoothquant", "rs", "quarot", "rrs"]
+RRS_KINDS = ("rtn", "w4a4", "smoothquant", "rs", "quarot", "rrs")
+#: table/figure rows in the paper's order (``rtn`` = RTN+clip weights, ``gptq`` = GPTQ weights, no transform)
+ROW_ORDER = ["fp32", "rtn", "gptq", "smoothquant", "rs", "rs-g128", "quarot", "rrs"]
+#: one colour per bit configuration, the same in every panel
+CONFIG_PALETTE = {"W4A4 KV16": "#4C72B0", "W4A4 KV4": "#DD8452", "W16A4 KV16": "#55A868"}
 
 
 def _rotation_label(kind: str, params: dict, family: str) -> str:
     if kind not in ("quarot", "rrs"):
         return "none"
     if family == "gemma3":
-        return "QuaRot + online post-norm rotation (sandwich variant, exact)"
+        return "QuaRot + online Hadamard after each pre-norm (sandwich variant, exact)"
     return "QuaRot (exact)"
 
 
@@ -168,6 +171,19 @@ def _smoothing_label(kind: str, params: dict) -> str:
     return "none"
 
 
+def row_label(kind: str, params: dict) -> str:
+    """The paper-table row of a method: rtn, gptq, smoothquant, rs (per channel), rs-g128, quarot, rrs."""
+    if kind in ("rtn", "w4a4"):
+        return "gptq" if params.get("weights") == "gptq" else "rtn"
+    if kind == "rs" and (params.get("group_size") or 1) > 1:
+        return f"rs-g{params['group_size']}"
+    return kind
+
+
+def _bits(v, kind):
+    return 32 if kind == "fp32" else v
+
+
 def perplexity_rows(results: list[dict], families: dict[str, str]) -> list[dict]:
     rows = []
     for r in results:
@@ -176,12 +192,15 @@ def perplexity_rows(results: list[dict], families: dict[str, str]) -> list[dict]
         if m.get("kind") != "perplexity":
             continue
         fam = families.get(r["model"]["id"], "")
+        w, a = _bits(p.get("w_bits"), kind), _bits(p.get("a_bits"), kind)
+        kv = 32 if kind == "fp32" else p.get("kv_bits", 16)
+        weights = "fp32" if kind == "fp32" else ("none (16-bit)" if (w or 32) >= 16 else
+                                                   p.get("weights", "rtn") + ("+clip" if p.get("w_clip") == "mse" else ""))
         rows.append({
             "model": r["model"]["id"], "corpus": r["corpus"]["id"], "method": r["method"]["name"],
-            "kind": kind, "w_bits": p.get("w_bits", 32 if kind == "fp32" else None),
-            "a_bits": p.get("a_bits", 32 if kind == "fp32" else None),
-            "kv_bits": p.get("kv_bits", 32 if kind == "fp32" else 16),
-            "weights": p.get("weights", "rtn") if kind != "fp32" else "fp32",
+            "row": row_label(kind, p), "kind": kind,
+            "config": "FP32" if kind == "fp32" else f"W{w}A{a} KV{kv}",
+            "w_bits": w, "a_bits": a, "kv_bits": kv, "weights": weights,
             "rotation": _rotation_label(kind, p, fam), "smoothing": _smoothing_label(kind, p),
             "perplexity": m.get("perplexity"), "windows": m.get("windows"), "seqlen": m.get("seqlen"),
             "eval_wall_s": r.get("provenance", {}).get("wall_time_s"),
@@ -189,30 +208,38 @@ def perplexity_rows(results: list[dict], families: dict[str, str]) -> list[dict]
     df = pd.DataFrame(rows)
     if df.empty:
         return rows
-    df["_o"] = df["kind"].map({k: i for i, k in enumerate(METHOD_ORDER)})
-    df = df.sort_values(["model", "kv_bits", "_o", "method"], ascending=[True, False, True, True]).drop(columns="_o")
+    df["_o"] = df["row"].map({k: i for i, k in enumerate(ROW_ORDER)}).fillna(len(ROW_ORDER))
+    df = df.sort_values(["model", "w_bits", "kv_bits", "_o", "method"],
+                        ascending=[True, True, False, True, True]).drop(columns="_o")
     return df.to_dict("records")
 
 
 def perplexity_figure(df: pd.DataFrame):
-    """Perplexity by method, one panel per model, KV16 vs KV4 as hue, FP32 dashed (log scale)."""
+    """Perplexity by table row, one panel per model, one bar per bit configuration (W4A4 KV16, W4A4 KV4,
+    W16A4 KV16; one colour each, the same in every panel), FP32 dashed (log scale)."""
     sns.set_theme(style="whitegrid", context="paper")
     models = list(dict.fromkeys(df["model"]))
-    fig, axes = plt.subplots(1, max(1, len(models)), figsize=(4.6 * max(1, len(models)), 3.8), squeeze=False)
+    fig, axes = plt.subplots(1, max(1, len(models)), figsize=(5.6 * max(1, len(models)), 3.9), squeeze=False)
     for ax, model in zip(axes[0], models):
         sub = df[(df["model"] == model) & (df["kind"] != "fp32")].copy()
-        sub["KV"] = sub["kv_bits"].map(lambda b: f"KV{int(b)}")
-        order = [k for k in METHOD_ORDER if k in set(sub["kind"])]
         sub["ppl"] = sub["perplexity"].astype(float)
-        sns.barplot(data=sub, x="kind", y="ppl", hue="KV", order=order, hue_order=sorted(set(sub["KV"]), reverse=True),
-                    ax=ax, palette="deep")
+        if sub.duplicated(["row", "config"]).any():
+            raise ValueError(f"{model}: two methods share a (row, config) bar: "
+                             f"{sub[sub.duplicated(['row', 'config'], keep=False)]['method'].tolist()}")
+        order = [k for k in ROW_ORDER if k in set(sub["row"])] + sorted(set(sub["row"]) - set(ROW_ORDER))
+        hue_order = [c for c in CONFIG_PALETTE if c in set(sub["config"])]
+        palette = {**CONFIG_PALETTE, **{c: "#8C8C8C" for c in set(sub["config"]) - set(CONFIG_PALETTE)}}
+        hue_order += sorted(set(sub["config"]) - set(CONFIG_PALETTE))
+        sns.barplot(data=sub, x="row", y="ppl", hue="config", order=order, hue_order=hue_order, ax=ax,
+                    palette=palette, errorbar=None)
         ref = df[(df["model"] == model) & (df["kind"] == "fp32")]["perplexity"]
         if len(ref) and pd.notna(ref.iloc[0]):
             ax.axhline(float(ref.iloc[0]), ls="--", color="k", lw=1, label="FP32")
         ax.set_yscale("log")
-        ax.set_title(f"{model} (W4A4)")
+        ax.set_title(model)
         ax.set_xlabel("")
         ax.set_ylabel("perplexity (log)")
+        ax.tick_params(axis="x", labelrotation=30)
         ax.legend(fontsize=7)
     fig.tight_layout()
     return fig
@@ -258,14 +285,20 @@ def outlier_figure(model, arch, captured, layer: int, role: str, seed: int, grou
 def cost_rows(dims: dict, archs: dict, methods: dict[str, dict], costs: dict, results: list[dict]) -> list[dict]:
     """One row per (model, RRS-paper method): extra runtime ops per token over plain W4A4, their energy,
     ``overhead_vs_plain`` = extra energy / plain-W4A4 energy, and the measured fake-quant evaluation time
-    ratio vs ``rtn-w4a4`` (informative only: jobs share 2 cores with other jobs)."""
+    ratio vs the plain RTN row of the same width (kind ``w4a4``, RTN weights; informative only: jobs share 2
+    cores with other jobs, and the RTN row's time includes its weight clip search)."""
     wall = {(r["model"]["id"], r["method"]["name"]): r.get("provenance", {}).get("wall_time_s") for r in results}
+    plain_rtn = {}
+    for name, entry in methods.items():
+        e = build_method(name, entry)
+        if e.kind == "w4a4" and e.params["weights"] == "rtn" and e.params["kv_bits"] >= 16:
+            plain_rtn.setdefault(e.params["w_bits"], name)
     rows = []
     for model, d in dims.items():
         sandwich = archs[model].placement == "sandwich"
         for name, entry in methods.items():
             meth = build_method(name, entry)
-            if meth.kind not in RRS_KINDS or meth.kind == "rtn":
+            if meth.kind not in RRS_KINDS or meth.kind in ("rtn", "w4a4"):
                 continue
             if (model, name) not in wall:
                 continue
@@ -273,7 +306,7 @@ def cost_rows(dims: dict, archs: dict, methods: dict[str, dict], costs: dict, re
             extra = meth.extra_ops(d, sandwich)
             e_plain = energy_pj(plain, costs)["total"]
             e_extra = energy_pj(extra, costs)["total"] if extra else 0.0
-            t, t0 = wall.get((model, name)), wall.get((model, "rtn-w4a4"))
+            t, t0 = wall.get((model, name)), wall.get((model, plain_rtn.get(meth.params["w_bits"])))
             rows.append({"model": model, "method": name, "kind": meth.kind,
                          "kv_bits": meth.params.get("kv_bits", 16),
                          "gemm_macs_per_token": d.gemm_macs,
@@ -282,7 +315,7 @@ def cost_rows(dims: dict, archs: dict, methods: dict[str, dict], costs: dict, re
                          "plain_w4a4_pj_per_token": e_plain, "extra_pj_per_token": e_extra,
                          "overhead_vs_plain": e_extra / e_plain,
                          "extra_ops_format": meth.scale_fmt,
-                         "eval_wall_s": t, "rtn_w4a4_eval_wall_s": t0,
+                         "w_bits": meth.params["w_bits"], "eval_wall_s": t, "rtn_eval_wall_s": t0,
                          "measured_time_ratio_vs_rtn": (t / t0) if t and t0 else math.nan,
                          **{f"extra.{k}": v for k, v in sorted(extra.items())}})
     return rows

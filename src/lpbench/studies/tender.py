@@ -56,7 +56,9 @@ def tender_perplexity(ppl: pd.DataFrame, roles: dict, model_dirs: dict, artifact
             art = artifacts.get((r["model"], r["method"]), {})
             scheme = ("round_down" if int(art["meta/scheme_round_down"]) else "round_up") \
                 if "meta/scheme_round_down" in art else params.get("scheme")
-            row.update(role="tender" if role_of.get(r["method"], ("",))[0] == "tender" else "tender (sweep)",
+            static = bool(params.get("static", True))
+            row.update(role="tender" if role_of.get(r["method"], ("",))[0] == "tender" else
+                       ("tender (sweep)" if static else "tender (runtime TMax)"), static=static,
                        a_bits=bits, w_bits=int(params.get("weight_bits") or bits), groups=G, groups_source=src,
                        scope=params.get("scope", "linear"), scheme=scheme,
                        calib_windows=int(art["meta/calib_windows"]) if "meta/calib_windows" in art else None)
@@ -70,11 +72,11 @@ def tender_perplexity(ppl: pd.DataFrame, roles: dict, model_dirs: dict, artifact
                    windows=r["windows"], seqlen=r["seqlen"], error=r["error"], caveat=r["caveat"])
         rows.append(row)
     cols = ["model", "method", "kind", "role", "a_bits", "w_bits", "groups", "groups_source", "scope", "scheme",
-            "calib_windows", "perplexity", "ppl_vs_fp32", "windows", "seqlen", "error", "caveat"]
+            "static", "calib_windows", "perplexity", "ppl_vs_fp32", "windows", "seqlen", "error", "caveat"]
     df = pd.DataFrame(rows)
     df = df.reindex(columns=cols)
     order = {"fp32": 0, "per_tensor": 1, "per_row": 2, "per_column": 3, "smoothquant": 4, "tender": 5,
-             "tender (sweep)": 6}
+             "tender (sweep)": 6, "tender (runtime TMax)": 7}
     df["_o"] = df["role"].map(order).fillna(9)
     df = df.sort_values(["model", "a_bits", "_o", "groups"], ascending=[True, False, True, True], kind="stable")
     return df.drop(columns="_o").reset_index(drop=True)
@@ -114,7 +116,11 @@ def groups_figure(df: pd.DataFrame):
     """Perplexity vs G (INT4, linear scope), one panel per model with a sweep; reference lines."""
     sns.set_theme(style="whitegrid", context="paper")
     t = df[(df["kind"] == "tender") & (df["a_bits"] == 4) & (df["scope"] == "linear")
-           & df["perplexity"].notna()]
+           & df["perplexity"].notna() & (df["static"] != False)]  # noqa: E712
+    # the G sweep only: same calibration set as the INT4 Tender row of each model (the calibration-size
+    # sweep shares G and would otherwise stack several points at one G)
+    ref_cw = df[(df["role"] == "tender") & (df["a_bits"] == 4)].set_index("model")["calib_windows"]
+    t = t[[ref_cw.get(m) is None or cw == ref_cw.get(m) for m, cw in zip(t["model"], t["calib_windows"])]]
     models = [m for m in dict.fromkeys(t["model"]) if t.loc[t["model"] == m, "groups"].nunique() >= 2]
     if not models:
         models = list(dict.fromkeys(t["model"]))[:1]
@@ -231,6 +237,57 @@ def cost_figure(df: pd.DataFrame):
         ax.set_xlabel("")
         ax.set_ylabel("ratio (log; > 1 favours Tender)")
         ax.tick_params(axis="x", labelsize=7)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+# ---- calibration size -------------------------------------------------------------------------------------------
+def calibration_rows(df: pd.DataFrame, seqlen: int) -> pd.DataFrame:
+    """Tender perplexity vs the number of calibration windows (static TMax/CMax/bias, the default G and linear
+    scope), per (model, bits); the runtime-TMax ablation (``static: false``) as the reference row
+    (``calib_windows`` = runtime). ``rel_to_largest`` = perplexity / perplexity at the largest calibration set."""
+    t = df[(df["kind"] == "tender") & (df["scope"] == "linear") & df["perplexity"].notna()]
+    rows = []
+    for (model, bits), sub in t.groupby(["model", "a_bits"], sort=True):
+        g_ref = sub.loc[sub["role"] == "tender", "groups"]
+        if g_ref.empty:
+            continue
+        sub = sub[sub["groups"] == g_ref.iloc[0]]
+        stat = sub[sub["static"] != False].sort_values("calib_windows")  # noqa: E712
+        if stat["calib_windows"].nunique() < 1:
+            continue
+        largest = float(stat.iloc[-1]["perplexity"])
+        for r in stat.to_dict("records"):
+            rows.append({"model": model, "bits": int(bits), "method": r["method"], "tmax": "static (calibrated)",
+                         "calib_windows": int(r["calib_windows"]), "calib_tokens": int(r["calib_windows"]) * seqlen,
+                         "default": r["role"] == "tender", "perplexity": r["perplexity"],
+                         "rel_to_largest": r["perplexity"] / largest})
+        for r in sub[sub["static"] == False].to_dict("records"):  # noqa: E712
+            rows.append({"model": model, "bits": int(bits), "method": r["method"], "tmax": "runtime (per chunk)",
+                         "calib_windows": int(r["calib_windows"]), "calib_tokens": int(r["calib_windows"]) * seqlen,
+                         "default": False, "perplexity": r["perplexity"], "rel_to_largest": r["perplexity"] / largest})
+    return pd.DataFrame(rows)
+
+
+def calibration_figure(cal: pd.DataFrame):
+    """Perplexity vs calibration windows (log2), one panel per width; runtime TMax dashed; default circled."""
+    sns.set_theme(style="whitegrid", context="paper")
+    widths = sorted(set(cal["bits"]), reverse=True) if len(cal) else [8]
+    fig, axes = plt.subplots(1, len(widths), figsize=(4.6 * len(widths), 3.6), squeeze=False)
+    colors = dict(zip(dict.fromkeys(cal["model"]) if len(cal) else [], ["#4C72B0", "#DD8452", "#55A868"]))
+    for ax, bits in zip(axes[0], widths):
+        for model, sub in cal[cal["bits"] == bits].groupby("model"):
+            st = sub[sub["tmax"].str.startswith("static")].sort_values("calib_windows")
+            ax.plot(st["calib_windows"], st["perplexity"], marker="o", color=colors[model], label=f"{model} static")
+            d = st[st["default"]]
+            ax.scatter(d["calib_windows"], d["perplexity"], s=120, facecolors="none", edgecolors="k", zorder=3)
+            for v in sub[sub["tmax"].str.startswith("runtime")]["perplexity"]:
+                ax.axhline(float(v), color=colors[model], ls="--", lw=1, label=f"{model} runtime TMax")
+        ax.set_xscale("log", base=2)
+        ax.set_xlabel("calibration windows (x512 tokens, log2)")
+        ax.set_ylabel("perplexity")
+        ax.set_title(f"Tender INT{bits} (W{bits}A{bits}); circle = default")
         ax.legend(fontsize=7)
     fig.tight_layout()
     return fig

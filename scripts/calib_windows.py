@@ -1,0 +1,18 @@
+"""Rule calib_windows: n seeded calibration windows (the calibrate rule's sampler, more of them)."""
+import json
+from pathlib import Path
+
+import torch
+from transformers import AutoTokenizer
+
+from lpbench.data import calibration_windows
+from lpbench.jobs import setup
+
+log = setup(snakemake)
+meta = json.loads(Path(snakemake.input.model).read_text())
+bos = AutoTokenizer.from_pretrained(Path(snakemake.input.model).parent).bos_token_id if meta.get("bos_per_window") else None
+n = int(snakemake.wildcards.n)
+windows = calibration_windows(torch.load(snakemake.input.tokens), snakemake.params.settings["seqlen"], n,
+                              snakemake.params.seed, bos_id=bos)
+torch.save(windows, snakemake.output[0])
+log.info("%d calibration windows x %d tokens", *windows.shape)

@@ -1,0 +1,75 @@
+"""GPTQ weights for the W4A4 methods (``weights: gptq``) and the plain ``w4a4`` kind (RTN / GPTQ rows).
+
+GPTQ depends only on the model's *transform* (none, QuaRot's rotation, SmoothQuant's scales), never on the
+activation quantizer: the official ``gptq_fwrd`` runs with every activation quantizer still at 16 bits.
+So ``rs``/``rs-g128``/``w4a4`` share one set of GPTQ weights per (model, corpus) and ``quarot``/``rrs`` (and
+their KV4 variants) another: :func:`gptq_key` names that set, the ``gptq_weights`` rule computes it once
+(:func:`compute_gptq`) into ``resources/gptq/{model}/{corpus}/{key}.pt`` and the evaluations that need it
+read it (``artifact['gptq_weights']``).
+"""
+from __future__ import annotations
+
+import time
+
+import torch
+
+from lpbench.gptq import dequantize, sequential_gptq
+from lpbench.methods import register
+from lpbench.methods.quarot import W4A4Base
+from lpbench.quant import act_spec, quantize_block_linears
+
+
+def gptq_key(method) -> str | None:
+    """Name of the GPTQ weight set a method uses (None for RTN weights)."""
+    p = method.params
+    if p.get("weights") != "gptq":
+        return None
+    kind = method.kind
+    if kind in ("quarot", "rrs"):
+        seed = "cfg" if p.get("rotation_seed") is None else p["rotation_seed"]
+        t = f"quarot-{p['rotation']}-s{seed}"
+    elif kind == "smoothquant":
+        t = f"smoothquant-a{p['alpha']}"
+    else:
+        t = "plain"
+    return f"{t}-w{p['w_bits']}-{p['w_clip']}" + ("-actorder" if p.get("act_order") else "")
+
+
+@torch.no_grad()
+def compute_gptq(method, model, arch, stats, windows, log=None) -> dict:
+    """The method's transform (its own calibration: rotation seed, smoothing scales), then sequential GPTQ
+    on the transformed FP model (online Hadamards as QuantLinear input transforms, no activation
+    quantization). Returns ``{"gptq": packed weights, "time_s": seconds}``."""
+    t0 = time.perf_counter()
+    art = method.calibrate(model, arch, stats, windows)
+    _, transforms = method.transform(model, arch, art)
+    quantize_block_linears(model, arch, 16, lambda role: None, transforms)
+    packed = sequential_gptq(model, arch, windows, bits=method.params["w_bits"], clip=method.params["w_clip"],
+                             act_order=bool(method.params.get("act_order")), log=log)
+    return {"gptq": packed, "time_s": time.perf_counter() - t0}
+
+
+def load_gptq(path) -> dict[str, torch.Tensor]:
+    return dequantize(torch.load(path)["gptq"])
+
+
+@register
+class PlainW4A4(W4A4Base):
+    """``w4a4``: no transform, per-token activations, RTN (+clip) or GPTQ per-channel weights — the official
+    run script's "RTN" (``--w_rtn --w_clip``) and "GPTQ" (``--w_clip``) lines."""
+
+    kind = "w4a4"
+
+    def transform(self, model, arch, artifact):
+        spec = act_spec(self.params["a_bits"], self.params["clip_ratio"])
+        return (lambda role: spec), None
+
+    def apply(self, model, arch, artifact):
+        act_quant_for, transforms = self.transform(model, arch, artifact)
+        return self.finish(model, arch, artifact, act_quant_for, transforms)
+
+    def ops_per_token(self, dims):
+        return self.merge(self.plain_ops(dims), self.kv_ops(dims))
+
+
+__all__ = ["gptq_key", "compute_gptq", "load_gptq", "PlainW4A4"]

@@ -4,7 +4,7 @@ from pathlib import Path
 import torch
 
 from lpbench.archs import get_arch
-from lpbench.jobs import setup
+from lpbench.jobs import compute, setup
 from lpbench.methods import build_method
 from lpbench.methods.gptq import compute_gptq
 from lpbench.sources import load_model
@@ -12,7 +12,7 @@ from lpbench.sources import load_model
 log = setup(snakemake)
 method = build_method(snakemake.wildcards.key, snakemake.params.entry)
 model, _, _ = load_model(Path(snakemake.input.model).parent)
-with torch.inference_mode():
+with torch.inference_mode(), compute():
     out = compute_gptq(method, model, get_arch(model), torch.load(snakemake.input.stats),
                        torch.load(snakemake.input.windows), log=log)
 torch.save({"key": snakemake.wildcards.key, "method": method.describe(), **out}, snakemake.output[0])

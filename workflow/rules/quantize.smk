@@ -38,7 +38,7 @@ rule gptq_weights:
     resources:
         mem_mb=8000,
     benchmark:
-        "results/benchmarks/gptq/{model}/{corpus}/{key}.tsv"
+        "results/benchmarks/gptq_weights/{model}/{corpus}/{key}.tsv"
     log:
         "logs/gptq_weights/{model}/{corpus}/{key}.log",
     conda:
@@ -60,6 +60,8 @@ rule calib_windows:
     params:
         settings=lambda wc: window_settings(config, wc.model, "calibration"),
         seed=config["seed"],
+    benchmark:
+        "results/benchmarks/calib_windows/{model}/{corpus}/n{n}.tsv"
     log:
         "logs/calib_windows/{model}/{corpus}/n{n}.log",
     conda:

@@ -160,3 +160,33 @@ def test_table_check_ci_from_restated_comparisons():
     row = evaluate_claim(c, t, nll)
     assert row["verdict"] == "reproduced" and row["ci_high"] == pytest.approx(math.exp(-0.3))
     assert "decided by the 95% CIs" in row["reason"]
+
+
+def test_table_check_with_interval_holds_fails_or_is_undecided():
+    """``ci: [lo, hi]``: a row holds only if its whole interval is on the claimed side; one row surely on
+    the other side fails the claim; an interval across the threshold leaves it inconclusive."""
+    def claim(rows):
+        return {"id": "X", "paper": "p", "statement": "s", "paper_value": "v",
+                "rule": {"kind": "table_check", "table": "t", "column": "gap", "op": "<=", "value": 1.0,
+                         "ci": ["lo", "hi"]}}, {"t": pd.DataFrame(rows, columns=["gap", "lo", "hi"])}
+    sure = [(0.2, -0.5, 0.9), (0.8, 0.7, 0.95)]
+    assert evaluate_claim(*claim(sure))["verdict"] == "reproduced"
+    across = [(0.2, -0.5, 0.9), (1.2, -0.1, 2.5)]          # point says "fails", the interval cannot tell
+    r = evaluate_claim(*claim(across))
+    assert r["verdict"] == "inconclusive" and r["point_verdict"] == "not reproduced"
+    beyond = [(0.2, -0.5, 0.9), (1.2, -0.1, 2.5), (3.0, 1.5, 4.0)]
+    assert evaluate_claim(*claim(beyond))["verdict"] == "not reproduced"
+    # a point inside the claim with an interval across it: inconclusive, not reproduced
+    r = evaluate_claim(*claim([(0.9, 0.5, 1.3)]))
+    assert r["verdict"] == "inconclusive" and r["point_verdict"] == "reproduced"
+
+
+def test_all_parts_one_sure_failure_decides_over_an_undecided_part():
+    tables = {"t": pd.DataFrame([(1.2, -0.1, 2.5, 0)], columns=["gap", "lo", "hi", "flag"])}
+    claim = {"id": "X", "paper": "p", "statement": "s", "paper_value": "v",
+             "rule": {"kind": "all", "checks": [
+                 {"table": "t", "column": "gap", "op": "<=", "value": 1.0, "ci": ["lo", "hi"]},
+                 {"table": "t", "column": "flag", "op": "==", "value": 1}]}}
+    assert evaluate_claim(claim, tables)["verdict"] == "not reproduced"
+    claim["rule"]["checks"][1]["value"] = 0
+    assert evaluate_claim(claim, tables)["verdict"] == "inconclusive"

@@ -16,7 +16,11 @@ A verdict is never written by hand. Rule kinds (``rule.kind``):
                 allowing an increase of at most ``slack_rel`` between neighbours.
 ``table_check`` a named table's ``column`` compared with ``value`` by ``op`` on rows matching ``where``
                 (every row; ``quantifier: any`` — at least one row; ``label``: columns naming each value).
-``all``         every ``table_check`` in ``checks`` holds (a claim with several parts).
+``all``         every ``table_check`` in ``checks`` holds (a claim with several parts); one part not
+                reproduced decides, else a part not run, else an inconclusive part.
+                A ``table_check`` with ``ci: [low column, high column]`` is decided by each row's 95 %
+                interval (whole interval on the claimed side: holds; on the other side: fails; else
+                undecided → inconclusive), the point value beside it (``point_verdict``).
 ``underdetermined``  the data cannot decide the claim: a model with ``free_parameters`` free parameters
                 checked against the known data points (the rows of ``table`` matching ``points_where``,
                 or the number ``points``) fits any values when points <= free parameters. Verdict ``inconclusive`` with that reason (the
@@ -253,9 +257,37 @@ def _table_check(rule: dict, df: pd.DataFrame) -> dict:
         return {"status": "nan", "ours": ours, "why": "NaN in the measured values"}
     some = rule.get("quantifier", "every") == "any"
     ok = (any if some else all)(_OPS[rule["op"]](v, rule["value"]) for v in vals)
-    return {"status": "ok", "ours": ours, "ok": ok, "n": len(vals), "vals": vals,
-            "reason": f"{rule['column']} {rule['op']} {rule['value']} on "
-                      f"{'at least one' if some else 'every'} matching row: {ok}"}
+    out = {"status": "ok", "ours": ours, "ok": ok, "n": len(vals), "vals": vals,
+           "reason": f"{rule['column']} {rule['op']} {rule['value']} on "
+                     f"{'at least one' if some else 'every'} matching row: {ok}"}
+    if rule.get("ci"):
+        out.update(_table_check_interval(rule, sub, names, some))
+    return out
+
+
+def _table_check_interval(rule: dict, sub: pd.DataFrame, names: list[str], some: bool) -> dict:
+    """``ci: [low column, high column]``: the check decided by each row's 95 % interval instead of its
+    point value — a row holds if its whole interval is on the claimed side of ``value``, fails if its
+    whole interval is on the other side, else it is undecided. Every row (or, with ``quantifier: any``,
+    at least one) must hold for "reproduced"; one failing row (any: every row failing) gives "not
+    reproduced"; otherwise the claim is "inconclusive" (``ok`` None)."""
+    lo_col, hi_col = rule["ci"]
+    op, t = _OPS[rule["op"]], rule["value"]
+    lower_is_claimed = rule["op"] in ("<", "<=")
+    states = []
+    for (_, r), name in zip(sub.iterrows(), names):
+        lo, hi = float(r[lo_col]), float(r[hi_col])
+        sure, other = (hi, lo) if lower_is_claimed else (lo, hi)
+        state = "holds" if op(sure, t) else ("fails" if not op(other, t) else "undecided")
+        states.append(f"{name}[{_fmt(lo)}, {_fmt(hi)}] {state}")
+    holds = [s.endswith("holds") for s in states]
+    fails = [s.endswith("fails") for s in states]
+    if some:
+        ok = True if any(holds) else (False if all(fails) else None)
+    else:
+        ok = False if any(fails) else (True if all(holds) else None)
+    return {"ok": ok, "reason": f"{rule['column']} {rule['op']} {t} decided by each row's 95 % interval "
+                                f"({lo_col}, {hi_col}) on {'at least one' if some else 'every'} row: " + "; ".join(states)}
 
 
 def _sensitivity(rule: dict, tables: dict) -> str:
@@ -317,7 +349,8 @@ def evaluate_claim(claim: dict, tables: dict[str, pd.DataFrame], nll: dict | Non
         row["ours"] = " | ".join(p["ours"] for p in parts)
         row["reason"] = " | ".join(p["reason"] for p in parts)
         verdicts = [p["verdict"] for p in parts]
-        row["verdict"] = next((v for v in ("not run", "inconclusive", "not reproduced") if v in verdicts), "reproduced")
+        # one part that surely fails decides; then a part that could not run; then an undecided part
+        row["verdict"] = next((v for v in ("not reproduced", "not run", "inconclusive") if v in verdicts), "reproduced")
         return row
     df = _metric_table(tables, rule)
     if df is None or df.empty:
@@ -354,8 +387,12 @@ def evaluate_claim(claim: dict, tables: dict[str, pd.DataFrame], nll: dict | Non
         if res["status"] == "nan":
             row.update(verdict="inconclusive", reason=recon + res["why"])
             return row
-        row["verdict"] = "reproduced" if res["ok"] else "not reproduced"
-        row["point_verdict"] = row["verdict"]
+        row["verdict"] = {True: "reproduced", False: "not reproduced", None: "inconclusive"}[res["ok"]]
+        if rule.get("ci"):  # what the point values alone would say
+            row["point_verdict"] = "reproduced" if (any if rule.get("quantifier") == "any" else all)(
+                _OPS[rule["op"]](v, rule["value"]) for v in res["vals"]) else "not reproduced"
+        else:
+            row["point_verdict"] = row["verdict"]
         ctx = f"{rule['context']}: " if rule.get("context") else ""
         also = ""
         if rule.get("also_report"):

@@ -88,7 +88,7 @@ def test_end_to_end_on_the_test_config(e2e_local_run):
     cfg["methods"]["rtn-w6a6"] = {"method": "rtn", "w_bits": 6, "a_bits": 6}
     cfg["experiments"].append({"models": ["tiny-llama"], "corpora": ["tiny"], "methods": ["rtn-w6a6"]})
     added = tmp_path / "added.yaml"
-    added.write_text(yaml.safe_dump(cfg))
+    added.write_text(yaml.safe_dump(cfg, sort_keys=False))  # same key order: params compare equal
     plan = smk(tmp_path, "-n", configfile=added)
     assert plan.returncode == 0, plan.stderr[-4000:]
     stats = _job_stats(plan.stdout + plan.stderr)

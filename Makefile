@@ -30,9 +30,11 @@ slurm-deps: $(VENV)/.slurm-installed
 # `--configfile $(CONFIG)` is the whole config (the Snakefile merges nothing into it): `make run
 # CONFIG=config/test.yaml` runs exactly what the end-to-end test runs. The config is checked first so a
 # YAML syntax error names its file and line (Snakemake's own message names neither).
+# The rule scripts run in a pre-loaded worker (lpbench.worker: torch + transformers imported once, one fork
+# per job) instead of a fresh interpreter each; results are the same either way (tests/test_worker.py).
 run: $(VENV)/.installed
 	$(PY) -m lpbench.config $(CONFIG)
-	$(SMK) --cores $(CORES) --configfile $(CONFIG) --rerun-incomplete $(SMKFLAGS)
+	$(PY) -m lpbench.worker -- $(SMK) --cores $(CORES) --configfile $(CONFIG) --rerun-incomplete $(SMKFLAGS)
 	@$(MAKE) --no-print-directory report
 
 # The HTML report is rebuilt only when a result is newer than it.

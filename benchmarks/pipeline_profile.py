@@ -4,8 +4,10 @@ overhead ratio of the last Snakemake run.
     .venv/bin/python benchmarks/pipeline_profile.py [--log .snakemake/log/<run>.snakemake.log] [--cores 2]
 
 Sources (all written by the run itself):
-* Snakemake's benchmark files ``results/benchmarks/<rule>/...tsv`` (every rule has one): wall ``s`` and
-  ``cpu_time`` of each job's process tree;
+* Snakemake's benchmark files ``results/benchmarks/<rule>/...tsv`` (every rule has one): wall ``s`` of
+  each job, and ``cpu_time`` of its process tree — used only for a job whose rule log has no ``job_cpu_s``
+  line (written by :func:`lpbench.jobs.setup` at exit: the job's own CPU, also when it ran in the
+  pre-loaded worker of :mod:`lpbench.worker`, whose forked process Snakemake's benchmark does not see);
 * the run's log (the newest in ``.snakemake/log/`` by default): start and finish time of every job and
   its input and output files, from which the job DAG and its critical path (the longest chain of
   dependent jobs, weighted by their wall time) are rebuilt;
@@ -30,6 +32,7 @@ _STAMP = re.compile(r"^\[(\w{3} \w{3} +\d+ \d\d:\d\d:\d\d \d{4})\]$")
 _START = re.compile(r"^(?:local)?rule (\S+):$")
 _FINISH = re.compile(r"^Finished jobid: (\d+) \(Rule: (\S+)\)$")
 _COMPUTE = re.compile(r"compute_cpu_s=([0-9.]+)")
+_JOB_CPU = re.compile(r"job_cpu_s=([0-9.]+)")
 
 
 def _time(s: str) -> datetime:
@@ -81,14 +84,20 @@ def critical_path(jobs: dict[int, dict]) -> tuple[float, list[int]]:
     return max((visit(j) for j in jobs), default=(0.0, []), key=lambda t: t[0])
 
 
-def benchmark_table(root: Path) -> pd.DataFrame:
+def benchmark_table(root: Path, logs: Path) -> pd.DataFrame:
+    """One row per job: rule, wall (benchmark file), CPU (``job_cpu_s`` of the rule log
+    ``logs/<same path>.log`` if there is one, else the benchmark's ``cpu_time``) and where the CPU came from."""
     rows = []
     for f in sorted(root.glob("**/*.tsv")):
         df = pd.read_csv(f, sep="\t")
-        if len(df):
-            rows.append({"rule": f.relative_to(root).parts[0], "wall_s": float(df["s"].iloc[-1]),
-                         "cpu_s": float(df["cpu_time"].iloc[-1])})
-    return pd.DataFrame(rows, columns=["rule", "wall_s", "cpu_s"])
+        if not len(df):
+            continue
+        log = logs / f.relative_to(root).with_suffix(".log")
+        found = _JOB_CPU.findall(log.read_text(errors="replace")) if log.exists() else []
+        rows.append({"rule": f.relative_to(root).parts[0], "wall_s": float(df["s"].iloc[-1]),
+                     "cpu_s": float(found[-1]) if found else float(df["cpu_time"].iloc[-1]),
+                     "cpu_from_log": bool(found)})
+    return pd.DataFrame(rows, columns=["rule", "wall_s", "cpu_s", "cpu_from_log"])
 
 
 def compute_seconds(logs: Path) -> float:
@@ -108,12 +117,14 @@ def main() -> None:
     args = ap.parse_args()
     log = args.log or max(Path(".snakemake/log").glob("*.snakemake.log"), key=lambda p: p.stat().st_mtime)
     jobs = parse_log(log)
-    bench = benchmark_table(args.benchmarks)
-    per_rule = bench.groupby("rule").agg(jobs=("wall_s", "size"), wall_s=("wall_s", "sum"), cpu_s=("cpu_s", "sum"))
+    bench = benchmark_table(args.benchmarks, args.logs)
+    per_rule = bench.groupby("rule").agg(jobs=("wall_s", "size"), wall_s=("wall_s", "sum"), cpu_s=("cpu_s", "sum"),
+                                         cpu_from_log=("cpu_from_log", "sum"))
     per_rule = per_rule.sort_values("cpu_s", ascending=False)
     pd.set_option("display.width", 160)
     print(f"run log: {log}  ({len(jobs)} jobs finished)\n")
-    print("per rule (from the benchmark files):")
+    print("per rule (wall: benchmark files; CPU: job_cpu_s of the rule logs for cpu_from_log jobs, else the "
+          "benchmark files):")
     print(per_rule.round(1).to_string())
     print(f"\ntotal: {int(per_rule['jobs'].sum())} jobs, wall {per_rule['wall_s'].sum():.0f} s, "
           f"CPU {per_rule['cpu_s'].sum():.0f} s")

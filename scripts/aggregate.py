@@ -1,4 +1,8 @@
 """Rule aggregate: result JSONs -> results/tables/{perplexity,encoder}.{csv,md}."""
+from lpbench.worker import delegate
+
+delegate()  # under `make run`: this job runs in the pre-loaded worker (lpbench.worker)
+
 from lpbench.jobs import setup
 from lpbench.tables import encoder_table, load_results, perplexity_table, write_table
 

@@ -1,4 +1,8 @@
 """Rule calib_windows: n seeded calibration windows (the calibrate rule's sampler, more of them)."""
+from lpbench.worker import delegate
+
+delegate()  # under `make run`: this job runs in the pre-loaded worker (lpbench.worker)
+
 import json
 from pathlib import Path
 

@@ -1,4 +1,8 @@
 """Rule calibrate: calibration windows -> shared per-layer activation statistics."""
+from lpbench.worker import delegate
+
+delegate()  # under `make run`: this job runs in the pre-loaded worker (lpbench.worker)
+
 from pathlib import Path
 
 import torch

@@ -1,5 +1,9 @@
 """Rule claims: ledger + result tables (+ the evaluations' per-token NLLs for the confidence
 intervals) -> results/claims.{md,csv} with computed verdicts."""
+from lpbench.worker import delegate
+
+delegate()  # under `make run`: this job runs in the pre-loaded worker (lpbench.worker)
+
 from pathlib import Path
 
 import pandas as pd

@@ -1,4 +1,8 @@
 """Rule download_corpus: one config entry -> calibration.txt / evaluation.txt / corpus.json."""
+from lpbench.worker import delegate
+
+delegate()  # under `make run`: this job runs in the pre-loaded worker (lpbench.worker)
+
 from pathlib import Path
 
 from lpbench.corpora import materialize

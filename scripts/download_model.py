@@ -1,4 +1,8 @@
 """Rule download_model: one config entry -> resources/models/<id>/ (canonical FP32 HF directory)."""
+from lpbench.worker import delegate
+
+delegate()  # under `make run`: this job runs in the pre-loaded worker (lpbench.worker)
+
 from pathlib import Path
 
 from lpbench.jobs import setup

@@ -3,6 +3,10 @@
 The provenance holds the content hashes of every input read (model files, tokenizer, text, tokens,
 artifact): a changed input changes this file, so what reads it reruns too, and a result always says
 which model it was measured on."""
+from lpbench.worker import delegate
+
+delegate()  # under `make run`: this job runs in the pre-loaded worker (lpbench.worker)
+
 import json
 import time
 from pathlib import Path

@@ -1,4 +1,8 @@
 """Rule figures: perplexity table -> results/figures/perplexity.{png,pdf}."""
+from lpbench.worker import delegate
+
+delegate()  # under `make run`: this job runs in the pre-loaded worker (lpbench.worker)
+
 import pandas as pd
 
 from lpbench.jobs import setup

@@ -1,4 +1,8 @@
 """Rule gptq_weights: sequential GPTQ of one transformed model (lpbench.gptq), shared by the methods using it."""
+from lpbench.worker import delegate
+
+delegate()  # under `make run`: this job runs in the pre-loaded worker (lpbench.worker)
+
 from pathlib import Path
 
 import torch

@@ -1,4 +1,8 @@
 """Rule hwcost: per-token op counts of each (model, method) -> energy table."""
+from lpbench.worker import delegate
+
+delegate()  # under `make run`: this job runs in the pre-loaded worker (lpbench.worker)
+
 from pathlib import Path
 
 import pandas as pd

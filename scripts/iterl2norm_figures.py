@@ -1,4 +1,8 @@
 """Rule iterl2norm_figures: error vs iterations (faceted by d) and the latency model vs d."""
+from lpbench.worker import delegate
+
+delegate()  # under `make run`: this job runs in the pre-loaded worker (lpbench.worker)
+
 import pandas as pd
 
 from lpbench.studies.iterl2norm import error_figure, init_figure, latency_figure, real_error_figure

@@ -1,5 +1,9 @@
 """Rule iterl2norm_latency: norm-macro cycle model vs the paper's endpoints (ITER-3) and the energy of
 one normalization vs a square-root + divide datapath."""
+from lpbench.worker import delegate
+
+delegate()  # under `make run`: this job runs in the pre-loaded worker (lpbench.worker)
+
 from lpbench.hwcost import load_costs
 from lpbench.studies.iterl2norm import energy_table, latency_table, settings
 from lpbench.jobs import setup

@@ -1,5 +1,9 @@
 """Rule iterl2norm_precision: error vs iterations (synthetic + recorded real norm inputs) -> the error
 data, the convergence table (ITER-1) and the 9-case win table (ITER-2)."""
+from lpbench.worker import delegate
+
+delegate()  # under `make run`: this job runs in the pre-loaded worker (lpbench.worker)
+
 import time
 from pathlib import Path
 

@@ -1,6 +1,10 @@
 """Rule iterl2norm_record: inputs of every norm of one model on its calibration windows -> a .pt file.
 
 Standalone: python scripts/iterl2norm_record.py <model_dir> <windows.pt> <out.pt> (see lpbench.jobs)."""
+from lpbench.worker import delegate
+
+delegate()  # under `make run`: this job runs in the pre-loaded worker (lpbench.worker)
+
 import sys
 from pathlib import Path
 

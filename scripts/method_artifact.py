@@ -1,5 +1,9 @@
 """Rule method_artifact: a method's offline artifact from the shared calibration statistics.
 (Methods without an offline step have no artifact job: see ``method_artifact_input`` in common.smk.)"""
+from lpbench.worker import delegate
+
+delegate()  # under `make run`: this job runs in the pre-loaded worker (lpbench.worker)
+
 from pathlib import Path
 
 import torch

@@ -1,4 +1,8 @@
 """Rule rrs_cost: per-token op counts of RS/RRS/QuaRot/SmoothQuant overhead vs plain W4A4 -> rrs_cost table."""
+from lpbench.worker import delegate
+
+delegate()  # under `make run`: this job runs in the pre-loaded worker (lpbench.worker)
+
 from pathlib import Path
 
 import pandas as pd

@@ -1,4 +1,8 @@
 """Rule rrs_outliers: outlier statistics of linear inputs (original / RS / rotated / RRS) + the figure."""
+from lpbench.worker import delegate
+
+delegate()  # under `make run`: this job runs in the pre-loaded worker (lpbench.worker)
+
 from pathlib import Path
 
 import pandas as pd

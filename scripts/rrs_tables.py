@@ -1,4 +1,8 @@
 """Rule rrs_perplexity: result JSONs of the RRS methods -> results/tables/rrs_perplexity.{csv,md} + figure."""
+from lpbench.worker import delegate
+
+delegate()  # under `make run`: this job runs in the pre-loaded worker (lpbench.worker)
+
 import pandas as pd
 
 from lpbench.jobs import setup

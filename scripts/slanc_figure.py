@@ -1,4 +1,8 @@
 """Rule slanc_figure: per-norm Σx² of every model against the FP16 limits."""
+from lpbench.worker import delegate
+
+delegate()  # under `make run`: this job runs in the pre-loaded worker (lpbench.worker)
+
 import pandas as pd
 import torch
 

@@ -1,5 +1,9 @@
 """Rule slanc_measure: norm inputs of the FP32 model on the evaluation windows through every variant's
 emulated low-precision norm (lpbench.studies.slanc) -> one .pt file per (model, corpus)."""
+from lpbench.worker import delegate
+
+delegate()  # under `make run`: this job runs in the pre-loaded worker (lpbench.worker)
+
 import time
 from pathlib import Path
 

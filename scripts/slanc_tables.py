@@ -1,5 +1,9 @@
 """Rule slanc_tables: SLaNC measurements + evaluation JSONs -> results/tables/slanc (model x case x
 variant), slanc_layers (predicted vs measured norm-input RMS per norm) and slanc_cost (runtime extras)."""
+from lpbench.worker import delegate
+
+delegate()  # under `make run`: this job runs in the pre-loaded worker (lpbench.worker)
+
 import json
 from pathlib import Path
 

@@ -1,6 +1,10 @@
 """Rule tender_cost (TENDER-4): analytical output-stationary systolic-array model of a transformer's
 linear layers at prefill, Tender shift accumulation vs explicit requantization vs per-tensor INT vs FP16
 (lpbench.studies.tender)."""
+from lpbench.worker import delegate
+
+delegate()  # under `make run`: this job runs in the pre-loaded worker (lpbench.worker)
+
 from pathlib import Path
 
 import torch

@@ -4,6 +4,10 @@ For every (model, corpus, tender method) of the rule: load the FP32 model and th
 artifact, run the first evaluation window, and check the input sites of the first, middle and last block
 with :meth:`lpbench.methods.tender.Tender.exactness_on_model` (INT32 accumulator, overflow flagged).
 """
+from lpbench.worker import delegate
+
+delegate()  # under `make run`: this job runs in the pre-loaded worker (lpbench.worker)
+
 from pathlib import Path
 
 import pandas as pd

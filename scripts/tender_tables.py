@@ -1,5 +1,9 @@
 """Rule tender_tables: Tender perplexity table, granularity comparison (TENDER-1) and perplexity vs G
 (TENDER-3) from the evaluation JSONs (lpbench.studies.tender)."""
+from lpbench.worker import delegate
+
+delegate()  # under `make run`: this job runs in the pre-loaded worker (lpbench.worker)
+
 from pathlib import Path
 
 import torch

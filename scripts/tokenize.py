@@ -1,5 +1,9 @@
 """Rule tokenize: one corpus split -> token ids for one model's tokenizer, plus a sidecar JSON with the
 hashes of what they were made from (text, tokenizer) and of the tokens themselves."""
+from lpbench.worker import delegate
+
+delegate()  # under `make run`: this job runs in the pre-loaded worker (lpbench.worker)
+
 from pathlib import Path
 
 import torch

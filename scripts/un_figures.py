@@ -1,4 +1,8 @@
 """Rule un_figures: training curves (mean and seed band), one layer's statistic per step, speed bars."""
+from lpbench.worker import delegate
+
+delegate()  # under `make run`: this job runs in the pre-loaded worker (lpbench.worker)
+
 import pandas as pd
 
 from lpbench.jobs import setup

@@ -1,4 +1,8 @@
 """Rule un_images: an image-set entry (Fashion-MNIST from Debian) -> .pt with the official splits + JSON."""
+from lpbench.worker import delegate
+
+delegate()  # under `make run`: this job runs in the pre-loaded worker (lpbench.worker)
+
 from pathlib import Path
 
 from lpbench.images import materialize

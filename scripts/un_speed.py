@@ -1,5 +1,9 @@
 """Rule un_speed: LN vs folded UN latency / peak memory / norm time share / folding check, and the
 norms' per-token ops and energy on the hardware-cost scale."""
+from lpbench.worker import delegate
+
+delegate()  # under `make run`: this job runs in the pre-loaded worker (lpbench.worker)
+
 from lpbench.jobs import compute, setup
 from lpbench.studies.unified_norm.speed import speed_job
 from lpbench.tables import write_table

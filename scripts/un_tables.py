@@ -1,4 +1,8 @@
 """Rule un_tables: every run JSON -> per-seed table, per-(task, norm) summary, filtration table."""
+from lpbench.worker import delegate
+
+delegate()  # under `make run`: this job runs in the pre-loaded worker (lpbench.worker)
+
 from lpbench.jobs import setup
 from lpbench.studies.unified_norm.tables import COLLAPSE_DEFINITION, load_runs, study_tables
 from lpbench.tables import write_table

@@ -1,4 +1,8 @@
 """Rule un_train: one (task, norm, seed) training run -> checkpoint, per-step log, result JSON."""
+from lpbench.worker import delegate
+
+delegate()  # under `make run`: this job runs in the pre-loaded worker (lpbench.worker)
+
 from lpbench.jobs import compute, setup
 from lpbench.studies.unified_norm.train import run_job
 

@@ -55,7 +55,7 @@ def hf_hub(tmp_path_factory, monkeypatch):
 
 @pytest.fixture(scope="session")
 def e2e_local_run(tmp_path_factory):
-    """The local end-to-end run on config/test.yaml (2 cores), once per session.
+    """The local end-to-end run on config/test.yaml (2 cores, through the pre-loaded worker), once per session.
 
     Shared by the end-to-end test (which then also resumes it) and the SLURM test (which compares its
     own results with these). ``metrics`` maps each evaluation JSON (path under results/evals) to its
@@ -66,7 +66,7 @@ def e2e_local_run(tmp_path_factory):
     from workflow_run import smk
 
     workdir = tmp_path_factory.mktemp("e2e_local")
-    proc = smk(workdir, "--cores", "2")
+    proc = smk(workdir, "--cores", "2", worker=True)      # as `make run` does (the SLURM test runs in-process)
     evals = workdir / "results" / "evals"
     metrics = {str(p.relative_to(evals)): json.loads(p.read_text())["metrics"] for p in sorted(evals.rglob("*.json"))}
     return SimpleNamespace(workdir=workdir, proc=proc, metrics=metrics)

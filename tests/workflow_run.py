@@ -18,11 +18,14 @@ def smk_env(extra: dict | None = None) -> dict:
             **(extra or {})}
 
 
-def smk_cmd(workdir, *args, configfile=None, snakefile=None) -> list[str]:
-    return [*SNAKEMAKE, "--snakefile", str(snakefile or ROOT / "Snakefile"), "--directory", str(workdir),
+def smk_cmd(workdir, *args, configfile=None, snakefile=None, worker=False) -> list[str]:
+    """A Snakemake command line; ``worker``: through ``python -m lpbench.worker`` as ``make run`` runs it."""
+    prefix = [sys.executable, "-m", "lpbench.worker", "--socket", str(Path(workdir) / ".snakemake" / "w.sock"),
+              "--"] if worker else []
+    return [*prefix, *SNAKEMAKE, "--snakefile", str(snakefile or ROOT / "Snakefile"), "--directory", str(workdir),
             "--configfile", str(configfile or TEST_CONFIG), *args]
 
 
-def smk(workdir, *args, configfile=None):
-    return subprocess.run(smk_cmd(workdir, *args, configfile=configfile), capture_output=True, text=True,
-                          env=smk_env(), cwd=workdir)
+def smk(workdir, *args, configfile=None, worker=False):
+    return subprocess.run(smk_cmd(workdir, *args, configfile=configfile, worker=worker), capture_output=True,
+                          text=True, env=smk_env(), cwd=workdir)

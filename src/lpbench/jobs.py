@@ -9,6 +9,7 @@ import atexit
 import json
 import logging
 import random
+import resource
 import sys
 import time
 import traceback
@@ -41,6 +42,13 @@ def setup(snakemake) -> logging.Logger:
     return log
 
 
+def job_cpu_s() -> float:
+    """CPU seconds of this job's process (all threads) and its finished subprocesses. In a job forked by
+    :mod:`lpbench.worker` this starts at zero with the job, so it is the job's own CPU either way."""
+    self, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return self.ru_utime + self.ru_stime + children.ru_utime + children.ru_stime
+
+
 _COMPUTE_CPU_S = [0.0]
 
 
@@ -60,6 +68,7 @@ def compute():
 def _report_compute(log: logging.Logger) -> None:
     if _COMPUTE_CPU_S[0] > 0:
         log.info("compute_cpu_s=%.3f", _COMPUTE_CPU_S[0])
+    log.info("job_cpu_s=%.3f", job_cpu_s())    # benchmark files miss the CPU of a job run in the worker
 
 
 def install_excepthook(log: logging.Logger) -> None:

@@ -45,7 +45,7 @@ def main():
     ap.add_argument("--tokens", type=int, default=256)
     args = ap.parse_args()
     torch.set_num_threads(1)
-    model, tok, _ = load_model(Path(args.model))
+    model, tok, _ = load_model(Path(args.model), tokenizer=True)
     arch = get_arch(model)
     ids = tok("It is a truth universally acknowledged, that a single man in possession of a good fortune, must be "
               "in want of a wife. " * 20, return_tensors="pt").input_ids[:, : args.tokens]

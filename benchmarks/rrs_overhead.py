@@ -37,7 +37,7 @@ def load(args):
     if args.model:
         from lpbench.sources import load_model
         from lpbench.data import eval_windows
-        model, tok, meta = load_model(args.model)
+        model, tok, meta = load_model(args.model, tokenizer=True)
         bos = tok.bos_token_id if meta.get("bos_per_window") else None
         ids = eval_windows(torch.load(args.tokens), args.seqlen, args.windows, bos_id=bos)
         return (lambda: load_model(args.model)[0]), ids

@@ -11,13 +11,13 @@ from lpbench.archs import get_arch
 from lpbench.calibration import collect_stats
 from lpbench.data import calibration_windows, load_tokens
 from lpbench.jobs import compute, setup
-from lpbench.sources import load_model
+from lpbench.sources import load_model, special_tokens
 
 log = setup(snakemake)
-model, tok, meta = load_model(Path(snakemake.input.model).parent)
+model, _, meta = load_model(Path(snakemake.input.model).parent)
 arch = get_arch(model)
 s = snakemake.params.settings
-bos = tok.bos_token_id if meta.get("bos_per_window") else None
+bos = special_tokens(Path(snakemake.input.model).parent, meta)["bos"] if meta.get("bos_per_window") else None
 ids, _ = load_tokens(snakemake.input.tokens, snakemake.input.tokens_meta, meta)
 windows = calibration_windows(ids, s["seqlen"], s["n_windows"],
                               snakemake.params.seed, bos_id=bos)

@@ -13,14 +13,14 @@ from lpbench.data import eval_windows
 from lpbench.jobs import compute, setup
 from lpbench.plots import save
 from lpbench.studies.rrs import capture_inputs, layer_table, outlier_figure, pick_figure_input
-from lpbench.sources import load_model
+from lpbench.sources import load_model, special_tokens
 from lpbench.tables import write_table
 
 log = setup(snakemake)
 p = snakemake.params
-model, tok, meta = load_model(Path(snakemake.input.model).parent)
+model, _, meta = load_model(Path(snakemake.input.model).parent)
 arch = get_arch(model)
-bos = tok.bos_token_id if meta.get("bos_per_window") else None
+bos = special_tokens(Path(snakemake.input.model).parent, meta)["bos"] if meta.get("bos_per_window") else None
 window = eval_windows(torch.load(snakemake.input.tokens), p.seqlen, 1, bos_id=bos)[0]
 with compute():
     captured = capture_inputs(model, arch, window)

@@ -13,21 +13,22 @@ from lpbench.archs import get_arch
 from lpbench.data import eval_windows
 from lpbench.jobs import compute, setup
 from lpbench.studies.slanc import measure
-from lpbench.sources import load_model
+from lpbench.sources import load_model, special_tokens
 
 log = setup(snakemake)
 t0 = time.perf_counter()
 p = snakemake.params
-model, tok, meta = load_model(Path(snakemake.input.model).parent)
+model, _, meta = load_model(Path(snakemake.input.model).parent)
+sp = special_tokens(Path(snakemake.input.model).parent, meta)
 arch = get_arch(model)
 ids = torch.load(snakemake.input.tokens)
 seqlen = p.settings["seqlen"]
 if meta.get("causal", True):
-    bos = tok.bos_token_id if meta.get("bos_per_window") else None
+    bos = sp["bos"] if meta.get("bos_per_window") else None
     windows = eval_windows(ids, seqlen, p.n_windows, bos_id=bos)
 else:
-    cls = tok.cls_token_id if tok.cls_token_id is not None else tok.bos_token_id
-    sep = tok.sep_token_id if tok.sep_token_id is not None else tok.eos_token_id
+    cls = sp["cls"] if sp["cls"] is not None else sp["bos"]
+    sep = sp["sep"] if sp["sep"] is not None else sp["eos"]
     body = eval_windows(ids, seqlen - 2, p.n_windows)
     windows = torch.cat([torch.full((len(body), 1), cls), body, torch.full((len(body), 1), sep)], 1)
 scales = torch.load(snakemake.input.artifact)["artifact"]["scales"]

@@ -17,7 +17,7 @@ from lpbench.archs import get_arch
 from lpbench.data import eval_windows
 from lpbench.jobs import compute, setup
 from lpbench.methods import build_method
-from lpbench.sources import load_model
+from lpbench.sources import load_model, special_tokens
 from lpbench.tables import write_table
 
 log = setup(snakemake)  # noqa: F821
@@ -28,10 +28,10 @@ for (model_id, corpus, meth), meta, art_path, tok_path in zip(
     if model_id not in loaded:
         loaded.clear()
         loaded[model_id] = load_model(Path(meta).parent)
-    model, tok, mmeta = loaded[model_id]
+    model, _, mmeta = loaded[model_id]
     arch = get_arch(model)
     settings = snakemake.params.settings[model_id]  # noqa: F821
-    bos = tok.bos_token_id if mmeta.get("bos_per_window") else None
+    bos = special_tokens(Path(meta).parent, mmeta)["bos"] if mmeta.get("bos_per_window") else None
     window = eval_windows(torch.load(tok_path), settings["seqlen"], 1, bos_id=bos)
     method = build_method(meth, snakemake.params.entries[meth])  # noqa: F821
     artifact = torch.load(art_path)["artifact"]

@@ -18,7 +18,7 @@ import torch
 
 from hub_standin import FAKE_SHA
 from lpbench import sources
-from lpbench.sources import DownloadError, byte_tokenizer, load_model, materialize, sha256_file
+from lpbench.sources import DownloadError, byte_tokenizer, load_model, materialize, sha256_file, special_tokens
 
 TINY_LLAMA = dict(hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2,
                   num_key_value_heads=1, max_position_embeddings=64, vocab_size=259)
@@ -48,12 +48,17 @@ def _reference_logits(hf_dir: Path, ids: torch.Tensor) -> torch.Tensor:
 
 def _check_loads_like(out: Path, hf_dir: Path) -> dict:
     """``out`` loads with load_model and gives exactly the logits of the original ``hf_dir``."""
-    model, tok, meta = load_model(out)
+    model, tok, meta = load_model(out, tokenizer=True)
     ids = torch.tensor([tok.encode("Hello, hub!")])
     with torch.no_grad():
         logits = model(ids).logits
     assert torch.equal(logits, _reference_logits(hf_dir, ids))
     assert next(model.parameters()).dtype == torch.float32
+    # the special-token ids jobs use without loading the tokenizer: recorded at download, as the tokenizer has them
+    for k in ("bos", "eos", "cls", "sep", "pad"):
+        assert meta["special_tokens"][k] == getattr(tok, f"{k}_token_id")
+    old_meta = {k: v for k, v in meta.items() if k != "special_tokens"}      # a directory from before the record
+    assert special_tokens(out, old_meta) == meta["special_tokens"]
     return meta
 
 

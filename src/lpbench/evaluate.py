@@ -98,20 +98,21 @@ def run_evaluation(model_dir, method, artifact: dict, ids: torch.Tensor, setting
     from lpbench.archs import get_arch
     from lpbench.data import eval_windows
     from lpbench.jobs import compute
-    from lpbench.sources import load_model
+    from lpbench.sources import load_model, special_tokens
 
-    model, tok, meta = load_model(model_dir)
+    model, _, meta = load_model(model_dir)
+    sp = special_tokens(model_dir, meta)
     arch = get_arch(model)
     if meta.get("causal", True):
-        bos = tok.bos_token_id if meta.get("bos_per_window") else None
+        bos = sp["bos"] if meta.get("bos_per_window") else None
         windows = eval_windows(ids, settings["seqlen"], settings.get("n_windows"), bos_id=bos)
         model = method.apply(model, arch, artifact).to(device)
         with compute():
             metrics = perplexity(model, windows, settings.get("batch_size", 1), progress=progress)
         metrics["kind"] = "perplexity"
     else:
-        cls = tok.cls_token_id if tok.cls_token_id is not None else tok.bos_token_id
-        sep = tok.sep_token_id if tok.sep_token_id is not None else tok.eos_token_id
+        cls = sp["cls"] if sp["cls"] is not None else sp["bos"]
+        sep = sp["sep"] if sp["sep"] is not None else sp["eos"]
         body = eval_windows(ids, settings["seqlen"] - 2, settings.get("n_windows"))
         windows = torch.cat([torch.full((len(body), 1), cls), body, torch.full((len(body), 1), sep)], 1)
         with compute():

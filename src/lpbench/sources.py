@@ -360,12 +360,13 @@ def materialize(model_id: str, entry: dict, out: Path, work: Path) -> Path:
         meta = build_random(entry, out)
     else:
         raise ValueError(f"model '{model_id}': unknown source '{source}'; known: pypi, hf, local, random")
-    from transformers import AutoConfig
+    from transformers import AutoConfig, AutoTokenizer
 
     cfg = AutoConfig.from_pretrained(out)
     meta.update(model_id=model_id, source=source, model_type=cfg.model_type,
                 causal=bool(entry.get("causal", True)),
                 bos_per_window=bool(entry.get("bos_per_window", False)),
+                special_tokens=token_ids_of(AutoTokenizer.from_pretrained(out)),
                 caveat=entry.get("caveat", meta.get("caveat", "")))
     meta.update(content_identity(out))
     (out / META_FILE).write_text(json.dumps(meta, indent=2))
@@ -466,9 +467,28 @@ def _from_local(path: Path, entry: dict, out: Path) -> None:
 
 
 # ----------------------------------------------------------------------------------------------- load
-def load_model(model_dir: str | Path):
-    """Load a canonical model directory: (model in FP32 eval mode, tokenizer, metadata dict), after
-    checking its files against ``lpbench_model.json`` (:func:`verify_model_dir`)."""
+SPECIAL_TOKENS = ("bos", "eos", "cls", "sep", "pad")
+
+
+def token_ids_of(tok) -> dict[str, int | None]:
+    """The special-token ids a job needs (BOS per window, CLS/SEP of an encoder), from a tokenizer."""
+    return {k: getattr(tok, f"{k}_token_id", None) for k in SPECIAL_TOKENS}
+
+
+def special_tokens(model_dir: str | Path, meta: dict) -> dict[str, int | None]:
+    """Special-token ids of a canonical model directory: recorded in ``lpbench_model.json`` at download
+    (loading Gemma-3's 262k-entry tokenizer costs ~3 CPU-s per job), or read from the tokenizer for a
+    directory written before they were recorded."""
+    if "special_tokens" in meta:
+        return meta["special_tokens"]
+    from transformers import AutoTokenizer
+    return token_ids_of(AutoTokenizer.from_pretrained(model_dir))
+
+
+def load_model(model_dir: str | Path, tokenizer: bool = False):
+    """Load a canonical model directory: (model in FP32 eval mode, tokenizer or None, metadata dict),
+    after checking its files against ``lpbench_model.json`` (:func:`verify_model_dir`). The tokenizer is
+    loaded only if asked for: jobs read pre-tokenized ids, and :func:`special_tokens` has the ids they need."""
     from transformers import AutoModel, AutoModelForCausalLM, AutoTokenizer
 
     model_dir = Path(model_dir)
@@ -476,5 +496,5 @@ def load_model(model_dir: str | Path):
     cls = AutoModelForCausalLM if meta.get("causal", True) else AutoModel
     model = cls.from_pretrained(model_dir, dtype=torch.float32)
     model.eval()
-    tok = AutoTokenizer.from_pretrained(model_dir)
+    tok = AutoTokenizer.from_pretrained(model_dir) if tokenizer else None
     return model, tok, meta

@@ -13,6 +13,7 @@ rule calibrate:
     threads: config["threads"]
     resources:
         mem_mb=8000,
+    priority: 10  # the chain to the GPTQ weights is the pipeline's critical path: start it first
     benchmark:
         "results/benchmarks/calibrate/{model}/{corpus}.tsv",
     log:

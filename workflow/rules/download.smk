@@ -8,6 +8,7 @@ rule download_model:
     params:
         entry=lambda wc: config["models"][wc.model],
         work=lambda wc: f"resources/downloads/models/{wc.model}",
+    priority: 10  # the chain to the GPTQ weights is the pipeline's critical path: start it first
     benchmark:
         "results/benchmarks/download_model/{model}.tsv",
     log:
@@ -51,6 +52,7 @@ rule tokenize:
     output:
         tokens="resources/tokens/{model}/{corpus}/{split}.pt",
         meta="resources/tokens/{model}/{corpus}/{split}.json",
+    priority: 10  # the chain to the GPTQ weights is the pipeline's critical path: start it first
     benchmark:
         "results/benchmarks/tokenize/{model}/{corpus}/{split}.tsv",
     log:

@@ -37,6 +37,7 @@ rule gptq_weights:
     threads: config["threads"]
     resources:
         mem_mb=8000,
+    priority: 10  # the chain to the GPTQ weights is the pipeline's critical path: start it first
     benchmark:
         "results/benchmarks/gptq_weights/{model}/{corpus}/{key}.tsv"
     log:

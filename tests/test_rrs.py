@@ -239,3 +239,37 @@ def test_bad_parameters_are_clear_errors():
         build_method("x", {"method": "rs", "weights": "awq"})
     with pytest.raises(ValueError, match="unknown parameter"):
         build_method("x", {"method": "rrs", "group": 128})
+
+
+def test_perplexity_figure_one_bar_per_configuration_with_its_interval():
+    """The RRS figure draws exactly one bar per (row, configuration) at that row's perplexity, with an error bar
+    spanning its CI, the same colour for a configuration in every panel; a duplicate pair is an error."""
+    import matplotlib.pyplot as plt
+    import pandas as pd
+
+    from lpbench.studies.rrs import CONFIG_PALETTE, perplexity_figure
+
+    rows = []
+    for model, scale in (("a", 1.0), ("b", 2.0)):
+        rows.append(dict(model=model, kind="fp32", row="FP32", config="FP32", method="fp32", perplexity=10 * scale,
+                         ppl_ci_low=9 * scale, ppl_ci_high=11 * scale))
+        for i, (row, cfg) in enumerate([("RTN", "W4A4 KV16"), ("RTN", "W16A4 KV16"), ("QuaRot", "W4A4 KV16")]):
+            ppl = (20 + 10 * i) * scale
+            rows.append(dict(model=model, kind="x", row=row, config=cfg, method=f"m{i}", perplexity=ppl,
+                             ppl_ci_low=ppl - 1, ppl_ci_high=ppl + 2))
+    df = pd.DataFrame(rows)
+    fig = perplexity_figure(df)
+    for ax, scale in zip(fig.axes, (1.0, 2.0)):
+        heights = sorted(p.get_height() for p in ax.patches if p.get_height() > 0)
+        assert heights == [20 * scale, 30 * scale, 40 * scale]
+        colours = {p.get_height(): p.get_facecolor()[:3] for p in ax.patches if p.get_height() > 0}
+        import matplotlib.colors as mc
+        assert colours[20 * scale] == pytest.approx(mc.to_rgb(CONFIG_PALETTE["W4A4 KV16"]))
+        assert colours[30 * scale] == pytest.approx(mc.to_rgb(CONFIG_PALETTE["W16A4 KV16"]))
+        segs = [s for c in ax.collections for s in c.get_segments()]
+        spans = sorted((round(s[0][1], 6), round(s[1][1], 6)) for s in segs)
+        assert spans == sorted((h - 1, h + 2) for h in (20 * scale, 30 * scale, 40 * scale))
+    plt.close(fig)
+    dup = pd.concat([df, df.iloc[[1]]])
+    with pytest.raises(ValueError, match="share a"):
+        perplexity_figure(dup)

@@ -7,6 +7,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
@@ -17,6 +18,38 @@ def save(fig, png: str | Path, pdf: str | Path | None = None) -> None:
     if pdf:
         fig.savefig(pdf, bbox_inches="tight")
     plt.close(fig)
+
+
+def interval_errorbars(ax, x, y, lo, hi, horizontal: bool = False, **kw) -> None:
+    """Asymmetric error bars [lo, hi] around y at positions x (where all three are finite); "95 % CI" by
+    convention of every perplexity figure here (``lpbench.bootstrap``)."""
+    x, y = np.asarray(x, float), pd.to_numeric(pd.Series(y), errors="coerce").to_numpy(float)
+    lo = pd.to_numeric(pd.Series(lo), errors="coerce").to_numpy(float)
+    hi = pd.to_numeric(pd.Series(hi), errors="coerce").to_numpy(float)
+    ok = np.isfinite(x) & np.isfinite(y) & np.isfinite(lo) & np.isfinite(hi)
+    if ok.any():
+        err = [y[ok] - lo[ok], hi[ok] - y[ok]]
+        args = dict(fmt="none", ecolor="k", elinewidth=0.8, capsize=2, **kw)
+        ax.errorbar(y[ok], x[ok], xerr=err, **args) if horizontal else ax.errorbar(x[ok], y[ok], yerr=err, **args)
+
+
+def grouped_bars(ax, df: pd.DataFrame, x: str, hue: str, y: str, order: list, hue_order: list, palette: dict,
+                 lo: str | None = None, hi: str | None = None) -> None:
+    """One bar per (x, hue) pair — never an average of several rows (a duplicate pair is an error) — side
+    by side within each x category, colours from ``palette`` (the same in every panel), error bars from the
+    ``lo`` / ``hi`` columns where they are given."""
+    dup = df.duplicated([x, hue], keep=False)
+    if dup.any():
+        raise ValueError(f"two rows share a ({x}, {hue}) bar: {df.loc[dup, [x, hue]].values.tolist()}")
+    width = 0.8 / max(len(hue_order), 1)
+    for j, h in enumerate(hue_order):
+        d = df[df[hue] == h].set_index(x).reindex(order)
+        xs = np.arange(len(order)) - 0.4 + width * (j + 0.5)
+        vals = pd.to_numeric(d[y], errors="coerce").to_numpy(float)
+        ax.bar(xs, vals, width, color=palette[h], label=h)
+        if lo and hi:
+            interval_errorbars(ax, xs, vals, d[lo], d[hi])
+    ax.set_xticks(range(len(order)), order)
 
 
 def perplexity_by_method(df: pd.DataFrame):
@@ -36,13 +69,8 @@ def perplexity_by_method(df: pd.DataFrame):
         if {"ppl_ci_low", "ppl_ci_high"} <= set(sub.columns):
             # 95 % block-bootstrap CI of each perplexity (lpbench.bootstrap), where the NLLs are stored
             ci = sub.drop_duplicates("method").set_index("method").reindex(order)
-            lo, hi = pd.to_numeric(ci["ppl_ci_low"], errors="coerce"), pd.to_numeric(ci["ppl_ci_high"], errors="coerce")
-            pt = ci["shown"]
-            ok = lo.notna() & hi.notna() & pt.notna()
-            ys = [i for i, m in enumerate(order) if ok.loc[m]]
-            if ys:
-                ax.errorbar(pt[ok].values, ys, xerr=[(pt - lo)[ok].values, (hi - pt)[ok].values], fmt="none",
-                            ecolor="k", elinewidth=0.8, capsize=2)
+            interval_errorbars(ax, range(len(order)), ci["shown"], ci["ppl_ci_low"], ci["ppl_ci_high"],
+                               horizontal=True)
         ax.set_xscale("log")
         ref = sub.loc[sub["method"] == "fp32", "shown"]
         if len(ref) and pd.notna(ref.iloc[0]):

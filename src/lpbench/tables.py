@@ -16,7 +16,7 @@ def load_results(paths) -> list[dict]:
     return [json.loads(Path(p).read_text()) for p in paths]
 
 
-def _ppl_ci(m: dict) -> dict:
+def ppl_ci(m: dict) -> dict:
     """95 % block-bootstrap CI of the perplexity from the stored per-token NLLs (empty without them)."""
     from lpbench.bootstrap import as_series, perplexity_ci
 
@@ -29,7 +29,7 @@ def _ppl_ci(m: dict) -> dict:
 
 def _row(r: dict) -> dict:
     m = r["metrics"]
-    return {**_ppl_ci(m), "model": r["model"]["id"], "corpus": r["corpus"]["id"], "method": r["method"]["name"],
+    return {**ppl_ci(m), "model": r["model"]["id"], "corpus": r["corpus"]["id"], "method": r["method"]["name"],
             "kind": r["method"]["kind"], "params": json.dumps(r["method"]["params"], sort_keys=True),
             "perplexity": m.get("perplexity"), "mean_nll": m.get("mean_nll"),
             "relative_error": m.get("relative_error"), "cosine": m.get("cosine"),

@@ -39,8 +39,10 @@ from lpbench.archs import ArchSpec, get_submodule
 from lpbench.hwcost import energy_pj
 from lpbench.methods import build_method
 from lpbench.methods.runtime_smooth import runtime_smooth_scales
+from lpbench.plots import grouped_bars
 from lpbench.quant import QuantSpec, fake_quant
 from lpbench.rotation import OnlineHadamard, hadamard_matrix, rotation_matrix
+from lpbench.tables import ppl_ci
 
 VIEWS = ("original", "rs", "rotated", "rrs")
 ROLES = ("o", "gate", "down")
@@ -202,7 +204,7 @@ def perplexity_rows(results: list[dict], families: dict[str, str]) -> list[dict]
             "config": "FP32" if kind == "fp32" else f"W{w}A{a} KV{kv}",
             "w_bits": w, "a_bits": a, "kv_bits": kv, "weights": weights,
             "rotation": _rotation_label(kind, p, fam), "smoothing": _smoothing_label(kind, p),
-            "perplexity": m.get("perplexity"), "windows": m.get("windows"), "seqlen": m.get("seqlen"),
+            "perplexity": m.get("perplexity"), **ppl_ci(m), "windows": m.get("windows"), "seqlen": m.get("seqlen"),
             "eval_wall_s": r.get("provenance", {}).get("wall_time_s"),
             "error": m.get("error") or "", "caveat": r["model"].get("caveat", "")})
     df = pd.DataFrame(rows)
@@ -216,22 +218,24 @@ def perplexity_rows(results: list[dict], families: dict[str, str]) -> list[dict]
 
 def perplexity_figure(df: pd.DataFrame):
     """Perplexity by table row, one panel per model, one bar per bit configuration (W4A4 KV16, W4A4 KV4,
-    W16A4 KV16; one colour each, the same in every panel), FP32 dashed (log scale)."""
+    W16A4 KV16; one colour each, the same in every panel) with its 95 % block-bootstrap CI, FP32 dashed
+    (log scale)."""
     sns.set_theme(style="whitegrid", context="paper")
     models = list(dict.fromkeys(df["model"]))
     fig, axes = plt.subplots(1, max(1, len(models)), figsize=(5.6 * max(1, len(models)), 3.9), squeeze=False)
     for ax, model in zip(axes[0], models):
         sub = df[(df["model"] == model) & (df["kind"] != "fp32")].copy()
         sub["ppl"] = sub["perplexity"].astype(float)
-        if sub.duplicated(["row", "config"]).any():
-            raise ValueError(f"{model}: two methods share a (row, config) bar: "
-                             f"{sub[sub.duplicated(['row', 'config'], keep=False)]['method'].tolist()}")
         order = [k for k in ROW_ORDER if k in set(sub["row"])] + sorted(set(sub["row"]) - set(ROW_ORDER))
         hue_order = [c for c in CONFIG_PALETTE if c in set(sub["config"])]
         palette = {**CONFIG_PALETTE, **{c: "#8C8C8C" for c in set(sub["config"]) - set(CONFIG_PALETTE)}}
         hue_order += sorted(set(sub["config"]) - set(CONFIG_PALETTE))
-        sns.barplot(data=sub, x="row", y="ppl", hue="config", order=order, hue_order=hue_order, ax=ax,
-                    palette=palette, errorbar=None)
+        try:
+            grouped_bars(ax, sub, "row", "config", "ppl", order, hue_order, palette,
+                         lo="ppl_ci_low" if "ppl_ci_low" in sub else None,
+                         hi="ppl_ci_high" if "ppl_ci_high" in sub else None)
+        except ValueError as e:
+            raise ValueError(f"{model}: {e} (methods {sub['method'].tolist()})") from None
         ref = df[(df["model"] == model) & (df["kind"] == "fp32")]["perplexity"]
         if len(ref) and pd.notna(ref.iloc[0]):
             ax.axhline(float(ref.iloc[0]), ls="--", color="k", lw=1, label="FP32")

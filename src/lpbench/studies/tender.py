@@ -23,6 +23,7 @@ from lpbench.accel.systolic import layer_comparison
 from lpbench.archs import spec_for_model_type
 from lpbench.methods import ModelDims
 from lpbench.methods.tender import artifact_nonempty_groups, resolve_groups
+from lpbench.plots import interval_errorbars
 
 ROLE_LABELS = {"tender": "Tender", "per_tensor": "per-tensor", "per_row": "per-row (token)",
                "per_column": "per-column (channel)", "smoothquant": "SmoothQuant", "fp32": "FP32"}
@@ -67,12 +68,14 @@ def tender_perplexity(ppl: pd.DataFrame, roles: dict, model_dirs: dict, artifact
         else:
             role, bits = role_of.get(r["method"], ("other", None))
             row.update(role=role, a_bits=params.get("a_bits", bits), w_bits=params.get("w_bits"))
-        row.update(perplexity=r["perplexity"], ppl_vs_fp32=(r["perplexity"] / fp32[r["model"]]
+        row.update(perplexity=r["perplexity"], ppl_ci_low=r.get("ppl_ci_low"), ppl_ci_high=r.get("ppl_ci_high"),
+                   ppl_vs_fp32=(r["perplexity"] / fp32[r["model"]]
                    if r["model"] in fp32 and r["perplexity"] is not None and not pd.isna(r["perplexity"]) else None),
                    windows=r["windows"], seqlen=r["seqlen"], error=r["error"], caveat=r["caveat"])
         rows.append(row)
     cols = ["model", "method", "kind", "role", "a_bits", "w_bits", "groups", "groups_source", "scope", "scheme",
-            "static", "calib_windows", "perplexity", "ppl_vs_fp32", "windows", "seqlen", "error", "caveat"]
+            "static", "calib_windows", "perplexity", "ppl_ci_low", "ppl_ci_high", "ppl_vs_fp32", "windows", "seqlen",
+            "error", "caveat"]
     df = pd.DataFrame(rows)
     df = df.reindex(columns=cols)
     order = {"fp32": 0, "per_tensor": 1, "per_row": 2, "per_column": 3, "smoothquant": 4, "tender": 5,
@@ -113,7 +116,7 @@ def granularity(df: pd.DataFrame, roles: dict) -> pd.DataFrame:
 
 
 def groups_figure(df: pd.DataFrame):
-    """Perplexity vs G (INT4, linear scope), one panel per model with a sweep; reference lines."""
+    """Perplexity vs G (INT4, linear scope) with 95 % CIs, one panel per model with a sweep; reference lines."""
     sns.set_theme(style="whitegrid", context="paper")
     t = df[(df["kind"] == "tender") & (df["a_bits"] == 4) & (df["scope"] == "linear")
            & df["perplexity"].notna() & (df["static"] != False)]  # noqa: E712
@@ -132,6 +135,7 @@ def groups_figure(df: pd.DataFrame):
         if len(s):
             sns.lineplot(data=s, x="groups", y="perplexity", marker="o", ax=ax, color="#4c72b0",
                          label="Tender INT4 (W4A4)", errorbar=None)
+            interval_errorbars(ax, s["groups"], s["perplexity"], s["ppl_ci_low"], s["ppl_ci_high"])
             for _, r in s.iterrows():
                 ax.annotate(f"{r['perplexity']:.3g}", (r["groups"], r["perplexity"]), textcoords="offset points",
                             xytext=(0, 6), ha="center", fontsize=7)
@@ -262,16 +266,19 @@ def calibration_rows(df: pd.DataFrame, seqlen: int) -> pd.DataFrame:
             rows.append({"model": model, "bits": int(bits), "method": r["method"], "tmax": "static (calibrated)",
                          "calib_windows": int(r["calib_windows"]), "calib_tokens": int(r["calib_windows"]) * seqlen,
                          "default": r["role"] == "tender", "perplexity": r["perplexity"],
+                         "ppl_ci_low": r["ppl_ci_low"], "ppl_ci_high": r["ppl_ci_high"],
                          "rel_to_largest": r["perplexity"] / largest})
         for r in sub[sub["static"] == False].to_dict("records"):  # noqa: E712
             rows.append({"model": model, "bits": int(bits), "method": r["method"], "tmax": "runtime (per chunk)",
                          "calib_windows": int(r["calib_windows"]), "calib_tokens": int(r["calib_windows"]) * seqlen,
-                         "default": False, "perplexity": r["perplexity"], "rel_to_largest": r["perplexity"] / largest})
+                         "default": False, "perplexity": r["perplexity"], "ppl_ci_low": r["ppl_ci_low"],
+                         "ppl_ci_high": r["ppl_ci_high"], "rel_to_largest": r["perplexity"] / largest})
     return pd.DataFrame(rows)
 
 
 def calibration_figure(cal: pd.DataFrame):
-    """Perplexity vs calibration windows (log2), one panel per width; runtime TMax dashed; default circled."""
+    """Perplexity vs calibration windows (log2) with 95 % CIs, one panel per width; runtime TMax dashed (its CI
+    shaded); default circled."""
     sns.set_theme(style="whitegrid", context="paper")
     widths = sorted(set(cal["bits"]), reverse=True) if len(cal) else [8]
     fig, axes = plt.subplots(1, len(widths), figsize=(4.6 * len(widths), 3.6), squeeze=False)
@@ -280,10 +287,13 @@ def calibration_figure(cal: pd.DataFrame):
         for model, sub in cal[cal["bits"] == bits].groupby("model"):
             st = sub[sub["tmax"].str.startswith("static")].sort_values("calib_windows")
             ax.plot(st["calib_windows"], st["perplexity"], marker="o", color=colors[model], label=f"{model} static")
+            interval_errorbars(ax, st["calib_windows"], st["perplexity"], st["ppl_ci_low"], st["ppl_ci_high"])
             d = st[st["default"]]
             ax.scatter(d["calib_windows"], d["perplexity"], s=120, facecolors="none", edgecolors="k", zorder=3)
-            for v in sub[sub["tmax"].str.startswith("runtime")]["perplexity"]:
-                ax.axhline(float(v), color=colors[model], ls="--", lw=1, label=f"{model} runtime TMax")
+            for r in sub[sub["tmax"].str.startswith("runtime")].to_dict("records"):
+                ax.axhline(float(r["perplexity"]), color=colors[model], ls="--", lw=1, label=f"{model} runtime TMax")
+                if pd.notna(r["ppl_ci_low"]) and pd.notna(r["ppl_ci_high"]):
+                    ax.axhspan(float(r["ppl_ci_low"]), float(r["ppl_ci_high"]), color=colors[model], alpha=0.12)
         ax.set_xscale("log", base=2)
         ax.set_xlabel("calibration windows (x512 tokens, log2)")
         ax.set_ylabel("perplexity")

@@ -110,3 +110,20 @@ def test_vectorized_and_fast():
         ratio_ci(x + 0.01, x)
     assert (time.perf_counter() - t) / 10 < 0.5
     assert BLOCK == 32
+
+
+def test_paired_ratio_ci_known_answers():
+    from lpbench.bootstrap import paired_ratio_ci
+
+    b = np.array([1.0, 2.0, 0.5, 3.0, 1.5])
+    r = paired_ratio_ci(1.25 * b, b)                       # a constant ratio: point and both ends exact
+    assert r["ratio"] == pytest.approx(1.25) and r["ci_low"] == pytest.approx(1.25) and r["ci_high"] == pytest.approx(1.25)
+    a = np.array([1.1, 0.9, 1.05, 0.95, 1.0])            # noise around 1: the interval straddles 1
+    r = paired_ratio_ci(a, np.ones(5))
+    assert r["ci_low"] < 1.0 < r["ci_high"]
+    assert r["ratio"] == pytest.approx(float(np.exp(np.log(a).mean())))
+    inv = paired_ratio_ci(np.ones(5), a)                  # swapping the pair inverts point and interval
+    assert inv["ratio"] == pytest.approx(1 / r["ratio"])
+    assert inv["ci_low"] == pytest.approx(1 / r["ci_high"]) and inv["ci_high"] == pytest.approx(1 / r["ci_low"])
+    with pytest.raises(ValueError):
+        paired_ratio_ci(np.ones(3), np.ones(4))

@@ -24,6 +24,8 @@ import pandas as pd
 import torch
 from torch.profiler import ProfilerActivity, profile
 
+from lpbench.bootstrap import paired_ratio_ci
+
 from .fold import fold_norms
 from .models import CausalLM
 
@@ -68,9 +70,13 @@ def compare(name: str, ln_model, un_folded, x, repeats: int, warmup: int, meta: 
     p_ln, p_un = profile_forward(ln_model, x), profile_forward(un_folded, x)
     mem_ln = p_ln["activation_peak_bytes"] + p_ln["param_bytes"]
     mem_un = p_un["activation_peak_bytes"] + p_un["param_bytes"]
-    # the minimum over repeats decides (the least disturbed measurement on a shared machine); medians beside
+    # the point: minimum over repeats (the least disturbed measurement on a shared machine); medians beside;
+    # the interval: paired (LN and UN are timed back to back in each repeat) bootstrap of the per-repeat
+    # ratio, which the UN-2 claim uses to tell a speed difference from timing noise
     lat_ln, lat_un = min(t_ln), min(t_un)
+    ci = paired_ratio_ci(t_ln, t_un)
     return {"model": name, **meta, "ln_ms": 1e3 * lat_ln, "un_folded_ms": 1e3 * lat_un, "speedup": lat_ln / lat_un,
+            "speedup_gmean": ci["ratio"], "speedup_ci_low": ci["ci_low"], "speedup_ci_high": ci["ci_high"],
             "ln_median_ms": 1e3 * statistics.median(t_ln), "un_folded_median_ms": 1e3 * statistics.median(t_un),
             "ln_wall_median_ms": 1e3 * statistics.median(w_ln), "un_folded_wall_median_ms": 1e3 * statistics.median(w_un),
             "calls_per_measurement": number,

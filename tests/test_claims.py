@@ -82,7 +82,7 @@ def test_within_rel_with_ci_reproduced_inconclusive_not_reproduced():
 
 
 def test_lowest_with_ci_needs_the_whole_interval_below_one():
-    a, b, c = _series(2), _series(3), _series(4)
+    a, c = _series(2), _series(4)
     noise = np.random.default_rng(5).normal(0.0, 0.3, a.size)
     close = a + noise - noise.mean() + 0.003     # b better than "close" by 0.3 % on average: within noise
     nll = {("m", "b"): a, ("m", "a"): close, ("m", "c"): c + 1.0}

@@ -13,7 +13,7 @@ from lpbench.studies import iterl2norm as st
 from lpbench.accel import norm_macro
 from lpbench.archs import get_arch
 from lpbench.hwcost import load_costs
-from lpbench.lowprec import FORMATS, Arith, round_to
+from lpbench.lowprec import FORMATS, Arith
 from lpbench.methods.iterl2norm import IterNorm, norm_ops
 
 F64 = torch.float64

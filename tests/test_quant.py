@@ -9,7 +9,6 @@ the comparison is therefore exact.
 from __future__ import annotations
 
 import itertools
-import math
 from collections import defaultdict
 
 import pytest

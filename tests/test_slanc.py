@@ -6,7 +6,7 @@ import pytest
 import torch
 from helpers import tiny_model
 
-from lpbench.archs import get_arch, get_submodule
+from lpbench.archs import get_arch
 from lpbench.lowprec import emulated_norm
 from lpbench.methods import ModelDims, build_method
 from lpbench.lowprec import native_norm

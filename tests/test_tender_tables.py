@@ -1,6 +1,5 @@
 """Table logic of the Tender study (lpbench.studies.tender): roles, G resolution, granularity summary."""
 import json
-from pathlib import Path
 
 import pandas as pd
 import pytest

@@ -25,7 +25,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from workflow_run import ROOT, TEST_CONFIG, smk_cmd, smk_env
+from workflow_run import ROOT, smk_cmd, smk_env
 
 pytestmark = pytest.mark.slow
 

@@ -68,7 +68,7 @@ class _UNFunction(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, weight, bias, mod):
         t = int(mod.iters.item())
-        m_fp, m_bp = mod.window_fp, mod.window_bp
+        m_fp = mod.window_fp
         eps, mom = mod.eps, mod.momentum
         x2 = (x * x).mean(dim=0)
         rec_var = mod.buffer_x2.sqrt().var()  # unbiased, over all M*C entries, before the update

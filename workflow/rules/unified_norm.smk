@@ -2,38 +2,8 @@
 #
 # One training job per (task, norm, seed) -> checkpoint, per-step log, result JSON with provenance; then
 # the study tables, LN vs folded-UN inference speed / memory, figures (UN-1..3).
-# Settings: the `unified_norm` config section (defaults in lpbench.studies.unified_norm).
-from lpbench.studies.unified_norm import role as un_role, runs as un_runs, settings as un_settings
-
-UN = un_settings(config.get("unified_norm"))
-UN_RUNS = un_runs(UN)
-for _entry in UN["images"].values():
-    if isinstance(_entry.get("path"), str):
-        _entry["path"] = resolve(_entry["path"])
-
-
-def un_task_inputs(name):
-    task = UN["tasks"][name]
-    if task["kind"] == "vision":
-        return {"images": f"resources/unified_norm/images/{task['data']}.pt"}
-    return {"calibration": f"resources/corpora/{task['data']}/calibration.txt",
-            "evaluation": f"resources/corpora/{task['data']}/evaluation.txt"}
-
-
-def un_train_input(wc):
-    return un_task_inputs(wc.task)
-
-
-def un_run_files(kind, runs=None):
-    pattern = {"json": "results/unified_norm/runs/{t}/{n}/seed{s}.json", "log": "results/data/unified_norm/{t}/{n}/seed{s}.csv",
-               "ckpt": "resources/unified_norm/ckpt/{t}/{n}/seed{s}.pt"}[kind]
-    return [pattern.format(t=t, n=n, s=s) for t, n, s in (runs if runs is not None else UN_RUNS)]
-
-
-def un_speed_runs():
-    seed = UN["seeds"][0]
-    return [(t, n, seed) for t in UN["speed"]["tasks"] for n in ("ln", UN["tasks"][t]["un"])]
-
+# Settings: the `unified_norm` config section (defaults in lpbench.studies.unified_norm); UN, UN_RUNS and
+# the input helpers are in common.smk.
 
 rule un_images:
     """Fetch an image set (Fashion-MNIST from Debian, SHA256-checked) and store its official splits."""

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import torch
 
+from lpbench.bootstrap import as_series
 from lpbench.jobs import setup
 from lpbench.plots import save
 from lpbench.studies.tender import (calibration_figure, calibration_rows, granularity, groups_figure,
@@ -16,7 +17,9 @@ from lpbench.tables import load_results, perplexity_table, write_table
 
 log = setup(snakemake)
 roles = {role: {int(b): m for b, m in by.items()} for role, by in snakemake.params.roles.items()}
-ppl = perplexity_table(load_results(snakemake.input.evals))
+results = load_results(snakemake.input.evals)
+ppl = perplexity_table(results)
+nll = {(r["model"]["id"], r["method"]["name"]): as_series(r["metrics"].get("token_nll")) for r in results}
 model_dirs = {Path(p).parent.name: Path(p).parent for p in snakemake.input.models}
 artifacts = {}
 for (m, _c, meth), path in zip(snakemake.params.artifact_triples, snakemake.input.artifacts):
@@ -30,7 +33,7 @@ write_table(gran, snakemake.output.gran, snakemake.output.gran_md,
             "Tender vs activation-quantization granularity (TENDER-1): coarse_over_tender >= 1 means Tender "
             "is at least as good as every claimed baseline")
 save(groups_figure(df), snakemake.output.png, snakemake.output.pdf)
-cal = calibration_rows(df, snakemake.params.calib_seqlen)
+cal = calibration_rows(df, snakemake.params.calib_seqlen, nll)
 write_table(cal, snakemake.output.cal, snakemake.output.cal_md,
             "Tender calibration size: perplexity vs number of calibration windows (static TMax/CMax/bias), "
             "and the runtime-TMax ablation")

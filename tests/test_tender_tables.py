@@ -51,3 +51,31 @@ def test_roles_groups_and_granularity(tmp_path):
     assert pd.isna(g.loc[4, "tender_over_per_column"]) and g.loc[8, "tender_over_per_column"] == pytest.approx(10.1 / 10.02)
     fig = tt.groups_figure(df)
     assert len(fig.axes) == 1
+
+
+def test_calibration_rows_relative_to_largest_with_paired_interval(tmp_path):
+    """rel_to_largest and its paired CI against hand-made NLLs: a constant per-token offset c gives exactly
+    exp(c) (point and both ends); the largest set itself is 1; the runtime-TMax row is compared too."""
+    import numpy as np
+
+    d = tmp_path / "m"
+    d.mkdir()
+    (d / "config.json").write_text(json.dumps({"model_type": "llama", "hidden_size": 4096, "num_hidden_layers": 32,
+                                               "intermediate_size": 11008, "max_position_embeddings": 4096}))
+    ref = np.abs(np.random.default_rng(0).normal(3.0, 1.0, 1024))
+    nll = {("m", "tender-int8-c2"): ref + 0.2, ("m", "tender-int8"): ref + 0.05, ("m", "tender-int8-c32"): ref,
+           ("m", "tender-int8-dyn"): ref - 0.1}
+    ppl = _ppl([("m", "fp32", "fp32", {}, 10.0)] +
+               [("m", meth, "tender", {"bits": 8, "groups": None, **({"static": False} if "dyn" in meth else {})},
+                 float(np.exp(v.mean()))) for (_, meth), v in nll.items()])
+    arts = {("m", meth): {"meta/calib_windows": n} for meth, n in
+            (("tender-int8-c2", 2), ("tender-int8", 8), ("tender-int8-c32", 32), ("tender-int8-dyn", 8))}
+    df = tt.tender_perplexity(ppl, ROLES, {"m": d}, arts)
+    cal = tt.calibration_rows(df, 512, nll).set_index("method")
+    assert list(cal["calib_windows"]) == [2, 8, 32, 8]
+    for meth, c in (("tender-int8-c2", 0.2), ("tender-int8", 0.05), ("tender-int8-c32", 0.0), ("tender-int8-dyn", -0.1)):
+        assert cal.loc[meth, "rel_to_largest"] == pytest.approx(np.exp(c))
+        assert cal.loc[meth, "rel_ci_low"] == pytest.approx(np.exp(c)) and cal.loc[meth, "rel_ci_high"] == pytest.approx(np.exp(c))
+    assert cal.loc["tender-int8", "default"] and cal.loc["tender-int8-dyn", "tmax"].startswith("runtime")
+    no_nll = tt.calibration_rows(df, 512)
+    assert no_nll["rel_ci_low"].isna().all()

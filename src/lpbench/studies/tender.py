@@ -21,6 +21,7 @@ import seaborn as sns  # noqa: E402
 
 from lpbench.accel.systolic import layer_comparison
 from lpbench.archs import spec_for_model_type
+from lpbench.bootstrap import ratio_ci
 from lpbench.methods import ModelDims
 from lpbench.methods.tender import artifact_nonempty_groups, resolve_groups
 from lpbench.plots import interval_errorbars
@@ -247,10 +248,13 @@ def cost_figure(df: pd.DataFrame):
 
 
 # ---- calibration size -------------------------------------------------------------------------------------------
-def calibration_rows(df: pd.DataFrame, seqlen: int) -> pd.DataFrame:
+def calibration_rows(df: pd.DataFrame, seqlen: int, nll: dict | None = None) -> pd.DataFrame:
     """Tender perplexity vs the number of calibration windows (static TMax/CMax/bias, the default G and linear
     scope), per (model, bits); the runtime-TMax ablation (``static: false``) as the reference row
-    (``calib_windows`` = runtime). ``rel_to_largest`` = perplexity / perplexity at the largest calibration set."""
+    (``calib_windows`` = runtime). ``rel_to_largest`` = perplexity / perplexity at the largest calibration set,
+    with its paired 95 % block-bootstrap CI (``rel_ci_low`` / ``rel_ci_high``) when ``nll`` maps
+    (model, method) to the evaluation's per-token NLLs: an interval that contains 1 means the calibration set
+    of that row is indistinguishable from the largest one on the evaluated tokens."""
     t = df[(df["kind"] == "tender") & (df["scope"] == "linear") & df["perplexity"].notna()]
     rows = []
     for (model, bits), sub in t.groupby(["model", "a_bits"], sort=True):
@@ -262,17 +266,26 @@ def calibration_rows(df: pd.DataFrame, seqlen: int) -> pd.DataFrame:
         if stat["calib_windows"].nunique() < 1:
             continue
         largest = float(stat.iloc[-1]["perplexity"])
+        ref = (nll or {}).get((model, stat.iloc[-1]["method"]))
+
+        def rel_ci(method, ref=ref, model=model):
+            own = (nll or {}).get((model, method))
+            if own is None or ref is None or own.shape != ref.shape:
+                return {"rel_ci_low": None, "rel_ci_high": None}
+            ci = ratio_ci(own, ref)
+            return {"rel_ci_low": ci["ci_low"], "rel_ci_high": ci["ci_high"]}
         for r in stat.to_dict("records"):
             rows.append({"model": model, "bits": int(bits), "method": r["method"], "tmax": "static (calibrated)",
                          "calib_windows": int(r["calib_windows"]), "calib_tokens": int(r["calib_windows"]) * seqlen,
                          "default": r["role"] == "tender", "perplexity": r["perplexity"],
                          "ppl_ci_low": r["ppl_ci_low"], "ppl_ci_high": r["ppl_ci_high"],
-                         "rel_to_largest": r["perplexity"] / largest})
+                         "rel_to_largest": r["perplexity"] / largest, **rel_ci(r["method"])})
         for r in sub[sub["static"] == False].to_dict("records"):  # noqa: E712
             rows.append({"model": model, "bits": int(bits), "method": r["method"], "tmax": "runtime (per chunk)",
                          "calib_windows": int(r["calib_windows"]), "calib_tokens": int(r["calib_windows"]) * seqlen,
                          "default": False, "perplexity": r["perplexity"], "ppl_ci_low": r["ppl_ci_low"],
-                         "ppl_ci_high": r["ppl_ci_high"], "rel_to_largest": r["perplexity"] / largest})
+                         "ppl_ci_high": r["ppl_ci_high"], "rel_to_largest": r["perplexity"] / largest,
+                         **rel_ci(r["method"])})
     return pd.DataFrame(rows)
 
 

@@ -158,6 +158,9 @@ def _run_child(request: dict, fds: list[int]) -> None:
 def serve(path: str, preload=PRELOAD, ready_fd: int | None = None) -> None:
     """Import ``preload``, listen on the Unix socket ``path`` and fork one child per job until SIGTERM."""
     failed = _preload(preload)
+    stop = []
+    signal.signal(signal.SIGTERM, lambda *_: stop.append(True))
+    signal.signal(signal.SIGINT, lambda *_: stop.append(True))
     if os.path.exists(path):
         os.unlink(path)
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -166,9 +169,6 @@ def serve(path: str, preload=PRELOAD, ready_fd: int | None = None) -> None:
     sel = selectors.DefaultSelector()
     sel.register(listener, selectors.EVENT_READ)
     jobs: dict[int, socket.socket] = {}            # child pid -> connection of the waiting job process
-    stop = []
-    signal.signal(signal.SIGTERM, lambda *_: stop.append(True))
-    signal.signal(signal.SIGINT, lambda *_: stop.append(True))
     if ready_fd is not None:
         os.write(ready_fd, (",".join(failed) + "\n").encode())
         os.close(ready_fd)

@@ -28,6 +28,7 @@ CPU (``job_cpu_s=``), which ``benchmarks/pipeline_profile.py`` reads. POSIX only
 """
 from __future__ import annotations
 
+import gc
 import importlib
 import os
 import pickle
@@ -158,6 +159,10 @@ def _run_child(request: dict, fds: list[int]) -> None:
 def serve(path: str, preload=PRELOAD, ready_fd: int | None = None) -> None:
     """Import ``preload``, listen on the Unix socket ``path`` and fork one child per job until SIGTERM."""
     failed = _preload(preload)
+    # the imported modules' objects go to the permanent generation: a child's garbage collections then
+    # never walk (and copy-on-write) them — without this a forked forward pass ran ~20 % slower
+    gc.collect()
+    gc.freeze()
     stop = []
     signal.signal(signal.SIGTERM, lambda *_: stop.append(True))
     signal.signal(signal.SIGINT, lambda *_: stop.append(True))

@@ -4,12 +4,15 @@ from lpbench.worker import delegate
 
 delegate()  # under `make run`: this job runs in the pre-loaded worker (lpbench.worker)
 
+import torch
+
 from lpbench.jobs import compute, setup
 from lpbench.studies.unified_norm.speed import speed_job
 from lpbench.tables import write_table
 
 log = setup(snakemake)
 p, out = snakemake.params, snakemake.output
+torch.set_num_threads(int(p.torch_threads))    # the job holds every core (no neighbour); times on these threads
 with compute():
     speed, energy = speed_job(p.cfg, [tuple(r) for r in p.runs], list(snakemake.input.ckpts),
                               snakemake.input.costs, p.seed)

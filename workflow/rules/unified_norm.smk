@@ -92,7 +92,11 @@ rule un_speed:
         cfg=UN,
         runs=un_speed_runs(),
         seed=config["seed"],
-    threads: config["threads"]
+        torch_threads=config["threads"],
+    # a timing job holds every core, so that no other job shares the CPU while it measures (with other
+    # jobs beside it, the SmolLM2-shape 1x64 speedup read 1.13 in one run and 1.45 in the next); it still
+    # times with `torch_threads` threads (profiles/slurm sets 1: a SLURM job is alone on its CPUs)
+    threads: workflow.cores
     resources:
         mem_mb=4000,
     benchmark:

@@ -8,12 +8,13 @@ pipeline's calibration files; run ``make run`` once so that they exist.
 
     .venv/bin/python benchmarks/quant_overhead.py [--model resources/models/smollm2-135m] \
         [--tokens resources/tokens/smollm2-135m/austen/evaluation.pt] [--calib resources/calib/smollm2-135m/austen]
-        [--windows 4] [--seqlen 512] [--methods rtn-w4a4 quarot-w4a4 ...]
+        [--gptq resources/gptq/smollm2-135m/austen] [--windows 4] [--seqlen 512] [--methods rtn-w4a4 quarot-w4a4 ...]
 """
 from __future__ import annotations
 
 import argparse
 import time
+from pathlib import Path
 
 import torch
 import yaml
@@ -22,18 +23,25 @@ from lpbench.archs import get_arch
 from lpbench.data import eval_windows
 from lpbench.evaluate import perplexity
 from lpbench.methods import build_method, has_offline_step
+from lpbench.methods.gptq import gptq_key, load_gptq
 from lpbench.sources import load_model
 
-DEFAULT_METHODS = ["rtn-w8a8", "rtn-w4a4", "smoothquant-w4a4", "rs-w4a4", "quarot-w4a4", "rrs-w4a4"]
+DEFAULT_METHODS = ["rtn-w8a8", "rtn-w4a4", "gptq-w4a4", "smoothquant-w4a4", "rs-w4a4", "quarot-w4a4", "rrs-w4a4"]
 
 
-def timed_eval(model_dir, name, entry, windows, repeats, calib=None):
+def timed_eval(model_dir, name, entry, windows, repeats, calib=None, gptq_dir=None):
     model, _, _ = load_model(model_dir)
     method = build_method(name, entry)
     artifact = {}
     if has_offline_step(entry):
         artifact = method.calibrate(model, get_arch(model), torch.load(f"{calib}.pt"), torch.load(f"{calib}.windows.pt"))
         model, _, _ = load_model(model_dir)
+    key = gptq_key(method)
+    if key is not None:                  # the pipeline's shared GPTQ weight set (gptq_weights rule)
+        path = Path(gptq_dir) / f"{key}.pt"
+        if not path.exists():
+            raise SystemExit(f"{name}: GPTQ weights {path} not found; run `make run` first")
+        artifact = {**artifact, "gptq_weights": load_gptq(path)}
     model = method.apply(model, get_arch(model), artifact)
     perplexity(model, windows[:1], progress=False)  # warm-up
     best = float("inf")
@@ -50,6 +58,8 @@ def main():
     ap.add_argument("--tokens", default="resources/tokens/smollm2-135m/austen/evaluation.pt")
     ap.add_argument("--calib", default="resources/calib/smollm2-135m/austen",
                     help="prefix of the calibrate rule's outputs (<prefix>.pt, <prefix>.windows.pt)")
+    ap.add_argument("--gptq", default="resources/gptq/smollm2-135m/austen",
+                    help="directory of the gptq_weights rule's outputs (<key>.pt) for weights: gptq methods")
     ap.add_argument("--config", default="config/config.yaml", help="where the method entries are defined")
     ap.add_argument("--methods", nargs="+", default=DEFAULT_METHODS)
     ap.add_argument("--windows", type=int, default=4)
@@ -66,7 +76,8 @@ def main():
     for name in args.methods:
         if name not in entries:
             raise SystemExit(f"unknown method '{name}' in {args.config}; known: {sorted(entries)}")
-        t, ppl = timed_eval(args.model, name, entries[name], windows, args.repeats, args.calib)
+        t, ppl = timed_eval(args.model, name, entries[name], windows, args.repeats, args.calib,
+                            args.gptq)
         print(f"{name:<18} {t:8.2f} {t / base:6.2f} {ppl:9.3f}")
 
 

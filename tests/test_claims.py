@@ -139,7 +139,7 @@ def test_every_claim_has_a_basis_and_deviations_and_the_csv_columns():
     assert {"basis", "deviations", "ci_low", "ci_high"} <= set(df.columns)
     header = next(ln for ln in to_markdown(df).splitlines() if ln.startswith("| id"))
     assert [c.strip() for c in header.strip("|").split("|")] == \
-        ["id", "statement", "paper_value", "ours", "verdict", "CI", "basis", "deviations", "reason"]
+        ["id", "statement", "paper_value", "ours", "verdict", "CI", "basis", "deviations", "reason", "note"]
 
 
 def test_load_nll_reads_the_stored_windows():
@@ -190,3 +190,14 @@ def test_all_parts_one_sure_failure_decides_over_an_undecided_part():
     assert evaluate_claim(claim, tables)["verdict"] == "not reproduced"
     claim["rule"]["checks"][1]["value"] = 0
     assert evaluate_claim(claim, tables)["verdict"] == "inconclusive"
+
+
+def test_a_claims_note_reaches_the_ledger():
+    """``note`` (what changed in a claim and why) is a column of claims.csv and of claims.md."""
+    from lpbench.claims import evaluate_ledger, to_markdown
+
+    c = {"id": "X-1", "paper": "p", "statement": "s", "paper_value": "v", "note": "changed because of Y",
+         "rule": {"kind": "not_run", "reason": "r"}}
+    df = evaluate_ledger([c], {}, {})
+    assert df.loc[0, "note"] == "changed because of Y"
+    assert "changed because of Y" in to_markdown(df)

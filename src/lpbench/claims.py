@@ -70,7 +70,7 @@ from lpbench import bootstrap
 VERDICTS = ("reproduced", "not reproduced", "not run", "inconclusive")
 BASES = ("official code", "paper text", "our reconstruction")
 COLUMNS = ["id", "paper", "statement", "paper_value", "ours", "verdict", "ci_low", "ci_high", "reason",
-           "basis", "basis_pointer", "deviations", "point_verdict", "ci_detail"]
+           "basis", "basis_pointer", "deviations", "point_verdict", "ci_detail", "note"]
 _OPS = {"<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge, "==": operator.eq}
 
 

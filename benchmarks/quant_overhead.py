@@ -29,11 +29,12 @@ from lpbench.sources import load_model
 DEFAULT_METHODS = ["rtn-w8a8", "rtn-w4a4", "gptq-w4a4", "smoothquant-w4a4", "rs-w4a4", "quarot-w4a4", "rrs-w4a4"]
 
 
-def timed_eval(model_dir, name, entry, windows, repeats, calib=None, gptq_dir=None):
+def timed_eval(model_dir, name, entry, windows, repeats, calib=None, gptq_dir=None, seed=0):
     model, _, _ = load_model(model_dir)
     method = build_method(name, entry)
     artifact = {}
     if has_offline_step(entry):
+        torch.manual_seed(seed)          # as the pipeline's jobs (lpbench.jobs.setup): same rotation as its GPTQ set
         artifact = method.calibrate(model, get_arch(model), torch.load(f"{calib}.pt"), torch.load(f"{calib}.windows.pt"))
         model, _, _ = load_model(model_dir)
     key = gptq_key(method)
@@ -72,12 +73,13 @@ def main():
     base, base_ppl = timed_eval(args.model, "fp32", {"method": "fp32"}, windows, args.repeats)
     print(f"{'method':<18} {'seconds':>8} {'ratio':>6} {'ppl':>9}")
     print(f"{'fp32':<18} {base:8.2f} {1.0:6.2f} {base_ppl:9.3f}")
-    entries = yaml.safe_load(open(args.config))["methods"]
+    config = yaml.safe_load(open(args.config))
+    entries = config["methods"]
     for name in args.methods:
         if name not in entries:
             raise SystemExit(f"unknown method '{name}' in {args.config}; known: {sorted(entries)}")
         t, ppl = timed_eval(args.model, name, entries[name], windows, args.repeats, args.calib,
-                            args.gptq)
+                            args.gptq, seed=int(config.get("seed", 0)))
         print(f"{name:<18} {t:8.2f} {t / base:6.2f} {ppl:9.3f}")
 
 

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import re
-from collections import defaultdict
 from datetime import datetime
 from pathlib import Path
 
@@ -136,9 +135,6 @@ def main() -> None:
     length, path = critical_path(jobs)
     print(f"\npipeline wall (first job start -> last job end): {span:.0f} s = {span / 60:.1f} min")
     print(f"critical path: {length:.0f} s over {len(path)} jobs")
-    counts: dict[str, list[float]] = defaultdict(list)
-    for j in path:
-        counts[jobs[j]["rule"]].append((jobs[j]["end"] - jobs[j]["start"]).total_seconds())
     for j in path:
         v = jobs[j]
         print(f"  {(v['end'] - v['start']).total_seconds():6.0f} s  {v['rule']:24s} {', '.join(v['outputs'])[:90]}")

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import torch
 
-from lpbench.bootstrap import as_series
+from lpbench.claims import load_nll
 from lpbench.jobs import setup
 from lpbench.plots import save
 from lpbench.studies.tender import (calibration_figure, calibration_rows, granularity, groups_figure,
@@ -19,7 +19,7 @@ log = setup(snakemake)
 roles = {role: {int(b): m for b, m in by.items()} for role, by in snakemake.params.roles.items()}
 results = load_results(snakemake.input.evals)
 ppl = perplexity_table(results)
-nll = {(r["model"]["id"], r["method"]["name"]): as_series(r["metrics"].get("token_nll")) for r in results}
+nll = load_nll(results)
 model_dirs = {Path(p).parent.name: Path(p).parent for p in snakemake.input.models}
 artifacts = {}
 for (m, _c, meth), path in zip(snakemake.params.artifact_triples, snakemake.input.artifacts):

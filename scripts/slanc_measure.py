@@ -13,7 +13,7 @@ from lpbench.archs import get_arch
 from lpbench.data import eval_windows
 from lpbench.jobs import compute, setup
 from lpbench.studies.slanc import measure
-from lpbench.sources import load_model, special_tokens
+from lpbench.sources import encoder_ends, load_model, special_tokens
 
 log = setup(snakemake)
 t0 = time.perf_counter()
@@ -27,8 +27,7 @@ if meta.get("causal", True):
     bos = sp["bos"] if meta.get("bos_per_window") else None
     windows = eval_windows(ids, seqlen, p.n_windows, bos_id=bos)
 else:
-    cls = sp["cls"] if sp["cls"] is not None else sp["bos"]
-    sep = sp["sep"] if sp["sep"] is not None else sp["eos"]
+    cls, sep = encoder_ends(sp)
     body = eval_windows(ids, seqlen - 2, p.n_windows)
     windows = torch.cat([torch.full((len(body), 1), cls), body, torch.full((len(body), 1), sep)], 1)
 scales = torch.load(snakemake.input.artifact)["artifact"]["scales"]

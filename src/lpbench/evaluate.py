@@ -98,7 +98,7 @@ def run_evaluation(model_dir, method, artifact: dict, ids: torch.Tensor, setting
     from lpbench.archs import get_arch
     from lpbench.data import eval_windows
     from lpbench.jobs import compute
-    from lpbench.sources import load_model, special_tokens
+    from lpbench.sources import encoder_ends, load_model, special_tokens
 
     model, _, meta = load_model(model_dir)
     sp = special_tokens(model_dir, meta)
@@ -111,8 +111,7 @@ def run_evaluation(model_dir, method, artifact: dict, ids: torch.Tensor, setting
             metrics = perplexity(model, windows, settings.get("batch_size", 1), progress=progress)
         metrics["kind"] = "perplexity"
     else:
-        cls = sp["cls"] if sp["cls"] is not None else sp["bos"]
-        sep = sp["sep"] if sp["sep"] is not None else sp["eos"]
+        cls, sep = encoder_ends(sp)
         body = eval_windows(ids, settings["seqlen"] - 2, settings.get("n_windows"))
         windows = torch.cat([torch.full((len(body), 1), cls), body, torch.full((len(body), 1), sep)], 1)
         with compute():

@@ -485,6 +485,11 @@ def special_tokens(model_dir: str | Path, meta: dict) -> dict[str, int | None]:
     return token_ids_of(AutoTokenizer.from_pretrained(model_dir))
 
 
+def encoder_ends(sp: dict) -> tuple[int | None, int | None]:
+    """(first, last) token of an encoder window: CLS/SEP, or BOS/EOS where the tokenizer has no CLS/SEP."""
+    return (sp["cls"] if sp["cls"] is not None else sp["bos"], sp["sep"] if sp["sep"] is not None else sp["eos"])
+
+
 def load_model(model_dir: str | Path, tokenizer: bool = False):
     """Load a canonical model directory: (model in FP32 eval mode, tokenizer or None, metadata dict),
     after checking its files against ``lpbench_model.json`` (:func:`verify_model_dir`). The tokenizer is

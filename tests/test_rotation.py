@@ -178,7 +178,8 @@ def test_fuse_norms_rejects_gemma3_and_opt():
 # ---- online Hadamard --------------------------------------------------------------------------------
 @pytest.mark.parametrize("dim,head_dim,seed", [(128, None, None), (128, None, 4), (96, None, 0),
                                                (640, None, 1), (96, 24, None), (128, 32, 2),
-                                               (64, 32, None), (32, None, 5)])
+                                               (64, 32, None), (32, None, 5), (1536, None, 3),
+                                               (576, 64, 1)])
 def test_online_hadamard_matches_dense_and_is_invariant(dim, head_dim, seed):
     rot = OnlineHadamard(dim, head_dim=head_dim, seed=seed)
     h = hadamard_matrix(head_dim or dim, seed=seed)

@@ -67,7 +67,7 @@ def runtime_smooth_scales(x: torch.Tensor, group_size: int = 128, eps: float = 1
 def runtime_smooth_quant(x: torch.Tensor, spec: QuantSpec, group_size: int = 128) -> torch.Tensor:
     """Runtime smoothing + per-token fake quantization, scale re-applied (see the module docstring)."""
     s = runtime_smooth_scales(x, group_size)
-    return fake_quant(x / s, spec) * s
+    return fake_quant(x / s, spec).mul_(s)      # fake_quant returns a fresh tensor: rescale it in place
 
 
 class RuntimeSmoothQuant(nn.Module):

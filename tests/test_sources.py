@@ -258,3 +258,32 @@ def test_unknown_source_names_the_known_ones(tmp_path):
         materialize("m", {"source": "ftp"}, tmp_path / "o", tmp_path / "w")
     for known in ("pypi", "hf", "local", "random"):
         assert known in str(err.value)
+
+
+def test_gguf_read_once_shares_one_reader_per_path_and_restores(tmp_path):
+    import gguf
+    import numpy as np
+
+    from lpbench.sources import _gguf_read_once
+
+    path = tmp_path / "tiny.gguf"
+    writer = gguf.GGUFWriter(str(path), "llama")
+    writer.add_uint32("tiny.answer", 42)
+    writer.add_tensor("w", np.arange(6, dtype=np.float32).reshape(2, 3))
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+
+    original = gguf.GGUFReader
+    with _gguf_read_once():
+        first = gguf.GGUFReader(path)
+        assert gguf.GGUFReader(str(path)) is first            # same file, one parse
+        assert first.fields["tiny.answer"].contents() == 42
+        np.testing.assert_array_equal(np.asarray(first.tensors[0].data).reshape(2, 3),
+                                      np.arange(6, dtype=np.float32).reshape(2, 3))
+    assert gguf.GGUFReader is original
+    assert gguf.GGUFReader(path) is not first                  # outside the block: a fresh reader
+    with pytest.raises(RuntimeError), _gguf_read_once():
+        raise RuntimeError("boom")
+    assert gguf.GGUFReader is original

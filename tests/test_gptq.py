@@ -104,6 +104,24 @@ def test_clip_search_equals_brute_force():
     assert (ratio < 0.99).float().mean() > 0.5                          # Gaussian rows: clipping pays
 
 
+def test_clip_search_on_grid_weights_equals_brute_force():
+    """Weights already on a 4-bit grid (as the suite's GGUF models: block scales × integer codes), where
+    many |Q(w) - w| are exact zeros at some candidates, and more rows than one search block holds."""
+    g = torch.Generator().manual_seed(1)
+    rows, cols, block = 300, 512, 32
+    codes = torch.randint(-8, 8, (rows, cols), generator=g).double()
+    scales = torch.rand(rows, cols // block, generator=g).double().repeat_interleave(block, 1) + 0.1
+    w = (codes * scales).float()
+    w[0] = torch.arange(cols).remainder(15).float() - 7            # one row exactly on the INT4 grid
+    fast = mse_clip_scale(w, 4)
+    absmax = w.double().abs().amax(1, keepdim=True)
+    errs = torch.stack([((torch.clamp(torch.round(w.double() / ((1 - i / 100) * absmax / 7)), -8, 7)
+                          * (1 - i / 100) * absmax / 7 - w.double()).abs() ** 2.4).sum(1) for i in range(80)], 1)
+    ratio = (fast.double().squeeze(1) * 7 / absmax.squeeze(1))
+    assert torch.allclose(ratio, 1 - errs.argmin(1).double() / 100, atol=1e-6)
+    assert ratio[0] == 1.0                                          # zero error unclipped: no shrink
+
+
 def test_sequential_gptq_on_tiny_model_beats_rtn_in_output():
     model = tiny_model("llama")
     arch = get_arch(model)

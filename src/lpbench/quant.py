@@ -197,9 +197,25 @@ def mse_clip_scale(w: torch.Tensor, bits: int, grid: int = 100, maxshrink: float
     QuaRot's ``WeightQuantizer(mse=True)`` grid: ``p = 1 - i/grid`` for ``i < maxshrink·grid`` (80 candidates),
     error norm 2.4, first minimum kept (strict ``<``). Computed as ``s^norm · Σ|round(w/s) - w/s|^norm`` (the
     per-row factor ``s^norm`` taken out of the sum, ``|r|^norm`` as ``exp(norm·log|r|)``): the same values
-    up to float rounding, ~2x faster than the literal form on CPU (tested against it)."""
-    qmax = 2 ** (bits - 1) - 1
+    up to float rounding, ~2x faster than the literal form on CPU (tested against it). Rows are independent,
+    so the search runs over blocks of rows small enough (~2^17 elements) for the 80 candidate passes to
+    stay in the core's cache: ~1.3x faster than whole-matrix passes, identical result."""
     w = w.float()
+    rows = max(1, _CLIP_BLOCK // max(1, w.shape[1]))
+    return torch.cat([_mse_clip_rows(w[i: i + rows], bits, grid, maxshrink, norm)
+                      for i in range(0, w.shape[0], rows)])
+
+
+_CLIP_BLOCK = 2 ** 17
+# 1e-15^2.4 = 1e-36, still a normal float32: a zero |r| adds 1e-36 instead of 0 to a row's error sum,
+# which float32 absorbs in any sum that has one ordinary term (~1e-7 or more); the scales chosen are
+# identical to the unfloored search on every linear weight of the suite's two LMs (checked for #15) and on
+# grid weights with exact zeros (tests/test_gptq.py).
+_CLIP_FLOOR = 1e-15
+
+
+def _mse_clip_rows(w: torch.Tensor, bits: int, grid: int, maxshrink: float, norm: float) -> torch.Tensor:
+    qmax = 2 ** (bits - 1) - 1
     absmax = w.abs().amax(1, keepdim=True).clamp(min=1e-5)
     best = torch.full_like(absmax, float("inf"))
     scale = absmax / qmax
@@ -209,7 +225,9 @@ def mse_clip_scale(w: torch.Tensor, bits: int, grid: int = 100, maxshrink: float
         s = (1 - i / grid) * absmax / qmax
         torch.mul(w, 1.0 / s, out=r)
         torch.round(r, out=q).clamp_(-qmax - 1, qmax)
-        q.sub_(r).abs_().log_().mul_(norm).exp_()
+        # |r|^norm; |r| floored at _CLIP_FLOOR first: log(0) and an exp that underflows take a slow path in
+        # the vector math (~6x slower passes on Gemma-3's GGUF weights, where 6 % of the |r| are exact zeros)
+        q.sub_(r).abs_().clamp_(min=_CLIP_FLOOR).log_().mul_(norm).exp_()
         err = q.sum(1, keepdim=True) * s.pow(norm)
         better = err < best
         best = torch.where(better, err, best)

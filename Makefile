@@ -27,13 +27,19 @@ $(VENV)/.slurm-installed: $(VENV)/.installed envs/requirements-slurm.txt
 
 slurm-deps: $(VENV)/.slurm-installed
 
+# The config check is a stamp (rerun when the config, the schema or the code that checks it changes), so
+# a no-op `make run` does not pay a second interpreter importing torch (~2 s).
+CONFIG_OK := .snakemake/config-checked/$(subst /,_,$(CONFIG))
+$(CONFIG_OK): $(CONFIG) workflow/schemas/config.schema.yaml $(wildcard src/lpbench/*.py src/lpbench/*/*.py) | $(VENV)/.installed
+	$(PY) -m lpbench.config $(CONFIG)
+	@mkdir -p $(@D) && touch $@
+
 # `--configfile $(CONFIG)` is the whole config (the Snakefile merges nothing into it): `make run
 # CONFIG=config/test.yaml` runs exactly what the end-to-end test runs. The config is checked first so a
-# YAML syntax error names its file and line (Snakemake's own message names neither).
+# YAML syntax error names its file and line (Snakemake's own message names neither); see CONFIG_OK.
 # The rule scripts run in a pre-loaded worker (lpbench.worker: torch + transformers imported once, one fork
 # per job) instead of a fresh interpreter each; results are the same either way (tests/test_worker.py).
-run: $(VENV)/.installed
-	$(PY) -m lpbench.config $(CONFIG)
+run: $(VENV)/.installed $(CONFIG_OK)
 	$(PY) -m lpbench.worker -- $(SMK) --cores $(CORES) --configfile $(CONFIG) --rerun-incomplete $(SMKFLAGS)
 	@$(MAKE) --no-print-directory report
 

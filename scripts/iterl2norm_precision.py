@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 
 from lpbench.studies.iterl2norm import convergence_table, init_table, precision_study, settings, wins_by_init
-from lpbench.jobs import setup
+from lpbench.jobs import compute, setup
 from lpbench.tables import write_table
 
 log = setup(snakemake)
@@ -20,7 +20,8 @@ real = {}
 for path in snakemake.input.real:
     rec = torch.load(path)
     real[rec["model"]] = rec["inputs"]
-errors = precision_study(cfg, real, progress=lambda f, k, d: log.info("%s %s d=%d", f, k, d))
+with compute():   # the normalization evaluated in every format and iteration count: the work ITER-1/2 need
+    errors = precision_study(cfg, real, progress=lambda f, k, d: log.info("%s %s d=%d", f, k, d))
 out = snakemake.output
 Path(out.errors).parent.mkdir(parents=True, exist_ok=True)
 errors.to_csv(out.errors, index=False)

@@ -50,10 +50,10 @@ def parse_log(path: Path) -> dict[int, dict]:
             continue
         m = _START.match(line.strip())
         if m:
-            current = {"rule": m.group(1), "start": stamp, "inputs": [], "outputs": []}
+            current = {"rule": m.group(1), "start": stamp, "inputs": [], "outputs": [], "logs": [], "benchmarks": []}
             continue
         s = line.strip()
-        if current is not None and s.startswith(("input:", "output:", "jobid:")):
+        if current is not None and s.startswith(("input:", "output:", "log:", "benchmark:", "jobid:")):
             key, _, val = s.partition(":")
             if key == "jobid":
                 jobs[int(val)] = current
@@ -83,20 +83,25 @@ def critical_path(jobs: dict[int, dict]) -> tuple[float, list[int]]:
     return max((visit(j) for j in jobs), default=(0.0, []), key=lambda t: t[0])
 
 
-def benchmark_table(root: Path, logs: Path) -> pd.DataFrame:
-    """One row per job: rule, wall (benchmark file), CPU (``job_cpu_s`` of the rule log
-    ``logs/<same path>.log`` if there is one, else the benchmark's ``cpu_time``) and where the CPU came from."""
+def benchmark_table(root: Path, logs: Path, log_of: dict[str, list[str]] | None = None) -> pd.DataFrame:
+    """One row per job: rule, wall (benchmark file), CPU (``job_cpu_s`` of the job's rule log if it has
+    one, else the benchmark's ``cpu_time``), where the CPU came from, and its compute CPU (``compute_cpu_s``).
+    The rule log is the one the run log names for that benchmark file (``log_of``: benchmark path →
+    log paths, from :func:`parse_log`), else ``logs/<the benchmark's path>.log``."""
     rows = []
     for f in sorted(root.glob("**/*.tsv")):
         df = pd.read_csv(f, sep="\t")
         if not len(df):
             continue
-        log = logs / f.relative_to(root).with_suffix(".log")
-        found = _JOB_CPU.findall(log.read_text(errors="replace")) if log.exists() else []
+        named = [Path(p) for p in (log_of or {}).get(str(f), [])]
+        texts = [p.read_text(errors="replace") for p in named or [logs / f.relative_to(root).with_suffix(".log")]
+                 if p.exists()]
+        found = [float(v) for t in texts for v in _JOB_CPU.findall(t)]
         rows.append({"rule": f.relative_to(root).parts[0], "wall_s": float(df["s"].iloc[-1]),
-                     "cpu_s": float(found[-1]) if found else float(df["cpu_time"].iloc[-1]),
-                     "cpu_from_log": bool(found)})
-    return pd.DataFrame(rows, columns=["rule", "wall_s", "cpu_s", "cpu_from_log"])
+                     "cpu_s": found[-1] if found else float(df["cpu_time"].iloc[-1]),
+                     "cpu_from_log": bool(found),
+                     "compute_s": sum(float(v) for t in texts for v in _COMPUTE.findall(t))})
+    return pd.DataFrame(rows, columns=["rule", "wall_s", "cpu_s", "cpu_from_log", "compute_s"])
 
 
 def compute_seconds(logs: Path) -> float:
@@ -116,14 +121,16 @@ def main() -> None:
     args = ap.parse_args()
     log = args.log or max(Path(".snakemake/log").glob("*.snakemake.log"), key=lambda p: p.stat().st_mtime)
     jobs = parse_log(log)
-    bench = benchmark_table(args.benchmarks, args.logs)
+    log_of = {b: v["logs"] for v in jobs.values() for b in v["benchmarks"]}
+    bench = benchmark_table(args.benchmarks, args.logs, log_of)
     per_rule = bench.groupby("rule").agg(jobs=("wall_s", "size"), wall_s=("wall_s", "sum"), cpu_s=("cpu_s", "sum"),
-                                         cpu_from_log=("cpu_from_log", "sum"))
+                                         cpu_from_log=("cpu_from_log", "sum"), compute_s=("compute_s", "sum"))
+    per_rule["other_cpu_s"] = (per_rule["cpu_s"] - per_rule["compute_s"]).where(per_rule["cpu_from_log"] > 0)
     per_rule = per_rule.sort_values("cpu_s", ascending=False)
     pd.set_option("display.width", 160)
     print(f"run log: {log}  ({len(jobs)} jobs finished)\n")
     print("per rule (wall: benchmark files; CPU: job_cpu_s of the rule logs for cpu_from_log jobs, else the "
-          "benchmark files):")
+          "benchmark files; compute: compute_cpu_s of the rule logs; other = CPU - compute):")
     print(per_rule.round(1).to_string())
     print(f"\ntotal: {int(per_rule['jobs'].sum())} jobs, wall {per_rule['wall_s'].sum():.0f} s, "
           f"CPU {per_rule['cpu_s'].sum():.0f} s")

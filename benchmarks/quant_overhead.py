@@ -1,7 +1,7 @@
 """Benchmark (not a test): cost of fake-quantized evaluation relative to the FP32 forward pass.
 
-Times perplexity evaluation of the same windows with ``fp32`` and with each listed method, and prints
-the ratios. Goal: fake-quant / FP32 <= 1.2 for RTN, GPTQ-weight and rotated methods (activation
+Times perplexity evaluation of the same windows with ``fp32`` and with each listed method — round-robin,
+every repeat timing each model once, best of ``--repeats`` — and prints the ratios. Goal: fake-quant / FP32 <= 1.2 for RTN, GPTQ-weight and rotated methods (activation
 fake-quant is one elementwise pass per linear input, an online Hadamard one small matmul; weights are
 quantized once, before timing). Methods with an offline step are calibrated first (not timed) from the
 pipeline's calibration files; run ``make run`` once so that they exist.
@@ -29,7 +29,9 @@ from lpbench.sources import load_model
 DEFAULT_METHODS = ["rtn-w8a8", "rtn-w4a4", "gptq-w4a4", "smoothquant-w4a4", "rs-w4a4", "quarot-w4a4", "rrs-w4a4"]
 
 
-def timed_eval(model_dir, name, entry, windows, repeats, calib=None, gptq_dir=None, seed=0):
+def prepared_model(model_dir, name, entry, calib=None, gptq_dir=None, seed=0):
+    """The evaluated model of one method, as the pipeline builds it (offline step and GPTQ weights from the
+    pipeline's files; not timed)."""
     model, _, _ = load_model(model_dir)
     method = build_method(name, entry)
     artifact = {}
@@ -43,14 +45,23 @@ def timed_eval(model_dir, name, entry, windows, repeats, calib=None, gptq_dir=No
         if not path.exists():
             raise SystemExit(f"{name}: GPTQ weights {path} not found; run `make run` first")
         artifact = {**artifact, "gptq_weights": load_gptq(path)}
-    model = method.apply(model, get_arch(model), artifact)
-    perplexity(model, windows[:1], progress=False)  # warm-up
-    best = float("inf")
+    return method.apply(model, get_arch(model), artifact)
+
+
+def timed_round_robin(models: dict, windows, repeats: int) -> dict:
+    """{name: (best seconds, perplexity)}. Every repeat times every model once, in turn, so that a slow
+    spell of the machine (this one's speed drifts by tens of percent over minutes) hits the FP32 baseline
+    and the methods alike instead of whichever ran during it; the best of the repeats is kept."""
+    best = {name: float("inf") for name in models}
+    ppl = {}
+    for name, model in models.items():
+        perplexity(model, windows[:1], progress=False)  # warm-up
     for _ in range(repeats):
-        t = time.perf_counter()
-        ppl = perplexity(model, windows, progress=False)["perplexity"]
-        best = min(best, time.perf_counter() - t)
-    return best, ppl
+        for name, model in models.items():
+            t = time.perf_counter()
+            ppl[name] = perplexity(model, windows, progress=False)["perplexity"]
+            best[name] = min(best[name], time.perf_counter() - t)
+    return {name: (best[name], ppl[name]) for name in models}
 
 
 def main():
@@ -65,23 +76,24 @@ def main():
     ap.add_argument("--methods", nargs="+", default=DEFAULT_METHODS)
     ap.add_argument("--windows", type=int, default=4)
     ap.add_argument("--seqlen", type=int, default=512)
-    ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     windows = eval_windows(torch.load(args.tokens), args.seqlen, args.windows)
-    base, base_ppl = timed_eval(args.model, "fp32", {"method": "fp32"}, windows, args.repeats)
-    print(f"{'method':<18} {'seconds':>8} {'ratio':>6} {'ppl':>9}")
-    print(f"{'fp32':<18} {base:8.2f} {1.0:6.2f} {base_ppl:9.3f}")
     config = yaml.safe_load(open(args.config))
-    entries = config["methods"]
-    for name in args.methods:
-        if name not in entries:
-            raise SystemExit(f"unknown method '{name}' in {args.config}; known: {sorted(entries)}")
-        t, ppl = timed_eval(args.model, name, entries[name], windows, args.repeats, args.calib,
-                            args.gptq, seed=int(config.get("seed", 0)))
+    entries = {"fp32": {"method": "fp32"}, **config["methods"]}
+    unknown = [m for m in args.methods if m not in entries]
+    if unknown:
+        raise SystemExit(f"unknown method(s) {unknown} in {args.config}; known: {sorted(entries)}")
+    models = {name: prepared_model(args.model, name, entries[name], args.calib, args.gptq,
+                                   seed=int(config.get("seed", 0)))
+              for name in ["fp32", *[m for m in args.methods if m != "fp32"]]}
+    results = timed_round_robin(models, windows, args.repeats)
+    base = results["fp32"][0]
+    print(f"{'method':<18} {'seconds':>8} {'ratio':>6} {'ppl':>9}")
+    for name, (t, ppl) in results.items():
         print(f"{name:<18} {t:8.2f} {t / base:6.2f} {ppl:9.3f}")
-
 
 if __name__ == "__main__":
     main()

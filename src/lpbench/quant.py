@@ -130,27 +130,21 @@ def quantize_codes(x: torch.Tensor, spec: QuantSpec):
     """Integer codes (as float tensor of integral values), scale and zero point, in the grouped view."""
     xg = _grouped(x, spec)
     scale, zero = scales_and_zeros(xg, spec)
-    q = torch.round(xg / scale)
+    q = (xg / scale).round_()                  # one fresh buffer, then rounded, shifted, clamped in place
     if zero is not None:
-        q = q + zero
+        q.add_(zero)
     return q.clamp_(spec.qmin, spec.qmax), scale, zero
 
 
 def fake_quant(x: torch.Tensor, spec: QuantSpec) -> torch.Tensor:
-    """Quantize and dequantize ``x`` with ``spec``; same shape and dtype as ``x``."""
-    if spec.symmetric and spec.signed:
-        # the activation hot path (every quantized linear input, per token): the same operations as
-        # quantize_codes but rounding, clamping and rescaling in place on one buffer — identical values,
-        # ~25 % less time than allocating a tensor per step.
-        xg = _grouped(x, spec)
-        scale, _ = scales_and_zeros(xg, spec)
-        q = xg / scale
-        q.round_().clamp_(spec.qmin, spec.qmax).mul_(scale)
-        return _ungrouped(q, x, spec).to(x.dtype)
+    """Quantize and dequantize ``x`` with ``spec``; same shape and dtype as ``x``.
+
+    The activation hot path (every quantized linear input): the codes' buffer is fresh, so the zero point
+    and the scale are applied to it in place — ~25 % less time than a new tensor per step, same values."""
     q, scale, zero = quantize_codes(x, spec)
     if zero is not None:
-        q = q - zero
-    return _ungrouped(q * scale, x, spec).to(x.dtype)
+        q.sub_(zero)
+    return _ungrouped(q.mul_(scale), x, spec).to(x.dtype)
 
 
 class QuantLinear(nn.Module):

@@ -1,9 +1,9 @@
 """Benchmark (not a test): cost of fake-quantized evaluation relative to the FP32 forward pass.
 
 Times perplexity evaluation of the same windows with ``fp32`` and with each listed method — round-robin,
-every repeat timing each model once, best of ``--repeats`` — and prints the ratios. Goal: fake-quant / FP32 <= 1.2 for RTN, GPTQ-weight and rotated methods (activation
-fake-quant is one elementwise pass per linear input, an online Hadamard one small matmul; weights are
-quantized once, before timing). Methods with an offline step are calibrated first (not timed) from the
+every repeat timing each model once, best of ``--repeats`` — and prints the ratios. Goal: fake-quant /
+FP32 <= 1.2 for RTN, GPTQ-weight and rotated methods (activation fake-quant is one elementwise pass per
+linear input, an online Hadamard one small matmul; weights are quantized once, before timing). Methods with an offline step are calibrated first (not timed) from the
 pipeline's calibration files; run ``make run`` once so that they exist.
 
     .venv/bin/python benchmarks/quant_overhead.py [--model resources/models/smollm2-135m] \
@@ -94,6 +94,7 @@ def main():
     print(f"{'method':<18} {'seconds':>8} {'ratio':>6} {'ppl':>9}")
     for name, (t, ppl) in results.items():
         print(f"{name:<18} {t:8.2f} {t / base:6.2f} {ppl:9.3f}")
+
 
 if __name__ == "__main__":
     main()

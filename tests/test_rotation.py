@@ -42,10 +42,54 @@ def test_hadamard_seeds(n):
     assert not torch.equal(hadamard_matrix(n, seed=1), hadamard_matrix(n))
     # a seeded Hadamard is the unseeded one with random row signs (QuaRot's random Hadamard), and the
     # signs are the ones OnlineHadamard replays
-    # (n = 32 is the exception: compressed-tensors' order-32 matrix is not Sylvester's)
     signs = _random_signs(n, 1)
-    row_signed = signs[:, None] * hadamard_matrix(n)
-    assert torch.equal(hadamard_matrix(n, seed=1), row_signed) == (n != 32)
+    assert torch.equal(hadamard_matrix(n, seed=1), signs[:, None] * hadamard_matrix(n))
+
+
+def _quarot_hadamard_rows(x: torch.Tensor, had_k: torch.Tensor | None) -> torch.Tensor:
+    """QuaRot's matmul_hadU (official hadamard_utils) written out for a float64 batch of rows: butterflies
+    (a + b, a - b) over halves until K rows of n/K remain, then the K×K matrix from the left, then 1/√n."""
+    b, n = x.shape
+    k = 1 if had_k is None else had_k.shape[0]
+    cur = x.clone().reshape(b, n, 1)
+    while cur.shape[1] > k:
+        half = cur.shape[1] // 2
+        pairs = cur.reshape(b, half, 2, cur.shape[2])
+        cur = torch.stack([pairs[:, :, 0] + pairs[:, :, 1], pairs[:, :, 0] - pairs[:, :, 1]], dim=2)
+        cur = cur.reshape(b, half, -1)
+    if k > 1:
+        cur = had_k @ cur
+    return cur.reshape(b, n) / math.sqrt(n)
+
+
+# QuaRot's K for each order, by hand from its get_hadK (first of 172, 156, 148, 140, 108, 60, 52, 36, 28, 40,
+# 20, 12 dividing n): SmolLM2's intermediate 1536 and hidden 576, Gemma-3's hidden 640, MiniLM's 384
+QUAROT_K = {1536: 12, 576: 36, 640: 40, 384: 12, 96: 12, 12: 12, 20: 20, 64: 1, 32: 1, 2048: 1}
+
+
+@pytest.mark.parametrize("n", sorted(QUAROT_K))
+def test_hadamard_is_quarots_matrix(n):
+    from compressed_tensors.transform.utils.hadamard import _fetch_hadamard_divisor
+
+    k = QUAROT_K[n]
+    had_k = None if k == 1 else _fetch_hadamard_divisor(k, F64)     # Sloane's K matrix, as QuaRot's get_hadK
+    assert had_k is None or had_k.shape == (k, k)
+    eye = torch.eye(n, dtype=F64)
+    assert torch.allclose(hadamard_matrix(n), _quarot_hadamard_rows(eye, had_k), rtol=0, atol=1e-14)
+    # QuaRot's random_hadamard_matrix: matmul_hadU of diag(random signs)
+    signs = _random_signs(n, 5)
+    assert torch.allclose(hadamard_matrix(n, seed=5), _quarot_hadamard_rows(torch.diag(signs), had_k),
+                          rtol=0, atol=1e-14)
+    # the online transform applies the same matrix
+    assert torch.allclose(OnlineHadamard(n).matrix(), hadamard_matrix(n), rtol=0, atol=1e-13)
+
+
+def test_quarots_order12_matrix_is_the_stored_one():
+    """QuaRot's get_had12 starts with these rows (Sloane's had.12); compressed-tensors stores the same."""
+    from compressed_tensors.transform.utils.hadamard import _fetch_hadamard_divisor
+
+    rows = [[1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1], [1, 1, -1, 1, -1, -1, -1, 1, 1, 1, -1, 1]]
+    assert _fetch_hadamard_divisor(12, F64)[:2].tolist() == rows
 
 
 def test_hadamard_power_of_two_is_sylvester():

@@ -21,16 +21,22 @@ Online rotations (QuaRot's Hadamard before ``down_proj`` and the per-head one be
 :class:`OnlineHadamard` modules used as ``QuantLinear.input_transform``; :func:`fold_online_rotation`
 pre-multiplies the consuming linear's weight so that the pair is exactly invariant in full precision.
 
-Hadamard matrices come from compressed-tensors (``compressed_tensors.transform.utils.hadamard``, the
-vLLM project's maintained port of the QuaRot/SpinQuant construction, which ships N. J. A. Sloane's
-library of known ``K×K`` Hadamard matrices) instead of hand-written ``K`` matrices in this repository.
-Unseeded sizes ``n = 2^k`` use Sylvester's construction; sizes ``n = K·2^k`` use ``Kᵀ ⊗ H_{2^k}``, the
-matrix compressed-tensors' ``random_hadamard_matrix`` builds for all-``+1`` signs. A seeded Hadamard is
-QuaRot's random Hadamard ``diag(s)·H`` with random signs ``s``, taken from ``random_hadamard_matrix``
-itself (its ``H`` is Sylvester for powers of two except n = 32, where it stores another order-32
-matrix). compressed-tensors returns ±1 entries; every matrix here is normalized by ``1/√n`` and checked
-to be orthonormal. The stored ``K`` matrices are read with compressed-tensors' private
-``_fetch_hadamard_divisor`` (there is no public accessor); a version that removes it fails loudly here.
+Hadamard matrices are QuaRot's (official ``hadamard_utils.get_hadK`` / ``matmul_hadU``): order ``n = 2^k``
+is Sylvester's construction; order ``n = K·2^k`` is ``Kᵀ ⊗ H_{2^k}`` (``x ↦ x·H`` applies ``K`` across the
+``K`` blocks of ``2^k`` and the Walsh-Hadamard transform within each), with ``K`` the **first** of QuaRot's
+orders (172, 156, 148, 140, 108, 60, 52, 36, 28, 40, 20, 12) that divides ``n`` — e.g. 1536 = 12·128,
+576 = 36·16, 640 = 40·16. The ``K×K`` matrices themselves are N. J. A. Sloane's, as stored by
+compressed-tensors (``compressed_tensors.transform.utils.hadamard``, the vLLM project's maintained port of
+the QuaRot/SpinQuant construction; read with its private ``_fetch_hadamard_divisor``, there is no public
+accessor; a version that removes it fails loudly here) instead of hand-written matrices in this
+repository; its order-12 matrix is QuaRot's ``get_had12``. Where QuaRot has no ``K`` (its first dividing
+``K`` leaves a quotient that is not a power of two, where QuaRot's assert stops), the largest ``K`` that
+compressed-tensors stores is used instead — an extension, not QuaRot. (Until 2026-12-02 every order took
+compressed-tensors' largest ``K`` — 192 for 1536, 144 for 576, 160 for 640 —, a valid Hadamard matrix
+but not QuaRot's, and 200 instead of 140 multiply-adds per element for SmolLM2's online ``down_proj``
+rotation.) A seeded Hadamard is QuaRot's random Hadamard ``diag(s)·H`` with random signs ``s``
+(``randint(0, 2, (n,))`` from ``manual_seed(seed)``). Every matrix is normalized by ``1/√n`` and checked to
+be orthonormal.
 """
 from __future__ import annotations
 
@@ -59,7 +65,11 @@ def _ct():
     return hadamard
 
 
-def _known_hadamard(n: int) -> torch.Tensor | None:
+#: QuaRot's search order for the factor ``K`` of a Hadamard order ``n = K·2^k`` (official get_hadK)
+QUAROT_K_ORDER = (172, 156, 148, 140, 108, 60, 52, 36, 28, 40, 20, 12)
+
+
+def _stored_hadamard(n: int) -> torch.Tensor | None:
     """compressed-tensors' stored ±1 Hadamard of the largest order K with n/K a power of two, or None."""
     fetch = getattr(_ct(), "_fetch_hadamard_divisor", None)
     if fetch is None:
@@ -68,21 +78,31 @@ def _known_hadamard(n: int) -> torch.Tensor | None:
     return fetch(n, _F64)
 
 
-def _hadamard_factors(n: int, seeded: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+def _quarot_k(n: int) -> int | None:
+    """QuaRot's ``K`` for order ``n``: the first of :data:`QUAROT_K_ORDER` dividing ``n``, if ``n/K`` is a
+    power of two (QuaRot asserts that it is); None where QuaRot has no ``K``."""
+    for k in QUAROT_K_ORDER:
+        if n % k == 0:
+            q = n // k
+            return k if q & (q - 1) == 0 else None
+    return None
+
+
+def _hadamard_factors(n: int) -> tuple[torch.Tensor, torch.Tensor]:
     """±1 matrices ``(A, B)`` with ``A ⊗ B`` the (unnormalized, unsigned) Hadamard of order ``n``.
 
-    Unseeded powers of two: two Sylvester factors (``H_a ⊗ H_b = H_{ab}``). Otherwise (and for every
-    seeded order) the factors of compressed-tensors' construction, ``(Kᵀ, H_{2^k})`` with its stored
-    ``K``; for seeded powers of two this differs from Sylvester only at n = 32, where compressed-tensors
-    stores another Hadamard of order 32. Raises ValueError when no Hadamard of order ``n`` is known.
+    Powers of two: two Sylvester factors (``H_a ⊗ H_b = H_{ab}``). Otherwise ``(Kᵀ, H_{n/K})`` with
+    QuaRot's ``K`` (:func:`_quarot_k`), or compressed-tensors' largest stored ``K`` where QuaRot has none.
+    Raises ValueError when no Hadamard of order ``n`` is known.
     """
     if not isinstance(n, int) or n < 1:
         raise ValueError(f"Hadamard order must be a positive integer, got {n!r}")
     ct = _ct()
-    if ct.is_pow2(n) and not seeded:
+    if ct.is_pow2(n):
         a = 2 ** (int(math.log2(n)) // 2)
         return ct.deterministic_hadamard_matrix(a, _F64), ct.deterministic_hadamard_matrix(n // a, _F64)
-    known = _known_hadamard(n)
+    k = _quarot_k(n)
+    known = _stored_hadamard(k) if k is not None else _stored_hadamard(n)
     if known is None:
         raise ValueError(
             f"no Hadamard matrix of order {n} is known: the order must be 2^k or K·2^k with K one of the "
@@ -101,11 +121,8 @@ def has_hadamard(n: int) -> bool:
 
 
 def _random_signs(n: int, seed: int) -> torch.Tensor:
-    """The ±1 signs compressed-tensors' ``random_hadamard_matrix`` draws from ``manual_seed(seed)``.
-
-    Replays its single draw (``randint(0, 2, (n,))``) so that :class:`OnlineHadamard` can apply the seeded
-    Hadamard without materializing it; ``tests/test_rotation.py`` checks the two agree.
-    """
+    """The ±1 signs of QuaRot's random Hadamard (its single draw ``randint(0, 2, (n,))``, ``2s - 1``) from
+    ``manual_seed(seed)``; :class:`OnlineHadamard` applies them without materializing the matrix."""
     g = torch.Generator().manual_seed(seed)
     return torch.randint(0, 2, (n,), generator=g, dtype=_F64) * 2 - 1
 
@@ -121,21 +138,15 @@ def _check_orthonormal(m: torch.Tensor, what: str, tol: float = 1e-8) -> None:
 def hadamard_matrix(n: int, seed: int | None = None, dtype: torch.dtype = _F64) -> torch.Tensor:
     """Orthonormal ``n × n`` Hadamard matrix ``H`` (``H Hᵀ = I``, every entry ``±1/√n``).
 
-    ``seed=None``: deterministic — Sylvester's construction for ``n = 2^k``, ``Kᵀ ⊗ H_{2^k}`` with one of
-    compressed-tensors' known ``K×K`` matrices otherwise. With a seed: QuaRot's random Hadamard
-    ``diag(s)·H`` with random signs ``s``, from compressed-tensors' ``random_hadamard_matrix`` (same
-    seed → same matrix; ``H`` is the unseeded matrix except at n = 32, see the module docstring).
-    Built in float64, returned in ``dtype``. Raises ValueError when no Hadamard of order ``n`` is known
-    (see :func:`has_hadamard`).
+    ``seed=None``: QuaRot's deterministic matrix — Sylvester's construction for ``n = 2^k``, ``Kᵀ ⊗ H_{2^k}``
+    with QuaRot's ``K`` otherwise (module docstring). With a seed: QuaRot's random Hadamard ``diag(s)·H``
+    with random signs ``s`` (same seed → same matrix). Built in float64, returned in ``dtype``. Raises
+    ValueError when no Hadamard of order ``n`` is known (see :func:`has_hadamard`).
     """
     a, b = _hadamard_factors(n)
-    ct = _ct()
-    if seed is None:
-        unnormalized = ct.deterministic_hadamard_matrix(n, _F64) if ct.is_pow2(n) else torch.kron(a, b)
-    else:
-        gen = torch.Generator().manual_seed(seed)
-        unnormalized = ct.random_hadamard_matrix(n, _F64, gen=gen)      # ±1 entries, not normalized
-    h = unnormalized / math.sqrt(n)
+    h = torch.kron(a, b) / math.sqrt(n)
+    if seed is not None:
+        h = _random_signs(n, seed)[:, None] * h
     _check_orthonormal(h, f"Hadamard matrix of order {n}")
     return h.to(dtype)
 
@@ -314,7 +325,7 @@ class OnlineHadamard(nn.Module):
         size = head_dim or dim
         if dim % size:
             raise ValueError(f"dim {dim} is not a multiple of head_dim {size}")
-        a, b = _hadamard_factors(size, seeded=seed is not None)
+        a, b = _hadamard_factors(size)
         self.dim, self.head_dim, self.seed = dim, head_dim, seed
         # buffers: they follow .to(device); not persistent, they are rebuilt from (dim, head_dim, seed)
         self.register_buffer("left", a / math.sqrt(a.shape[0]), persistent=False)

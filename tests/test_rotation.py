@@ -254,3 +254,13 @@ def test_online_hadamard_float32_and_shape_errors():
         rot(torch.randn(2, 100))
     with pytest.raises(ValueError, match="multiple"):
         OnlineHadamard(100, head_dim=24)
+
+
+def test_hadamard_ops_count_the_k_actually_used():
+    """By hand: butterflies n·log2(n/K) adds, the dense K×K part n·(K-1) adds and n·K mults, + n mults."""
+    from lpbench.rotation import hadamard_ops
+
+    assert hadamard_ops(2048) == (2048 * 11, 2048)                              # Sylvester: no K
+    assert hadamard_ops(1536) == (1536 * 7 + 1536 * 11, 1536 * 12 + 1536)       # 12 · 128
+    assert hadamard_ops(576) == (576 * 4 + 576 * 35, 576 * 36 + 576)            # 36 · 16
+    assert hadamard_ops(268) == (268 * 2 + 268 * 66, 268 * 67 + 268)            # unknown: odd part 67

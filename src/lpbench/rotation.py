@@ -376,10 +376,16 @@ def fold_online_rotation(linear: nn.Linear, rotation: OnlineHadamard) -> None:
 
 
 def hadamard_ops(n: int) -> tuple[float, float]:
-    """(adds, mults) per vector of length n for a fast Hadamard transform n = K·2^k: a Walsh-Hadamard
-    butterfly on the 2^k factor (n·k adds) and a dense K×K product on the K factor (n·K mult-adds)."""
+    """(adds, mults) per vector of length n for a fast Hadamard transform of order n = K·2^k as the online
+    rotations apply it: a Walsh-Hadamard butterfly on the 2^k factor (n·k adds) and a dense K×K product on
+    the K factor (n·K mult-adds), with the ``K`` of the matrix actually used (QuaRot's, see
+    :func:`_hadamard_factors`: 12 for 1536, 36 for 576); where no Hadamard of order n is known, the odd
+    part of n stands in for ``K``."""
     k2 = n & -n                       # largest power of two dividing n
-    K = n // k2
-    adds = n * math.log2(k2) + (n * (K - 1) if K > 1 else 0)
+    try:
+        K = _hadamard_factors(n)[0].shape[0] if n != k2 else 1
+    except ValueError:
+        K = n // k2
+    adds = n * math.log2(n // K) + (n * (K - 1) if K > 1 else 0)
     mults = n * K if K > 1 else 0.0
     return float(adds), float(mults + n)   # + n: the 1/sqrt(n) normalization (or sign flips), one mult each

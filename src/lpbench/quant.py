@@ -112,7 +112,9 @@ def scales_and_zeros(xg: torch.Tensor, spec: QuantSpec) -> tuple[torch.Tensor, t
     """Scale (and zero point for asymmetric) per slice of the last dim of a grouped view."""
     if spec.symmetric:
         if spec.signed:
-            ref = xg.abs().amax(dim=-1, keepdim=True)
+            # max |x| as max(max x, -min x): the same value (negation is exact; NaN propagates through
+            # both), without writing an |x| copy of every quantized activation
+            ref = torch.maximum(xg.amax(dim=-1, keepdim=True), xg.amin(dim=-1, keepdim=True).neg_())
         else:
             ref = xg.amax(dim=-1, keepdim=True).clamp(min=0)
         scale = ref * spec.clip_ratio / spec.qmax
@@ -126,22 +128,25 @@ def scales_and_zeros(xg: torch.Tensor, spec: QuantSpec) -> tuple[torch.Tensor, t
     return scale, zero
 
 
-def quantize_codes(x: torch.Tensor, spec: QuantSpec):
-    """Integer codes (as float tensor of integral values), scale and zero point, in the grouped view."""
+def quantize_codes(x: torch.Tensor, spec: QuantSpec, inplace: bool = False):
+    """Integer codes (as float tensor of integral values), scale and zero point, in the grouped view.
+    ``inplace=True`` overwrites ``x`` with the codes (for a caller that owns a fresh ``x``)."""
     xg = _grouped(x, spec)
     scale, zero = scales_and_zeros(xg, spec)
-    q = (xg / scale).round_()                  # one fresh buffer, then rounded, shifted, clamped in place
+    q = (xg.div_(scale) if inplace else xg / scale).round_()    # then shifted and clamped in place
     if zero is not None:
         q.add_(zero)
     return q.clamp_(spec.qmin, spec.qmax), scale, zero
 
 
-def fake_quant(x: torch.Tensor, spec: QuantSpec) -> torch.Tensor:
+def fake_quant(x: torch.Tensor, spec: QuantSpec, inplace: bool = False) -> torch.Tensor:
     """Quantize and dequantize ``x`` with ``spec``; same shape and dtype as ``x``.
 
     The activation hot path (every quantized linear input): the codes' buffer is fresh, so the zero point
-    and the scale are applied to it in place — ~25 % less time than a new tensor per step, same values."""
-    q, scale, zero = quantize_codes(x, spec)
+    and the scale are applied to it in place — ~25 % less time than a new tensor per step, same values.
+    ``inplace=True`` also computes the codes in ``x``'s own memory (``x`` is overwritten; for a caller
+    whose ``x`` is a fresh intermediate, e.g. runtime smoothing's ``x / s``)."""
+    q, scale, zero = quantize_codes(x, spec, inplace)
     if zero is not None:
         q.sub_(zero)
     return _ungrouped(q.mul_(scale), x, spec).to(x.dtype)

@@ -52,7 +52,8 @@ SMOOTHED_ROLES = ("o", "gate", "up", "down", "fc1", "fc2")
 
 def runtime_smooth_scales(x: torch.Tensor, group_size: int = 128, eps: float = 1e-5) -> torch.Tensor:
     """Grouped runtime scales ``s̃`` of shape (..., 1, C) for ``x`` of shape (..., T, C)."""
-    s = x.abs().amax(dim=-2, keepdim=True).clamp_min(eps)
+    # max_T |x| as max(max x, -min x): the same value without an |x| copy (see lpbench.quant)
+    s = torch.maximum(x.amax(dim=-2, keepdim=True), x.amin(dim=-2, keepdim=True).neg_()).clamp_min_(eps)
     c = s.shape[-1]
     if group_size <= 1:
         return s
@@ -67,7 +68,8 @@ def runtime_smooth_scales(x: torch.Tensor, group_size: int = 128, eps: float = 1
 def runtime_smooth_quant(x: torch.Tensor, spec: QuantSpec, group_size: int = 128) -> torch.Tensor:
     """Runtime smoothing + per-token fake quantization, scale re-applied (see the module docstring)."""
     s = runtime_smooth_scales(x, group_size)
-    return fake_quant(x / s, spec).mul_(s)      # fake_quant returns a fresh tensor: rescale it in place
+    # x / s is a fresh buffer: quantized in place, then rescaled in place (same operations, same order)
+    return fake_quant(x / s, spec, inplace=True).mul_(s)
 
 
 class RuntimeSmoothQuant(nn.Module):

@@ -1,18 +1,23 @@
 """Benchmark (not a test): cost of fake-quantized evaluation relative to the FP32 forward pass.
 
-Times perplexity evaluation of the same windows with ``fp32`` and with each listed method — round-robin,
-every repeat timing each model once, best of ``--repeats`` — and prints the ratios. Goal: fake-quant /
-FP32 <= 1.2 for RTN, GPTQ-weight and rotated methods (activation fake-quant is one elementwise pass per
-linear input, an online Hadamard one small matmul; weights are quantized once, before timing). Methods with an offline step are calibrated first (not timed) from the
-pipeline's calibration files; run ``make run`` once so that they exist.
+Times perplexity evaluation of the same windows with ``fp32`` and with each listed method, interleaved:
+every repeat runs window 1 through every model in turn, then window 2, …, so that a slow spell of the
+machine (this one's speed drifts by tens of percent within minutes) hits the FP32 baseline and the methods
+alike. Each repeat gives one ratio per method (its time over FP32's in the same repeat); the median over
+``--repeats`` and the range are printed. Goal: fake-quant / FP32 <= 1.2 for RTN, GPTQ-weight and rotated
+methods (activation fake-quant is a few elementwise passes per linear input, an online Hadamard a small
+matmul; weights are quantized once, before timing). Methods with an offline step are calibrated first (not
+timed) from the pipeline's calibration files; run ``make run`` once so that they exist.
 
     .venv/bin/python benchmarks/quant_overhead.py [--model resources/models/smollm2-135m] \
         [--tokens resources/tokens/smollm2-135m/austen/evaluation.pt] [--calib resources/calib/smollm2-135m/austen]
-        [--gptq resources/gptq/smollm2-135m/austen] [--windows 4] [--seqlen 512] [--methods rtn-w4a4 quarot-w4a4 ...]
+        [--gptq resources/gptq/smollm2-135m/austen] [--windows 4] [--seqlen 512] [--repeats 5]
+        [--methods rtn-w4a4 quarot-w4a4 ...]
 """
 from __future__ import annotations
 
 import argparse
+import statistics
 import time
 from pathlib import Path
 
@@ -48,20 +53,19 @@ def prepared_model(model_dir, name, entry, calib=None, gptq_dir=None, seed=0):
     return method.apply(model, get_arch(model), artifact)
 
 
-def timed_round_robin(models: dict, windows, repeats: int) -> dict:
-    """{name: (best seconds, perplexity)}. Every repeat times every model once, in turn, so that a slow
-    spell of the machine (this one's speed drifts by tens of percent over minutes) hits the FP32 baseline
-    and the methods alike instead of whichever ran during it; the best of the repeats is kept."""
-    best = {name: float("inf") for name in models}
-    ppl = {}
-    for name, model in models.items():
-        perplexity(model, windows[:1], progress=False)  # warm-up
-    for _ in range(repeats):
-        for name, model in models.items():
-            t = time.perf_counter()
-            ppl[name] = perplexity(model, windows, progress=False)["perplexity"]
-            best[name] = min(best[name], time.perf_counter() - t)
-    return {name: (best[name], ppl[name]) for name in models}
+def timed_interleaved(models: dict, windows, repeats: int) -> dict:
+    """{name: seconds per repeat (list)}: in every repeat each window runs through every model in turn
+    (see the module docstring), after one warm-up window per model."""
+    for model in models.values():
+        perplexity(model, windows[:1], progress=False)
+    seconds = {name: [0.0] * repeats for name in models}
+    for r in range(repeats):
+        for i in range(len(windows)):
+            for name, model in models.items():
+                t = time.perf_counter()
+                perplexity(model, windows[i:i + 1], progress=False)
+                seconds[name][r] += time.perf_counter() - t
+    return seconds
 
 
 def main():
@@ -76,7 +80,7 @@ def main():
     ap.add_argument("--methods", nargs="+", default=DEFAULT_METHODS)
     ap.add_argument("--windows", type=int, default=4)
     ap.add_argument("--seqlen", type=int, default=512)
-    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -89,11 +93,15 @@ def main():
     models = {name: prepared_model(args.model, name, entries[name], args.calib, args.gptq,
                                    seed=int(config.get("seed", 0)))
               for name in ["fp32", *[m for m in args.methods if m != "fp32"]]}
-    results = timed_round_robin(models, windows, args.repeats)
-    base = results["fp32"][0]
-    print(f"{'method':<18} {'seconds':>8} {'ratio':>6} {'ppl':>9}")
-    for name, (t, ppl) in results.items():
-        print(f"{name:<18} {t:8.2f} {t / base:6.2f} {ppl:9.3f}")
+    seconds = timed_interleaved(models, windows, args.repeats)
+    ppl = {name: perplexity(model, windows, progress=False)["perplexity"] for name, model in models.items()}
+    print(f"{args.model}: {len(windows)} x {args.seqlen} tokens, {args.threads} threads, "
+          f"{args.repeats} interleaved repeats; ratio = method / fp32 within a repeat")
+    print(f"{'method':<18} {'s (median)':>10} {'ratio':>6} {'range':>13} {'ppl':>9}")
+    for name, secs in seconds.items():
+        ratios = sorted(t / b for t, b in zip(secs, seconds["fp32"]))
+        print(f"{name:<18} {statistics.median(secs):10.2f} {statistics.median(ratios):6.2f} "
+              f"{ratios[0]:6.2f}-{ratios[-1]:<6.2f} {ppl[name]:9.3f}")
 
 
 if __name__ == "__main__":

@@ -108,13 +108,17 @@ def _ungrouped(y: torch.Tensor, x: torch.Tensor, spec: QuantSpec) -> torch.Tenso
     return y.reshape(x.shape)
 
 
+def abs_max(x: torch.Tensor, dim: int) -> torch.Tensor:
+    """``x.abs().amax(dim, keepdim=True)`` computed as ``max(max x, -min x)``: the same value (negation is
+    exact; NaN propagates through both), without writing an ``|x|`` copy of an activation-sized tensor."""
+    return torch.maximum(x.amax(dim=dim, keepdim=True), x.amin(dim=dim, keepdim=True).neg_())
+
+
 def scales_and_zeros(xg: torch.Tensor, spec: QuantSpec) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Scale (and zero point for asymmetric) per slice of the last dim of a grouped view."""
     if spec.symmetric:
         if spec.signed:
-            # max |x| as max(max x, -min x): the same value (negation is exact; NaN propagates through
-            # both), without writing an |x| copy of every quantized activation
-            ref = torch.maximum(xg.amax(dim=-1, keepdim=True), xg.amin(dim=-1, keepdim=True).neg_())
+            ref = abs_max(xg, dim=-1)
         else:
             ref = xg.amax(dim=-1, keepdim=True).clamp(min=0)
         scale = ref * spec.clip_ratio / spec.qmax

@@ -45,15 +45,14 @@ import torch.nn as nn
 
 from lpbench.methods import Int, register
 from lpbench.methods.quarot import QuaRot, W4A4Base
-from lpbench.quant import QuantSpec, act_spec, fake_quant
+from lpbench.quant import QuantSpec, abs_max, act_spec, fake_quant
 
 SMOOTHED_ROLES = ("o", "gate", "up", "down", "fc1", "fc2")
 
 
 def runtime_smooth_scales(x: torch.Tensor, group_size: int = 128, eps: float = 1e-5) -> torch.Tensor:
     """Grouped runtime scales ``s̃`` of shape (..., 1, C) for ``x`` of shape (..., T, C)."""
-    # max_T |x| as max(max x, -min x): the same value without an |x| copy (see lpbench.quant)
-    s = torch.maximum(x.amax(dim=-2, keepdim=True), x.amin(dim=-2, keepdim=True).neg_()).clamp_min_(eps)
+    s = abs_max(x, dim=-2).clamp_min_(eps)
     c = s.shape[-1]
     if group_size <= 1:
         return s

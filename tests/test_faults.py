@@ -29,7 +29,7 @@ import yaml
 
 from hub_standin import FAKE_SHA, SilentHub
 from lpbench import sources
-from lpbench.config import ConfigError, check_entries, check_references, load_yaml
+from lpbench.config import CODE_ROOT, ConfigError, check_entries, check_references, load_yaml, method_facts
 from lpbench.corpora import CorpusError, materialize as materialize_corpus, verify_text
 from lpbench.data import TokenFileError, eval_windows, load_tokens, token_record
 from lpbench.sources import DownloadError, ModelIntegrityError, load_model, materialize
@@ -259,6 +259,53 @@ def test_shipped_configs_pass_every_check():
         cfg = load_yaml(ROOT / "config" / f)
         check_entries(cfg)
         check_references(cfg)
+
+
+def test_method_facts_are_what_the_methods_say_and_are_remembered(tmp_path):
+    from lpbench.methods import build_method, has_offline_step
+    from lpbench.methods.gptq import gptq_key
+
+    cfg = load_yaml(ROOT / "config" / "config.yaml")
+    direct = {n: {"offline": has_offline_step(e), "gptq": gptq_key(build_method(n, e))}
+              for n, e in cfg["methods"].items()}
+    assert any(f["gptq"] for f in direct.values()) and any(f["offline"] for f in direct.values())
+    assert method_facts(cfg) == direct
+    cache = tmp_path / "cache"
+    assert method_facts(cfg, cache) == direct
+    assert len(list(cache.glob("method-facts-*.json"))) == 1
+    # a warm cache answers in a process that never imports torch, and answers the same
+    probe = ("import json, sys; from lpbench.config import load_yaml, method_facts; "
+             f"f = method_facts(load_yaml({str(ROOT / 'config' / 'config.yaml')!r}), {str(cache)!r}); "
+             "print(json.dumps({'torch': 'torch' in sys.modules, 'facts': f}))")
+    out = json.loads(subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                                    check=True).stdout)
+    assert out == {"torch": False, "facts": direct}
+
+
+def test_method_facts_cache_never_hides_an_error(tmp_path):
+    cfg = load_yaml(ROOT / "config" / "test.yaml")
+    method_facts(cfg, tmp_path)
+    bad = json.loads(json.dumps(cfg))
+    bad["methods"][next(iter(bad["methods"]))] = {"method": "rtn", "w_bits": 17}
+    with pytest.raises(ConfigError, match="w_bits must be an integer in \\[2, 16\\], got 17"):
+        method_facts(bad, tmp_path)
+    typo = json.loads(json.dumps(cfg))
+    typo["experiments"][0]["methods"].append("no-such-method")
+    with pytest.raises(ConfigError, match="unknown method name"):
+        method_facts(typo, tmp_path)            # same methods section: the cache hit still checks names
+
+
+def test_method_facts_cache_follows_the_code(tmp_path):
+    code = tmp_path / "code"
+    shutil.copytree(CODE_ROOT, code, ignore=shutil.ignore_patterns("__pycache__"))
+    cfg = load_yaml(ROOT / "config" / "test.yaml")
+    method_facts(cfg, tmp_path / "c", code_root=code)
+    (before,) = (tmp_path / "c").glob("method-facts-*.json")
+    with open(code / "methods" / "rtn.py", "a") as f:
+        f.write("\n# an edit\n")
+    method_facts(cfg, tmp_path / "c", code_root=code)
+    (after,) = (tmp_path / "c").glob("method-facts-*.json")     # a new key; the stale file is gone
+    assert after.name != before.name
 
 
 # ----------------------------------------------------------------------------------- pipeline level

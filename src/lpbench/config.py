@@ -5,17 +5,20 @@
   ``propertyNames`` lists of the schema's per-source branches), reported with the allowed keys and the
   nearest one ("did you mean");
 * :func:`check_references` — every name an experiment uses exists, every method entry builds (known
-  kind, known parameters, each parameter within its declared type and range).
+  kind, known parameters, each parameter within its declared type and range);
+* :func:`method_facts` — the same checks, plus what the DAG needs to know of each method (offline step,
+  GPTQ weight set), remembered between Snakefile parses so a no-op run does not import torch.
 
 ``python -m lpbench.config FILE...`` runs all of them on config files (``make run`` does, first).
 """
 from __future__ import annotations
 
 import difflib
+import hashlib
+import json
+import os
 import sys
 from pathlib import Path
-
-from lpbench.methods import build_method
 
 SCHEMA = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
 
@@ -74,7 +77,9 @@ def check_entries(config: dict, schema: dict | None = None) -> None:
         raise ConfigError("invalid config:\n  " + "\n  ".join(errors))
 
 
-def check_references(config: dict) -> None:
+def check_references(config: dict, build_methods: bool = True) -> None:
+    """Every name an experiment uses is configured; with ``build_methods``, every method entry builds
+    (this imports the method modules, and with them torch)."""
     errors = []
     for i, exp in enumerate(config["experiments"]):
         for key in ("models", "corpora", "methods"):
@@ -82,13 +87,62 @@ def check_references(config: dict) -> None:
             if unknown:
                 errors.append(f"experiments[{i}].{key}: unknown {key[:-1] if key != 'corpora' else 'corpus'}"
                               f" name(s) {unknown}; known: {sorted(config[key])}")
-    for name, entry in config["methods"].items():
-        try:
-            build_method(name, entry)
-        except (ValueError, TypeError) as e:
-            errors.append(str(e))
+    if build_methods:
+        from lpbench.methods import build_method
+
+        for name, entry in config["methods"].items():
+            try:
+                build_method(name, entry)
+            except (ValueError, TypeError) as e:
+                errors.append(str(e))
     if errors:
         raise ConfigError("invalid config:\n  " + "\n  ".join(errors))
+
+
+#: the package whose source decides what a method entry means (kinds, parameter checks, GPTQ set names)
+CODE_ROOT = Path(__file__).resolve().parent
+
+
+def method_facts(config: dict, cache_dir: str | Path | None = None, code_root: Path = CODE_ROOT) -> dict:
+    """:func:`check_references`, then for every configured method ``{"offline": bool, "gptq": str | None}``:
+    whether it has an offline step (an artifact job) and the name of the shared GPTQ weight set it reads.
+
+    Building the methods imports torch (~1 s, a quarter of a no-op ``make run``), and the Snakefile is
+    parsed on every run. So with ``cache_dir`` the answer is kept in a file named by a hash of the
+    ``methods`` section and of every source file under ``code_root``: a run with the same methods and the
+    same code reads it (names are still checked, torch is not imported); a change to either builds and
+    checks every method again. Only a config that passed the checks is ever written."""
+    key = None
+    if cache_dir is not None:
+        h = hashlib.sha256(json.dumps(config["methods"], sort_keys=True, default=repr).encode())
+        for p in sorted(Path(code_root).rglob("*.py")):
+            h.update(str(p.relative_to(code_root)).encode() + b"\0" + p.read_bytes() + b"\0")
+        key = Path(cache_dir) / f"method-facts-{h.hexdigest()[:20]}.json"
+        try:
+            facts = json.loads(key.read_text())
+        except (OSError, ValueError):
+            facts = None
+        if isinstance(facts, dict) and set(facts) == set(config["methods"]):
+            check_references(config, build_methods=False)
+            return facts
+    check_references(config)
+    from lpbench.methods import build_method, has_offline_step
+    from lpbench.methods.gptq import gptq_key
+
+    facts = {name: {"offline": has_offline_step(entry), "gptq": gptq_key(build_method(name, entry))}
+             for name, entry in config["methods"].items()}
+    if key is not None:
+        try:
+            key.parent.mkdir(parents=True, exist_ok=True)
+            tmp = key.with_name(f"{key.name}.{os.getpid()}.tmp")
+            tmp.write_text(json.dumps(facts, indent=1, sort_keys=True))
+            os.replace(tmp, key)                    # atomic: a concurrent parse reads all or nothing
+            for stale in key.parent.glob("method-facts-*.json"):
+                if stale != key:
+                    stale.unlink(missing_ok=True)
+        except OSError:
+            pass                                    # read-only working directory: just not remembered
+    return facts
 
 
 def experiment_triples(config: dict) -> list[tuple[str, str, str]]:

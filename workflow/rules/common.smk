@@ -3,11 +3,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 
-from lpbench.config import check_references, experiment_triples, window_settings
-from lpbench.methods import build_method, has_offline_step
-from lpbench.methods.gptq import gptq_key
+from lpbench.config import experiment_triples, method_facts, window_settings
 
-check_references(config)  # unknown model/corpus/method names or bad method parameters: fail now
+# unknown model/corpus/method names or bad method parameters: fail now. What the DAG needs of each method
+# is remembered in .snakemake/lpbench/ for the same methods and code, so a no-op run does not import torch.
+METHOD_FACTS = method_facts(config, cache_dir=".snakemake/lpbench")
 
 
 def resolve(path):
@@ -81,7 +81,7 @@ def local_source_input(section):
 
 def method_gptq_key(method):
     """Name of the shared GPTQ weight set a configured method reads (None: RTN weights)."""
-    return gptq_key(build_method(method, config["methods"][method]))
+    return METHOD_FACTS[method]["gptq"]
 
 
 #: GPTQ weight set name -> the config entry of one method that uses it (its transform defines the set)
@@ -97,7 +97,7 @@ def method_artifact_input(wc):
     job starts just to write an empty file. GPTQ weights come from the shared set of the method's
     transform (rule gptq_weights), computed once per (model, corpus, transform)."""
     out = {}
-    if has_offline_step(config["methods"][wc.method]):
+    if METHOD_FACTS[wc.method]["offline"]:
         out["artifact"] = f"resources/artifacts/{wc.model}/{wc.corpus}/{wc.method}.pt"
     key = method_gptq_key(wc.method)
     if key is not None:

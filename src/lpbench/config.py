@@ -77,10 +77,12 @@ def check_entries(config: dict, schema: dict | None = None) -> None:
         raise ConfigError("invalid config:\n  " + "\n  ".join(errors))
 
 
-def check_references(config: dict, build_methods: bool = True) -> None:
+def check_references(config: dict, build_methods: bool = True) -> dict:
     """Every name an experiment uses is configured; with ``build_methods``, every method entry builds
-    (this imports the method modules, and with them torch)."""
+    (this imports the method modules, and with them torch). Returns the built methods by name (none
+    without ``build_methods``)."""
     errors = []
+    built = {}
     for i, exp in enumerate(config["experiments"]):
         for key in ("models", "corpora", "methods"):
             unknown = [n for n in exp[key] if n not in config[key]]
@@ -92,11 +94,12 @@ def check_references(config: dict, build_methods: bool = True) -> None:
 
         for name, entry in config["methods"].items():
             try:
-                build_method(name, entry)
+                built[name] = build_method(name, entry)
             except (ValueError, TypeError) as e:
                 errors.append(str(e))
     if errors:
         raise ConfigError("invalid config:\n  " + "\n  ".join(errors))
+    return built
 
 
 #: the package whose source decides what a method entry means (kinds, parameter checks, GPTQ set names)
@@ -125,12 +128,12 @@ def method_facts(config: dict, cache_dir: str | Path | None = None, code_root: P
         if isinstance(facts, dict) and set(facts) == set(config["methods"]):
             check_references(config, build_methods=False)
             return facts
-    check_references(config)
-    from lpbench.methods import build_method, has_offline_step
+    built = check_references(config)
+    from lpbench.methods import has_offline_step
     from lpbench.methods.gptq import gptq_key
 
-    facts = {name: {"offline": has_offline_step(entry), "gptq": gptq_key(build_method(name, entry))}
-             for name, entry in config["methods"].items()}
+    facts = {name: {"offline": has_offline_step(config["methods"][name]), "gptq": gptq_key(method)}
+             for name, method in built.items()}
     if key is not None:
         try:
             key.parent.mkdir(parents=True, exist_ok=True)

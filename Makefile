@@ -41,7 +41,7 @@ $(CONFIG_OK): $(CONFIG) workflow/schemas/config.schema.yaml $(wildcard src/lpben
 # per job) instead of a fresh interpreter each; results are the same either way (tests/test_worker.py).
 run: $(VENV)/.installed $(CONFIG_OK)
 	$(PY) -m lpbench.worker -- $(SMK) --cores $(CORES) --configfile $(CONFIG) --rerun-incomplete $(SMKFLAGS)
-	@$(MAKE) --no-print-directory report
+	$(if $(filter -n --dry-run --dryrun,$(SMKFLAGS)),@echo "dry run: no report",@$(MAKE) --no-print-directory report)
 
 # The HTML report is rebuilt only when a result is newer than it.
 report: $(VENV)/.installed

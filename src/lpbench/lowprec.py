@@ -162,18 +162,6 @@ def round_to(x, fmt: str | Format) -> torch.Tensor:
     return _round_generic(x, f)
 
 
-def to_bits(x: torch.Tensor, fmt: str | Format) -> torch.Tensor:
-    """Bit pattern (signed int of the format's width) of values already representable in ``fmt``.
-    The cast is exact for representable values, so torch's double rounding cannot occur here."""
-    f = get_format(fmt)
-    return x.to(f.dtype).view(f.int_dtype)
-
-
-def from_bits(bits: torch.Tensor, fmt: str | Format) -> torch.Tensor:
-    f = get_format(fmt)
-    return bits.to(f.int_dtype).view(f.dtype).to(F64)
-
-
 class Arith:
     """Arithmetic in ``fmt``: every operation is computed in float64 and rounded once to the format
     (correctly rounded by the double-rounding theorem, see the module docstring). No fused ops.

@@ -135,11 +135,3 @@ def calibrate_overhead(d: int, target: float, **overrides) -> dict[str, Any]:
     return {"fixed": fixed, "feasible": fixed >= 0, "overhead_U": fixed + p["iters"] * p["cycles_per_iter"],
             "overrides": {"fixed": fixed}}
 
-
-def fit_table(lanes=(4, 8, 16, 32, 64), endpoints=PAPER_ENDPOINTS, **overrides) -> list[dict[str, Any]]:
-    """:func:`fit` for several lane counts (mem_width follows lanes unless overridden)."""
-    rows = []
-    for L in lanes:
-        o = {"mem_width": L, **overrides, "lanes": L}
-        rows.append(fit(endpoints, **o))
-    return rows

@@ -69,10 +69,6 @@ class PostNormRotation(nn.Module):
         return self.rotation(self.norm(x))
 
 
-def _gemma_gain(norm: nn.Module) -> torch.Tensor:
-    return 1.0 + norm.weight.detach().to(_F64)
-
-
 @torch.no_grad()
 def _rotate_sandwich(model: nn.Module, arch: ArchSpec, seed: int) -> None:
     """Exact rotation of a sandwich-norm (Gemma-3) model: an online Hadamard ``Q`` after each pre-norm

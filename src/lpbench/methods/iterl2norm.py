@@ -284,10 +284,7 @@ class IterL2NormMethod(Method):
         self.require([(p["fmt"] in FORMATS, f"fmt must be one of {sorted(FORMATS)}"),
                       (p["algorithm"] in ALGORITHMS, f"algorithm must be one of {ALGORITHMS}"),
                       (p["init"] in INITS, f"init must be one of {INITS}"),
-                      (p["order"] in ORDERS, f"order must be one of {ORDERS}"),
-                      (isinstance(p["iters"], int) and p["iters"] >= 0, "iters must be an integer >= 0"),
-                      (0 < float(p["lam"]) < 1, "lam must be in (0, 1)"),
-                      (isinstance(p["block"], int) and p["block"] >= 1, "block must be an integer >= 1")])
+                      (p["order"] in ORDERS, f"order must be one of {ORDERS}")])
 
     def apply(self, model: nn.Module, arch: ArchSpec, artifact: dict) -> nn.Module:
         for name in arch.norm_names(model):

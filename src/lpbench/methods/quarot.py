@@ -164,13 +164,6 @@ class W4A4Base(Method):
     #: RRS's CUDA kernels dequantize and rescale in FP16)
     scale_fmt = "fp16"
 
-    def __init__(self, name: str = "", **params):
-        super().__init__(name, **params)
-        if self.params["weights"] not in ("rtn", "gptq"):
-            raise ValueError(f"method '{self.name}': weights must be 'rtn' or 'gptq', got {self.params['weights']!r}")
-        if self.params["w_clip"] not in ("none", "mse"):
-            raise ValueError(f"method '{self.name}': w_clip must be 'none' or 'mse'")
-
     def finish(self, model, arch, artifact, act_quant_for, transforms=None):
         """Quantize weights (RTN or the artifact's GPTQ weights) and activations, attach KV quantization."""
         weights = artifact.get("gptq_weights") if self.params["weights"] == "gptq" else None

@@ -451,21 +451,6 @@ class Tender(Method):
 
     def __init__(self, name: str = "", **params):
         super().__init__(name, **params)
-        p, who = self.params, f"method '{self.name}' (kind tender)"
-        if not isinstance(p["bits"], int) or not 2 <= p["bits"] <= 16:
-            raise ValueError(f"{who}: bits must be an integer in 2..16, got {p['bits']!r}")
-        if p["weight_bits"] is not None and (not isinstance(p["weight_bits"], int) or not 2 <= p["weight_bits"] <= 16):
-            raise ValueError(f"{who}: weight_bits must be None or an integer in 2..16")
-        if p["groups"] is not None and (not isinstance(p["groups"], int) or p["groups"] < 1):
-            raise ValueError(f"{who}: groups must be None or a positive integer, got {p['groups']!r}")
-        if not isinstance(p["chunk"], int) or p["chunk"] < 1:
-            raise ValueError(f"{who}: chunk must be a positive integer, got {p['chunk']!r}")
-        if p["scope"] not in ("linear", "all"):
-            raise ValueError(f"{who}: scope must be 'linear' or 'all', got {p['scope']!r}")
-        if p["calib_windows"] is not None and (not isinstance(p["calib_windows"], int) or p["calib_windows"] < 1):
-            raise ValueError(f"{who}: calib_windows must be None or a positive integer, got {p['calib_windows']!r}")
-        if p["scheme"] not in ("auto",) + SCHEMES:
-            raise ValueError(f"{who}: scheme must be 'auto', 'round_up' or 'round_down', got {p['scheme']!r}")
         self.resolved_groups: int | None = None
         self.groups_source = ""
 

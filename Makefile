@@ -30,7 +30,8 @@ slurm-deps: $(VENV)/.slurm-installed
 # The config check is a stamp (rerun when the config, the schema or the code that checks it changes), so
 # a no-op `make run` does not pay a second interpreter importing torch (~2 s).
 CONFIG_OK := .snakemake/config-checked/$(subst /,_,$(CONFIG))
-$(CONFIG_OK): $(CONFIG) workflow/schemas/config.schema.yaml $(wildcard src/lpbench/*.py src/lpbench/*/*.py) | $(VENV)/.installed
+LIB_SOURCES := $(wildcard src/lpbench/*.py src/lpbench/*/*.py src/lpbench/*/*/*.py)
+$(CONFIG_OK): $(CONFIG) workflow/schemas/config.schema.yaml $(LIB_SOURCES) | $(VENV)/.installed
 	$(PY) -m lpbench.config $(CONFIG)
 	@mkdir -p $(@D) && touch $@
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 
 from lpbench.archs import get_arch
-from lpbench.studies.iterl2norm import record_norm_inputs
+from lpbench.studies.iterl2norm import DEFAULTS, record_norm_inputs
 from lpbench.jobs import compute, mock_snakemake, setup
 from lpbench.sources import load_model
 
@@ -19,7 +19,7 @@ if "snakemake" not in globals():
     snakemake = mock_snakemake({"model": str(Path(sys.argv[1]) / "lpbench_model.json"), "windows": sys.argv[2]},
                                {"inputs": sys.argv[3]}, {"record": {}, "seed": 0})
 log = setup(snakemake)
-rec = {"windows": 2, "tokens_per_window": 32, "max_vectors": 512, **snakemake.params.record}
+rec = {**DEFAULTS["record"], **snakemake.params.record}
 model, _tok, meta = load_model(Path(snakemake.input.model).parent)
 arch = get_arch(model)
 windows = torch.load(snakemake.input.windows)[: rec["windows"]]

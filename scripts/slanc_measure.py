@@ -12,6 +12,7 @@ import torch
 from lpbench.archs import get_arch
 from lpbench.data import eval_windows
 from lpbench.jobs import compute, setup
+from lpbench.methods import build_method
 from lpbench.studies.slanc import measure
 from lpbench.sources import encoder_ends, load_model, special_tokens
 
@@ -31,9 +32,10 @@ else:
     body = eval_windows(ids, seqlen - 2, p.n_windows)
     windows = torch.cat([torch.full((len(body), 1), cls), body, torch.full((len(body), 1), sep)], 1)
 scales = torch.load(snakemake.input.artifact)["artifact"]["scales"]
+slanc = build_method(p.method, p.entry).params  # the entry over the method's defaults
 with compute():
-    out = measure(model, arch, windows, scales, fmt=p.fmt, order=p.order, stress_k=p.stress_k,
-                  target_sumsq=p.target_sumsq, apply_as=p.apply_as, progress=False)
+    out = measure(model, arch, windows, scales, fmt=slanc["fmt"], order=slanc["order"], stress_k=p.stress_k,
+                  target_sumsq=slanc["target_sumsq"], apply_as=slanc["apply_as"], progress=False)
 out["meta"] = {"model": snakemake.wildcards.model, "corpus": snakemake.wildcards.corpus,
                "family": arch.family, "placement": arch.placement, "norm_kind": arch.norm_kind,
                "windows": int(windows.shape[0]), "seqlen": int(windows.shape[1]),

@@ -106,7 +106,7 @@ def test_touched_file_is_hashed_once_then_trusted(random_model, tmp_path, monkey
     os.utime(m / "model.safetensors")  # same content, new mtime (touch, cp without -p)
     hashed = []
     real = sources.sha256_file
-    monkeypatch.setattr(sources, "sha256_file", lambda p: hashed.append(Path(p).name) or real(p))
+    monkeypatch.setattr(sources.integrity, "sha256_file", lambda p: hashed.append(Path(p).name) or real(p))
     sources.verify_model_dir(m)
     assert hashed == ["model.safetensors"]
     hashed.clear()
@@ -204,7 +204,7 @@ def test_fewer_windows_than_requested_is_an_error():
 def test_silent_hub_fails_within_the_stated_timeout(hf_hub, tmp_path, monkeypatch):
     """A hub that accepts connections and never answers: the hf source gives up after `timeout` per
     request × `retries` (plus the backoff between attempts) and says so."""
-    monkeypatch.setattr(sources, "time", type("T", (), {"sleep": staticmethod(lambda s: None)}))
+    monkeypatch.setattr(sources.hf, "time", type("T", (), {"sleep": staticmethod(lambda s: None)}))
     entry = {"source": "hf", "repo_id": "org/never", "revision": FAKE_SHA, "timeout": 1, "retries": 2}
     for revision in (FAKE_SHA, "main"):  # list_repo_tree (commit) and repo_info (branch) paths
         with SilentHub() as hub:
@@ -221,7 +221,7 @@ def test_silent_hub_fails_within_the_stated_timeout(hf_hub, tmp_path, monkeypatc
 
 def test_pip_download_states_its_timeout(tmp_path, monkeypatch):
     monkeypatch.setenv("PIP_CONFIG_FILE", os.devnull)
-    monkeypatch.setattr(sources, "time", type("T", (), {"sleep": staticmethod(lambda s: None)}))
+    monkeypatch.setattr(sources.pypi, "time", type("T", (), {"sleep": staticmethod(lambda s: None)}))
     with SilentHub() as hub:
         t0 = time.monotonic()
         with pytest.raises(DownloadError, match=r"after 1 attempts \(request timeout 1 s\)"):

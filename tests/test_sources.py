@@ -148,7 +148,7 @@ def offline_pip(monkeypatch):
     for key in ("PIP_FIND_LINKS", "PIP_INDEX_URL", "PIP_EXTRA_INDEX_URL", "PIP_NO_INDEX"):
         monkeypatch.delenv(key, raising=False)
     sleeps: list[float] = []
-    monkeypatch.setattr(sources, "time", SimpleNamespace(sleep=sleeps.append))
+    monkeypatch.setattr(sources.pypi, "time", SimpleNamespace(sleep=sleeps.append))
     return sleeps
 
 
@@ -264,7 +264,7 @@ def test_gguf_read_once_shares_one_reader_per_path_and_restores(tmp_path):
     import gguf
     import numpy as np
 
-    from lpbench.sources import _gguf_read_once
+    from lpbench.sources import gguf_read_once
 
     path = tmp_path / "tiny.gguf"
     writer = gguf.GGUFWriter(str(path), "llama")
@@ -276,7 +276,7 @@ def test_gguf_read_once_shares_one_reader_per_path_and_restores(tmp_path):
     writer.close()
 
     original = gguf.GGUFReader
-    with _gguf_read_once():
+    with gguf_read_once():
         first = gguf.GGUFReader(path)
         assert gguf.GGUFReader(str(path)) is first            # same file, one parse
         assert first.fields["tiny.answer"].contents() == 42
@@ -284,6 +284,6 @@ def test_gguf_read_once_shares_one_reader_per_path_and_restores(tmp_path):
                                       np.arange(6, dtype=np.float32).reshape(2, 3))
     assert gguf.GGUFReader is original
     assert gguf.GGUFReader(path) is not first                  # outside the block: a fresh reader
-    with pytest.raises(RuntimeError), _gguf_read_once():
+    with pytest.raises(RuntimeError), gguf_read_once():
         raise RuntimeError("boom")
     assert gguf.GGUFReader is original

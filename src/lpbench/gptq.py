@@ -1,30 +1,15 @@
 """GPTQ (Frantar et al. 2023) weight quantization, as the official RRS / QuaRot code runs it, on CPU.
 
 Reading of ``Coco58323/Rotated_Runtime_Smooth`` ``src/gptq_utils.py`` (a copy of ``spcl/QuaRot``
-``fake_quant/gptq_utils.py``) implemented here — written for this suite, not copied:
+``fake_quant/gptq_utils.py``) implemented here — written for this suite, not copied: the Hessian of each
+linear's input as the weight sees it (after the online Hadamard), per-output-channel scales found once on
+the unmodified weight (with the ``w_clip`` MSE search when ``clip='mse'``) and kept fixed, dead inputs and
+1 % dampening, lazy batch updates in blocks of 128 columns, optional act-order, and layer-by-layer sequential
+quantization (LM head and embeddings stay FP). Deviation for the CPU budget: the pipeline default is
+``true_sequential=False`` (2 passes per layer instead of the official order's 5; ``True`` is the official
+order). Calibration: the suite's shared calibration windows.
 
-* **Hessian** ``H = 2/n Σ x xᵀ`` over every calibration token of the linear's input *as the weight sees it*
-  (after the online Hadamard when the method has one: the official hooks sit on the ``nn.Linear`` inside
-  ``ActQuantWrapper``, i.e. after the online rotation, with activation quantizers still at 16 bits).
-* **Scales first**: the per-output-channel symmetric scale is found once on the *unmodified* weight (with
-  the ``w_clip`` MSE search of :func:`lpbench.quant.mse_clip_scale` when ``clip='mse'``, as ``--w_clip``),
-  then kept fixed while GPTQ quantizes column by column (``quantizer.find_params(W)`` before the loop).
-* **Dead inputs** (``H_jj = 0``): ``H_jj ← 1``, ``W[:, j] ← 0``. **Dampening** ``λ = 0.01·mean diag(H)``
-  (``--percdamp .01``). ``Hinv = chol(H⁻¹)ᵀ`` (upper Cholesky factor of the inverse).
-* **Lazy batch updates** in blocks of 128 columns (``blocksize=128``), error ``(w - q)/Hinv_jj`` propagated
-  to the rest of the block, then to the later columns once per block. **act-order** (``--act_order``,
-  off by default as in the official script): columns in decreasing ``diag(H)``, scales unchanged.
-* **Sequential** (``gptq_fwrd``): layer by layer, the inputs of layer ``i`` are the outputs of the
-  already quantized layers ``< i`` (weights only). LM head and embeddings stay FP. Inside a layer the
-  official code goes "true sequential", ``[k, v, q] → [o] → [up, gate] → [down]`` (``[fc1] → [fc2]`` for a
-  non-gated MLP), each group's Hessian taken with the earlier groups of the same layer already quantized:
-  4 + 1 passes of the layer over the calibration set. **Deviation for the CPU budget**: the pipeline
-  default is ``true_sequential=False`` (the original GPTQ paper's default: every Hessian of a layer from
-  one pass over that layer's input, then one pass with the quantized layer for the next layer's input:
-  2 passes instead of 5); ``true_sequential=True`` is the official order.
-
-Calibration: the suite's shared calibration windows (``calibration.n_windows × seqlen`` tokens of the
-calibration novels; official: 128 × 2048 tokens of WikiText-2 — CPU budget, stated in the README).
+Each step with the official option it mirrors, and the calibration budget: docs/papers/rrs.md ("GPTQ").
 """
 from __future__ import annotations
 
@@ -72,7 +57,7 @@ class Hessian:
 def gptq_quantize(w: torch.Tensor, H: torch.Tensor, bits: int = 4, clip: str = "mse", blocksize: int = 128,
                   percdamp: float = 0.01, act_order: bool = False, scale: torch.Tensor | None = None,
                   return_codes: bool = False):
-    """GPTQ-quantized copy of ``w`` (out, in) for the input Hessian ``H`` (in, in); see the module docstring.
+    """GPTQ-quantized copy of ``w`` (out, in) for the input Hessian ``H`` (in, in); see docs/papers/rrs.md.
 
     Computed in float32 as the reference implementations (``dtype`` of ``w`` if float64, for tests).
     ``return_codes``: also return (integer codes as int8, scale (out, 1))."""
@@ -187,7 +172,7 @@ def _block_out(out):
 def sequential_gptq(model: nn.Module, arch: ArchSpec, windows: torch.Tensor, bits: int = 4, clip: str = "mse",
                     blocksize: int = 128, percdamp: float = 0.01, act_order: bool = False,
                     true_sequential: bool = False, log=None) -> dict:
-    """GPTQ every block linear of ``model`` in place, layer by layer (module docstring).
+    """GPTQ every block linear of ``model`` in place, layer by layer (docs/papers/rrs.md).
 
     The block linears may be :class:`lpbench.quant.QuantLinear` with an ``input_transform`` (online
     Hadamard): the Hessian is then taken on the transformed input, as the weight sees it. Returns

@@ -1,7 +1,8 @@
 """Shared set-up for the pipeline's scripts: threads, seeds, logging to the rule's log file.
 
-Scripts are thin: read ``snakemake.input/params/output``, call the library, write. Each one can also run
-standalone (outside Snakemake) with :func:`mock_snakemake`, in the manner of PyPSA-Eur.
+Scripts are thin: read ``snakemake.input/params/output``, call the library, write. :func:`mock_snakemake`
+stands in for the ``snakemake`` object in tests and in ``scripts/iterl2norm_record.py``, the one script
+that also runs standalone (outside Snakemake).
 """
 from __future__ import annotations
 

@@ -3,66 +3,18 @@
 Every value lives in a ``float64`` tensor that holds a number exactly representable in the emulated
 format ``fmt`` ∈ {"fp64", "fp32", "fp16", "bf16"}. Each arithmetic operation is computed in float64 and
 then rounded once to ``fmt`` (:func:`round_to`), so a chain of operations behaves like hardware that
-rounds after every add and multiply (no fused multiply-add).
+rounds after every add and multiply (no fused multiply-add). By the double-rounding theorem (float64 has
+53 ≥ 2·24 + 2 significand bits) a float64 operation followed by :func:`round_to` is a correctly rounded
+fp32 / fp16 / bf16 operation. :func:`round_to` rounds to nearest, ties to even, with gradual underflow and
+overflow to ±inf — for fp16 / bf16 not with torch's cast, which rounds twice (through float32).
 
-Why "compute in float64, round once" is exact emulation
-    For +, −, ×, ÷ and √ of two numbers representable in a format with p significand bits, rounding the
-    exact result first to a format with q ≥ 2p + 2 bits and then to p bits gives the same result as
-    rounding the exact result directly (the double-rounding theorem, Figueroa 1995). float64 has
-    q = 53 ≥ 2·24 + 2 = 50, so a float64 operation followed by :func:`round_to` is a correctly rounded
-    fp32 / fp16 / bf16 operation.
+:func:`accumulate_sum` reduces in a declared order (``sequential``, ``pairwise`` adder tree, ``blocked``
+lanes). :func:`emulated_norm` computes LayerNorm / RMSNorm with every operation rounded, optionally on the
+input scaled by SLaNC's static s (with eps/s², so in exact arithmetic the output does not depend on s),
+and returns per-token overflow / underflow statistics.
 
-How :func:`round_to` rounds (round to nearest, ties to even, gradual underflow, overflow to ±inf)
-    ``fp32``: ``x.to(torch.float32)``. A float64 → float32 conversion is one IEEE conversion (correct
-    RNE incl. subnormals and overflow); the tests check it against numpy.
-    ``fp16`` / ``bf16``: NOT torch's cast. Torch converts float64 → float16/bfloat16 *through float32*,
-    i.e. it rounds twice, which is wrong for general float64 inputs: 1 + 2⁻¹¹ + 2⁻⁴⁰ becomes 1.0 in
-    fp16 (correct: 1 + 2⁻¹⁰) and 1 + 2⁻⁸ + 2⁻⁴⁰ becomes 1.0 in bf16 (correct: 1 + 2⁻⁷). Instead we
-    round generically and exactly: with e = ⌊log₂|x|⌋ (from ``torch.frexp``, exact) clamped below at
-    the format's e_min (this is what makes subnormals have a fixed quantum), the quantum is
-    q = 2^(e − p + 1); ``round(x / q)·q`` with ``torch.round`` (ties to even) is the RNE result, and
-    every product/quotient by a power of two here is exact in float64. Results above the format's
-    largest finite value become ±inf, exactly the IEEE RNE overflow rule (the halfway point max + ulp/2
-    rounds to the even neighbour 2^(e_max+1), which overflows). The tests compare with numpy float16
-    (whose float64 → float16 conversion is direct) and with a bit-level bf16 RNE on float32 bits.
-
-Summation orders of :func:`accumulate_sum` (reduction over the last dim, rounding after every add)
-    ``sequential``  left to right: acc ← fl(acc + x_i), one accumulator.
-    ``pairwise``    binary adder tree: the vector is zero-padded to a power of two, then level by level
-                    adjacent pairs are added (x₀+x₁, x₂+x₃, …). Adding a padded zero is exact, so this
-                    equals the recursive tree that splits at the largest power of two below the length.
-    ``blocked``     contiguous blocks of ``block`` elements are each summed sequentially (the last one
-                    zero-padded), then the block sums are reduced by the pairwise tree. This is a lane
-                    accumulator whose lane j streams elements j·block … (j+1)·block − 1. A datapath whose
-                    L lanes read L *consecutive* elements per cycle (lane j sees j, j+L, j+2L, …) is the
-                    same computation on the permuted vector ``x.reshape(-1, L).T.reshape(-1)`` with
-                    ``block = d / L``.
-
-Normalization statistics (:func:`emulated_norm`)
-    LayerNorm: mean = fl(Σx · fl(1/d)), y = fl(x − mean), S = fl(fl(Σ fl(y²) · fl(1/d)) + eps);
-    RMSNorm: y = x, same S. Division by d is a multiplication by the rounded reciprocal (what a
-    division-free datapath does). The inverse square root is by default one rounded unit
-    fl(1/√S) (computed in float64, then rounded); an iterative algorithm can be passed as ``rsqrt``
-    (IterL2Norm / FISR in :mod:`lpbench.methods.iterl2norm`), which then does its own rounded ops.
-    out = fl(fl(y · r) · w) + b with every op rounded.
-
-SLaNC static scale and eps
-    ``scale = s`` means the norm sees x/s, stored in ``fmt`` with one rounding, fl(x/s): that is what
-    folding 1/s into the preceding linear layer's weights produces (the pre-norm value is computed
-    directly at the smaller magnitude). LayerNorm and RMSNorm are scale invariant except for eps:
-    LN(x/s; eps/s²) = (x/s − μ/s) / √(σ²/s² + eps/s²) = (x − μ)/√(σ² + eps) = LN(x; eps). So ``eps`` is
-    always the eps of the original (unscaled) norm and the emulation uses fl(eps/s²) internally; in exact
-    arithmetic the output does not depend on s. (In fp16, eps/s² may itself be subnormal or flush to 0
-    for large s — eps = 1e-5 is already subnormal in fp16 — which is part of what is emulated.)
-
-Per-token statistics returned by :func:`emulated_norm`
-    ``overflow``     bool: an inf/NaN appeared in Σx (LayerNorm mean), Σy², the variance or S.
-    ``underflow``    int: number of elements with y ≠ 0 whose square fl(y²) is 0 or subnormal.
-    ``sumsq``        Σy² as reached in the format (may be inf).
-    ``sumsq_exact``  Σy² in float64 of the same (rounded, scaled, centered) y — the value the format
-                     had to hold.
-    ``S``            variance + fl(eps/scale²) as the format holds it (0 → 1/√S = inf: a vector whose
-                     variance underflowed to 0 *and* whose eps constant flushed to 0 gives inf/NaN).
+Why the emulation is exact, how :func:`round_to` rounds, the summation orders, the norm statistics, the
+static scale and eps, and the per-token statistics: docs/papers/slanc.md ("Low-precision emulation").
 """
 from __future__ import annotations
 
@@ -162,21 +114,9 @@ def round_to(x, fmt: str | Format) -> torch.Tensor:
     return _round_generic(x, f)
 
 
-def to_bits(x: torch.Tensor, fmt: str | Format) -> torch.Tensor:
-    """Bit pattern (signed int of the format's width) of values already representable in ``fmt``.
-    The cast is exact for representable values, so torch's double rounding cannot occur here."""
-    f = get_format(fmt)
-    return x.to(f.dtype).view(f.int_dtype)
-
-
-def from_bits(bits: torch.Tensor, fmt: str | Format) -> torch.Tensor:
-    f = get_format(fmt)
-    return bits.to(f.int_dtype).view(f.dtype).to(F64)
-
-
 class Arith:
     """Arithmetic in ``fmt``: every operation is computed in float64 and rounded once to the format
-    (correctly rounded by the double-rounding theorem, see the module docstring). No fused ops.
+    (correctly rounded by the double-rounding theorem, see docs/papers/slanc.md). No fused ops.
     Operands must be representable already (use :meth:`r` / :meth:`const` on inputs).
 
     Fast path: the float64 result of +, −, ×, ÷, √ on *representable* operands is rounded with torch's
@@ -244,7 +184,7 @@ def _sequential_sum(x: torch.Tensor, A: Arith) -> torch.Tensor:
 def accumulate_sum(x: torch.Tensor, fmt: str | Format, order: str = "sequential",
                    block: int = 16) -> torch.Tensor:
     """Σ over the last dim in ``fmt`` with a rounding after every add, in the given ``order``
-    (see the module docstring). Inputs are first rounded to ``fmt``. Vectorized over leading dims."""
+    (see docs/papers/slanc.md). Inputs are first rounded to ``fmt``. Vectorized over leading dims."""
     A = Arith(fmt)
     x = A.r(x)
     if order == "sequential":
@@ -270,7 +210,7 @@ def emulated_norm(x: torch.Tensor, kind: str = "layernorm", fmt: str | Format = 
     """LayerNorm / RMSNorm over the last dim with every operation rounded to ``fmt``.
 
     ``x`` is the float value of the activation; the norm sees fl(x / scale) (SLaNC static scale, see
-    the module docstring: ``eps`` is the unscaled norm's eps, eps/scale² is used internally so the
+    docs/papers/slanc.md: ``eps`` is the unscaled norm's eps, eps/scale² is used internally so the
     exact result does not depend on ``scale``). ``weight``/``bias`` are the effective affine parameters
     (pass 1 + w for Gemma-style norms); they are rounded to ``fmt``. ``rsqrt`` maps S (per token,
     in ``fmt``) to an approximation of S^(-1/2) in ``fmt``; default one rounded 1/√S unit.

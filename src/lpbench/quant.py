@@ -23,20 +23,9 @@ codes in [0, 2^b - 1] (the min/max range is shrunk by the clip ratio, as in QuaR
 An all-zero slice gets scale 1 (its codes are 0), never a division by zero.
 
 Shared W4A4 helpers (the ``smoothquant``, ``quarot``, ``rs`` and ``rrs`` kinds differ only in the transform
-they apply, never in how they quantize):
-
-Weights: ``weight_quant(W, bits, clip)``, symmetric per-output-channel INT-b, as the official RRS/QuaRot
-code (``WeightQuantizer(perchannel=True, sym=True)``). ``clip="none"``: scale = max|w|/qmax (identical to
-the suite's ``rtn`` kind). ``clip="mse"``: QuaRot/GPTQ's ``--w_clip`` search: shrink the range by
-``p = 1 - i/100`` for ``i < 80`` and keep, per row, the ``p`` minimizing ``Σ|Q(w) - w|^2.4`` (grid 100,
-max shrink 0.8, error norm 2.4: QuaRot's ``WeightQuantizer`` defaults). Every W4 line of the official RRS run
-script uses it (``--w_clip``), so the RRS-paper methods of the default config set ``w_clip: mse``. GPTQ
-weights (``weights: gptq``): :mod:`lpbench.gptq`, with the same clip-searched scales.
-
-Activations: ``act_spec``, symmetric per-token INT-b of every block linear's input (``a_clip_ratio`` 1.0,
-the official default), optionally after an ``input_transform`` (online Hadamard) and/or with runtime
-smoothing (``rs``). The LM head and embeddings stay in full precision. KV-cache quantization:
-:mod:`lpbench.kvcache`.
+they apply, never in how they quantize): ``weight_quant`` (symmetric per-output-channel INT-b weights;
+``clip="mse"`` is QuaRot's ``--w_clip`` search) and ``act_spec`` (symmetric per-token INT-b inputs of every
+block linear). How they follow the official RRS/QuaRot code: docs/papers/rrs.md ("W4A4 weights and activations").
 """
 from __future__ import annotations
 

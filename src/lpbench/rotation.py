@@ -1,42 +1,19 @@
 """Hadamard and random orthogonal rotations, and QuaRot-style rotation of a model's residual stream.
 
-Reading chosen (and why)
-------------------------
-QuaRot (Ashkboos et al., 2024) makes activations easier to quantize by rotating the residual stream with
-an orthogonal matrix ``Q``: the hidden state ``x`` becomes ``xQ`` everywhere, and every linear reading the
-stream absorbs ``Q`` so that the full-precision network computes exactly the same function. Two facts make
-this an exact identity, and this module implements exactly those and nothing more:
+QuaRot (Ashkboos et al., 2024) rotates the residual stream with an orthogonal ``Q`` (``x`` becomes ``xQ``)
+and lets every linear reading the stream absorb ``Q``, so the full-precision network computes exactly the
+same function. :func:`fuse_norms` first folds each pre-norm's gain γ into the linears it feeds (only for
+pre-norm RMSNorm families; sandwich and LayerNorm/post-norm families raise ``NotImplementedError``), then
+:func:`rotate_model` rewrites the weights (embedding ``E ← EQ``, readers ``W ← WQ``, writers ``W ← QᵀW``,
+``b ← bQ``). Online rotations are :class:`OnlineHadamard` modules used as ``QuantLinear.input_transform``;
+:func:`fold_online_rotation` pre-multiplies the consuming linear's weight so the pair is exactly invariant.
 
-1. RMSNorm commutes with an orthogonal ``Q`` only when its gain ``γ`` is all ones
-   (``‖xQ‖ = ‖x‖``, but ``(x̂Q)⊙γ ≠ (x̂⊙γ)Q``). So :func:`fuse_norms` first folds each pre-norm's ``γ``
-   into the linears it feeds (``W ← W·diag(γ)``) and sets ``γ = 1``. That is possible only for pre-norm
-   RMSNorm families (llama, qwen2); sandwich norms (gemma3) and LayerNorm/post-norm families raise
-   :class:`NotImplementedError` rather than silently producing a different model.
-2. With ``γ = 1``, :func:`rotate_model` rewrites the weights: embedding rows ``E ← EQ``; linears that read
-   the stream (q, k, v, gate, up, lm_head) ``W ← WQ`` since ``(xQ)(WQ)ᵀ = xWᵀ``; linears that write to it
-   (o, down) ``W ← QᵀW`` and their bias ``b ← bQ``. This is QuaRot's offline rotation of the residual
-   stream (its ``R1``); head-wise rotations of v/o are not applied here.
+Hadamard matrices are QuaRot's constructions (Sylvester for 2^k, ``Kᵀ ⊗ H_{2^k}`` with the first of QuaRot's
+``K`` that divides n), the ``K×K`` matrices read from compressed-tensors; a seeded Hadamard is QuaRot's random
+``diag(s)·H``. Every matrix is normalized by 1/√n and checked to be orthonormal.
 
-Online rotations (QuaRot's Hadamard before ``down_proj`` and the per-head one before ``o_proj``) are
-:class:`OnlineHadamard` modules used as ``QuantLinear.input_transform``; :func:`fold_online_rotation`
-pre-multiplies the consuming linear's weight so that the pair is exactly invariant in full precision.
-
-Hadamard matrices are QuaRot's (official ``hadamard_utils.get_hadK`` / ``matmul_hadU``): order ``n = 2^k``
-is Sylvester's construction; order ``n = K·2^k`` is ``Kᵀ ⊗ H_{2^k}`` (``x ↦ x·H`` applies ``K`` across the
-``K`` blocks of ``2^k`` and the Walsh-Hadamard transform within each), with ``K`` the **first** of QuaRot's
-orders (172, 156, 148, 140, 108, 60, 52, 36, 28, 40, 20, 12) that divides ``n`` — e.g. 1536 = 12·128,
-576 = 36·16, 640 = 40·16. The ``K×K`` matrices themselves are N. J. A. Sloane's, as stored by
-compressed-tensors (``compressed_tensors.transform.utils.hadamard``, the vLLM project's maintained port of
-the QuaRot/SpinQuant construction; read with its private ``_fetch_hadamard_divisor``, there is no public
-accessor; a version that removes it fails loudly here) instead of hand-written matrices in this
-repository; its order-12 matrix is QuaRot's ``get_had12``. Where QuaRot has no ``K`` (its first dividing
-``K`` leaves a quotient that is not a power of two, where QuaRot's assert stops), the largest ``K`` that
-compressed-tensors stores is used instead — an extension, not QuaRot. (Until 2026-12-02 every order took
-compressed-tensors' largest ``K`` — 192 for 1536, 144 for 576, 160 for 640 —, a valid Hadamard matrix
-but not QuaRot's, and 200 instead of 140 multiply-adds per element for SmolLM2's online ``down_proj``
-rotation.) A seeded Hadamard is QuaRot's random Hadamard ``diag(s)·H`` with random signs ``s``
-(``randint(0, 2, (n,))`` from ``manual_seed(seed)``). Every matrix is normalized by ``1/√n`` and checked to
-be orthonormal.
+Why exactly these identities, the choice of ``K`` and where compressed-tensors' matrices come from:
+docs/papers/rrs.md.
 """
 from __future__ import annotations
 
@@ -139,7 +116,7 @@ def hadamard_matrix(n: int, seed: int | None = None, dtype: torch.dtype = _F64) 
     """Orthonormal ``n × n`` Hadamard matrix ``H`` (``H Hᵀ = I``, every entry ``±1/√n``).
 
     ``seed=None``: QuaRot's deterministic matrix — Sylvester's construction for ``n = 2^k``, ``Kᵀ ⊗ H_{2^k}``
-    with QuaRot's ``K`` otherwise (module docstring). With a seed: QuaRot's random Hadamard ``diag(s)·H``
+    with QuaRot's ``K`` otherwise (docs/papers/rrs.md). With a seed: QuaRot's random Hadamard ``diag(s)·H``
     with random signs ``s`` (same seed → same matrix). Built in float64, returned in ``dtype``. Raises
     ValueError when no Hadamard of order ``n`` is known (see :func:`has_hadamard`).
     """

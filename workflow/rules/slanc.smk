@@ -16,10 +16,10 @@ rule slanc_measure:
         settings=lambda wc: window_settings(config, wc.model, "evaluation"),
         n_windows=SLANC_MEASURE["n_windows"],
         stress_k=SLANC_MEASURE["stress_k"],
-        fmt=lambda wc: _slanc_static_entry().get("fmt", "fp16"),
-        order=lambda wc: _slanc_static_entry().get("order", "pairwise"),
-        target_sumsq=lambda wc: _slanc_static_entry().get("target_sumsq", 1.0),
-        apply_as=lambda wc: _slanc_static_entry().get("apply_as", "fold"),
+        # the static SLaNC method's entry; its fmt/order/target_sumsq/apply_as (defaults included) are
+        # resolved by the library (lpbench.methods.slanc) in the script
+        method=lambda wc: SLANC_METHODS["slanc"],
+        entry=lambda wc: _slanc_static_entry(),
         seed=config["seed"],
     threads: config["threads"]
     resources:

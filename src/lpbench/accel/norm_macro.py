@@ -7,33 +7,8 @@ claim can be checked against an architecture rather than against a fitted line. 
 the d-independent overhead at d = 64 (:func:`calibrate_overhead`) and *predicts* d = 1024: with the lane
 count fixed, that prediction tests the datapath's slope (:mod:`lpbench.studies.iterl2norm`).
 
-Datapath (one vector of length d; all units pipelined, one beat = one cycle)
-    B = min(lanes, mem_width) elements enter per beat; a pass over the vector is n = ⌈d/B⌉ beats.
-
-    1. statistics pass(es), ``stat_passes`` times (1: Σx and Σx² accumulated side by side in each lane,
-       var = Σx²/d − mean²; 2: a mean pass, then a Σ(x−mean)² pass):
-          (n − 1) + read_latency + mult_latency + add_latency   stream: square, lane accumulate
-          + ⌈log₂ lanes⌉ · add_latency                          adder-tree drain over the lanes
-    2. finalize: S = var + eps from the sums: 2 mult + 2 add latencies for LayerNorm
-       (mean = Σx·(1/d), mean², Σx²·(1/d) in parallel, subtract, + eps), 1 mult + 1 add for RMSNorm
-    3. init_cycles (exponent halving of S → a₀ = 2^(−⌈e/2⌉))
-    4. iters · cycles_per_iter; by default one update's dependency chain
-       a·(S·a)… : S·a, ·a, 1−·, a·, λ·, a+·  →  4·mult_latency + 2·add_latency
-    5. scale-and-write pass: (n − 1) + read_latency [+ add_latency: x − mean, LayerNorm]
-       + mult_latency (y·a) + mult_latency (·γ) + add_latency (+β, LayerNorm) + write_latency
-    6. ``fixed``: control / handshake overhead, d-independent.
-
-What the two endpoints can and cannot tell (kept honest)
-    Two endpoints determine exactly two numbers: a slope (cycles per element) and an intercept. In this
-    model the slope is fixed by the structure — (stat_passes + 1) passes of ⌈d/B⌉ beats — so for a given
-    number of lanes only the d-independent part is unknown. Both the per-iteration cycles and the fixed
-    overhead are d-independent, hence *not separately identifiable*: :func:`fit` fits their combination
-    U = fixed + iters·cycles_per_iter by least squares over the endpoints and reports the residuals,
-    which test whether the given lane count is consistent with the measured slope (one degree of freedom
-    left). The split of U is then reported under two explicit assumptions (per-iteration cycles from the
-    dependency chain → fixed overhead; no fixed overhead → per-iteration cycles). :func:`fit` also gives
-    the exact two-parameter solution (effective elements per cycle and U) that passes through both
-    endpoints, which has zero residual by construction and therefore tests nothing.
+The datapath's phases (statistics passes, finalize, init, iterations, scale-and-write, fixed overhead) and
+what the two endpoints can and cannot tell (:func:`fit`) are in docs/papers/iterl2norm.md.
 """
 from __future__ import annotations
 
@@ -74,7 +49,7 @@ def _params(overrides: dict[str, Any]) -> dict[str, Any]:
 
 
 def breakdown(d: int, **overrides) -> dict[str, float]:
-    """Cycles of each phase for one vector of length ``d`` (see the module docstring)."""
+    """Cycles of each phase for one vector of length ``d`` (see docs/papers/iterl2norm.md)."""
     p = _params(overrides)
     ln = p["kind"] == "layernorm"
     m, a = p["mult_latency"], p["add_latency"]
@@ -94,7 +69,7 @@ def cycles(d: int, **overrides) -> float:
 
 def fit(endpoints=PAPER_ENDPOINTS, **overrides) -> dict[str, Any]:
     """Fit the d-independent overhead U = fixed + iters·cycles_per_iter to the endpoints for the given
-    datapath (``lanes`` etc. in ``overrides``) and report fit quality; see the module docstring."""
+    datapath (``lanes`` etc. in ``overrides``) and report fit quality; see docs/papers/iterl2norm.md."""
     p = _params(overrides)
     base = {**overrides, "fixed": 0, "iters": 0}        # model without U
     pred0 = [cycles(d, **base) for d, _ in endpoints]
@@ -135,11 +110,3 @@ def calibrate_overhead(d: int, target: float, **overrides) -> dict[str, Any]:
     return {"fixed": fixed, "feasible": fixed >= 0, "overhead_U": fixed + p["iters"] * p["cycles_per_iter"],
             "overrides": {"fixed": fixed}}
 
-
-def fit_table(lanes=(4, 8, 16, 32, 64), endpoints=PAPER_ENDPOINTS, **overrides) -> list[dict[str, Any]]:
-    """:func:`fit` for several lane counts (mem_width follows lanes unless overridden)."""
-    rows = []
-    for L in lanes:
-        o = {"mem_width": L, **overrides, "lanes": L}
-        rows.append(fit(endpoints, **o))
-    return rows

@@ -1,53 +1,12 @@
 """Analytical cycle / energy model of an output-stationary systolic array running Tender (claim TENDER-4).
 
-The official Tender repository has no simulator, and the baselines' designs (ANT, OLAccel, OliVe) are
-not available to us, so this module reproduces the *mechanism* of the paper's speedup: power-of-two-apart
-group scales let the partial sums of the channel groups be combined inside the PE accumulator by
-shifts, whereas a decomposition with arbitrary group scales must take every group's partial sums out of
-the array and requantize them (dequantize-multiply + FP add) in a vector unit. The paper's headline
-ratios against the three named accelerators cannot be reproduced without those designs; the ratios
-computed here are against the four generic designs below, on the same array.
-
-Configuration (``config`` dict; :data:`DEFAULT_CONFIG` lists every key with an assumed default)
-    ``rows``/``cols`` R×C PEs; ``pe_bits`` operand bits one PE multiplies per cycle (Tender's
-    Multi-Scale Systolic Array: 64×64 PEs of 4 bits; an INT8 MAC uses 2×2 PEs, so INT8 runs on an
-    effective 32×32 array — ``f = ceil(bits / pe_bits)`` and R_eff = R // f, C_eff = C // f);
-    ``clock_hz``; ``mem_bytes_per_cycle`` (DRAM bandwidth); ``vector_lanes`` V of the FP vector unit
-    (64 in the paper); ``overlap`` (True: array, vector unit and memory run concurrently and the slowest
-    bounds the GEMM — double buffering; False: array and vector time add, memory still overlapped);
-    ``out_bytes`` bytes per output element written back (2: FP16); ``vector_fp`` "fp32" | "fp16"
-    (precision of the vector unit's multiplies/adds for energy).
-Energy constants are a separate dict ``{op: pJ}`` with the op names of ``config/hw_costs.yaml``
-(``int8_mult``, ``int32_add``, ``fp16_mult``, ``fp16_add``, ``fp32_mult``, ``fp32_add``; ``int32_mult``
-for >8-bit integers). Optional: ``int4_mult`` (else INT4 multiplies are charged as INT8: an upper bound),
-``shift`` (else a 1-bit accumulator shift is charged as an INT32 add: an upper bound), ``dram_byte``
-(else memory energy is not counted). A required op missing from the dict is an error.
-
-Cycle formulas for a GEMM (M×K)·(K×N); tiles = ⌈M/R_eff⌉·⌈N/C_eff⌉; fill = R_eff + C_eff (= 2R square);
-g = number of non-empty channel groups (≤ G; pass the measured mean, or G as the upper bound)
-    (a) ``tender``     array = tiles · (K + g + fill)             [inferred from the paper's description:
-                       K MAC steps streamed, one shift slot per non-empty group, one fill/drain]
-                       vector = ⌈M·N / V⌉                          (one dequantizing FMA per output,
-                                                                      which also adds b·Wᵀ)
-    (b) ``requant``    array = tiles · (K + g · fill)             [inferred: each group's partial-sum
-                       tile drains out of the array separately]
-                       vector = ⌈g·M·N / V⌉                        (per group and output: dequantize
-                                                                      multiply + FP add, one FMA slot)
-    (c) ``per_tensor`` array = tiles · (K + fill),  vector = ⌈M·N / V⌉   (one dequantize per output)
-    (d) ``fp16``       array = tiles · (K + fill) on an FP16 array of R×C PEs (f = 1; not area-
-                       normalized: an FP16 PE is several times larger than a 4-bit PE), vector = 0
-    memory = ⌈bytes / mem_bytes_per_cycle⌉ with bytes = M·K·a + K·N·w + M·N·out_bytes, a = w =
-    bits/8 (2 for FP16): every operand crosses DRAM once (ideal on-chip reuse) [assumed].
-    total = max(array, vector, memory) with ``overlap``; else max(array + vector, memory).
-
-Energy (pJ) per GEMM, MACs = M·N·K
-    (a) MACs·(mult + int32_add) + M·N·(g−1)·shift + M·N·vec_mult (dequant) + M·K·vec_mult (input quant)
-        [+ bias: M·K·vec_add (x − b) + M·N·vec_add (+ b·Wᵀ)]
-    (b) MACs·(mult + int32_add) + g·M·N·(vec_mult + vec_add) + M·K·vec_mult [+ the same bias ops]
-    (c) MACs·(mult + int32_add) + M·N·vec_mult + M·K·vec_mult
-    (d) MACs·(fp16_mult + fp16_add)
-    + bytes·dram_byte when given. Cycles count one shift *slot* per non-empty group (the formula of the
-    brief); energy charges the g−1 shifts that change the accumulator.
+The official Tender repository has no simulator and the baselines' designs (ANT, OLAccel, OliVe) are not
+available to us, so this module reproduces the *mechanism* of the paper's speedup: power-of-two-apart group
+scales let the channel groups' partial sums be combined by shifts inside the PE accumulator, whereas arbitrary
+group scales send every group's partial sums out to a vector unit to be requantized. The ratios are against
+the four generic designs of :data:`DESIGNS` on the same array. The configuration keys, the cycle and energy
+formulas of each design and what is assumed or inferred in them: docs/papers/tender.md ("Accelerator cost
+model"); :data:`DEFAULT_CONFIG` lists every key with an assumed default.
 
 :func:`layer_comparison` gives one row of the TENDER-4 table (all blocks of a model, every design, ratios
 to Tender); the array constants it is run with live in ``config/hw_costs.yaml`` (``tender_accelerator``).

@@ -1,8 +1,8 @@
 """Tender's datapath (Lee et al., ISCA 2024): the decomposition of an activation into channel groups
 whose scales are powers of two apart, and the integer-only execution of one linear layer on it.
 
-The decomposition is steps 1–5 of :mod:`lpbench.methods.tender` (the method, its calibration and its
-modules); its behaviour was checked against the official code ``snu-comparch/Tender`` there.
+The decomposition is steps 1–5 of docs/papers/tender.md, where its behaviour is checked against the
+official code ``snu-comparch/Tender``; the method, its calibration and its modules are :mod:`lpbench.methods.tender`.
 
 Integer execution (:func:`tender_int_linear`) proves TENDER-2: with codes per group and the group scales
 powers of two apart, the shift accumulation A ← 2^k·A + P_i (largest scale first) followed by one float

@@ -1,70 +1,20 @@
 """IterL2Norm (Ye et al., arXiv 2412.04778) and the fast inverse square root (FISR) it is compared with.
 
-What is known and what is reconstructed
-    The paper's body (its exact update rule, initialization and update-rate settings) is not available
-    (see ``shared/papers/iterl2norm.md``). Known: a division- and square-root-free iteration, "a small
-    fixed-point Euler update" derived from a differential equation whose steady state is y/‖y‖₂,
-    converging within five iterations; compared with FISR in FP32 and BF16. This module implements the
-    digest's reconstruction, derived below. It is a reading, not the paper's verified scheme.
+The paper's body (its exact update rule, initialization and update-rate settings) is not available, so this
+module implements a reconstruction — a reading, not the paper's verified scheme: the explicit Euler step
+a_{k+1} = a_k + λ·a_k·(1 − S·a_k²) of da/dt = a(1 − S a²), whose positive steady state is a = S^(-1/2) =
+1/‖y‖ (λ is ``lam``; λ = ½ is Newton's step, the update FISR uses). Only multiplications and additions.
+The start is the declared parameter ``init``: ``pow2`` (a₀ = 2^(−⌈e/2⌉) from the exponent of S),
+``centred`` (× 2^(−1/4)) or ``magic`` (FISR's bit trick, :func:`fisr_init`). :func:`fisr` runs the bit
+trick on the emulated format's own bits with the constants of :data:`FISR_MAGIC`, then Newton steps. Every
+operation is rounded to ``fmt`` (:class:`lpbench.lowprec.Arith`).
 
-Derivation
-    LayerNorm(x) = γ ⊙ √d · y/‖y‖₂ + β with y = x − mean(x) (RMSNorm: y = x, no β), so a norm reduces to
-    L2-normalizing y, i.e. to finding a = 1/‖y‖ = S^(-1/2) with S = ‖y‖². Take the scalar ODE
-        da/dt = a (1 − S a²),
-    whose positive steady state is a* = S^(-1/2) (and which is stable there: d/da[a(1 − S a²)] = −2 at
-    a*). Its explicit Euler discretization with step λ is
-        a_{k+1} = a_k + λ · a_k · (1 − S · a_k²),
-    and ŷ_k = a_k·y is the vector form ŷ_{k+1} = ŷ_k + λ(1 − ‖ŷ_k‖²)ŷ_k. Near a* the error contracts by
-    |1 − 2λ| per step; λ = ½ makes the contraction factor 0: the step is then exactly Newton's method
-    for f(a) = a⁻² − S, the same update FISR uses (convergence becomes quadratic:
-    ε_{k+1} = (3/2)ε_k² − ½ε_k³ for a_k = a*(1 − ε_k)). λ is the parameter ``lam`` ("update rate").
-    Only multiplications and additions are needed: no division, no square root.
+:class:`IterL2NormMethod` (kind ``iterl2norm``) replaces every norm of ``arch.norm_names(model)`` by
+:class:`IterNorm`: the statistics are accumulated in ``fmt`` by :func:`lpbench.lowprec.emulated_norm`, and
+the inverse square root of S = Σy²/d + eps is the iteration.
 
-Initialization (``init="pow2"``) — a deviation from the brief, on purpose
-    With S = m·2^e (1 ≤ m < 2) read from the exponent, a₀ is a power of two. The brief suggested
-    a₀ = 2^(−⌊e/2⌋); then S·a₀² = m·2^(e mod 2) ∈ [1, 4) and the λ = ½ step *diverges* for S·a₀² ≥ 3
-    (S·a₀² = 3 gives a₁ = 0, larger values a negative a₁) — e.g. S = 3.8. We use a₀ = 2^(−⌈e/2⌉), so
-    S·a₀² = m·2^(−(e mod 2)) ∈ [½, 2): the nearest a power of two can be with only the exponent known,
-    and inside Newton's convergence region (0, 3). Worst case ε₀ = 1 − 1/√2 ≈ 0.29 (or √2 − 1 from
-    above), so five λ = ½ steps leave a truncation error ≤ ~5·10⁻⁷ (worse than fp32's unit roundoff
-    6·10⁻⁸ only for S with m close to 2 and even e), six steps ≤ ~4·10⁻¹³. The exponent is read exactly
-    (:func:`lpbench.lowprec.exponent`; for a normal S it equals its biased exponent field minus the
-    bias), and a₀ is built from exponent bits, exactly.
-
-The start is a declared parameter (``init``), because the paper's initialisation is not known and the
-    start is the *only* difference between this iteration with λ = ½ and FISR's Newton step:
-    ``pow2``     a₀ = 2^(−⌈e/2⌉) (above): r = S·a₀² ∈ [½, 2); worst case r → 2 (ε₀ = 1 − √2), exact-
-                 arithmetic error after 5 steps 4.7·10⁻⁷ > fp32's u = 6·10⁻⁸, so fp32 needs 6 steps.
-    ``centred``  a₀ = fl(2^(−⌈e/2⌉) · fl(2^(−1/4))): the same exponent read, times one stored constant
-                 (a power-of-two multiply of a constant: exact), so r ∈ [2^(−3/2), 2^(1/2)) is centred on
-                 1 in the log domain; worst case r = 2^(−3/2) (ε₀ = 0.405), error after 5 steps 4·10⁻⁹ < u.
-    ``magic``    FISR's bit-trick estimate (:func:`fisr_init`), |ε₀| ≤ 0.035: the λ = ½ iteration from it
-                 *is* FISR up to the order of operations.
-    The three starts are compared in ``results/tables/iterl2norm_init.csv``.
-
-Order of operations (every one rounded to ``fmt`` by :class:`lpbench.lowprec.Arith`)
-    t = S·a; t = t·a; t = 1 − t; t = a·t; t = λ·t; a = a + t. (S·a)·a keeps intermediate values near
-    √S and 1; a·a first would be ≈ 1/S, which is subnormal in fp16 for S > 2¹⁴.
-
-FISR
-    a₀ from the bit trick i = R − (bits(S) >> 1) on the bit pattern of S *in the emulated format*,
-    then ``iters`` Newton steps a ← a·(1.5 − h·a·a) with h = 0.5·S, every op rounded. Choice: the trick
-    runs on the format's own bits with the format's own constant, because a BF16/FP16 datapath holds
-    16-bit words (doing it on float32 bits would need an fp32 register the datapath does not have).
-    The constants come from one formula, R = round(1.5·2^M·(bias − σ)) with M mantissa bits and σ the
-    offset of the linear log₂ approximation implied by the classic fp32 constant (σ = 0.0450465679):
-    fp32 0x5f3759df (the classic constant), bf16 0x5f37, fp16 0x59bb (0x59ba, also in circulation, is
-    the truncation, one unit lower), fp64 0x5fe6eb3be0000000 (the same σ carries only fp32's precision,
-    hence the trailing zeros; Lomont's optimized fp64 constant is not used). See :data:`FISR_MAGIC`.
-
-Model integration
-    :class:`IterL2NormMethod` (kind ``iterl2norm``) replaces every norm of ``arch.norm_names(model)`` by
-    :class:`IterNorm`: the statistics (mean, Σy² in the chosen order) are accumulated in ``fmt`` by
-    :func:`lpbench.lowprec.emulated_norm`, and the inverse square root of S = Σy²/d + eps is the
-    iteration (transformers' LlamaRMSNorm/Qwen2RMSNorm/Gemma3RMSNorm compute x·rsqrt(mean(x²) + eps)
-    and nn.LayerNorm (x − μ)/√(var + eps), so eps is added to the mean square, not to ‖y‖²). Gemma3's
-    RMSNorm multiplies by (1 + w): the effective weight 1 + w is precomputed offline and rounded once.
-    Each replacement is checked on a probe input against the original module's own forward.
+The derivation, why ``pow2`` deviates from the brief, the error bound of each start, the order of operations,
+how the FISR constants are derived and the model integration: docs/papers/iterl2norm.md.
 """
 from __future__ import annotations
 
@@ -284,10 +234,7 @@ class IterL2NormMethod(Method):
         self.require([(p["fmt"] in FORMATS, f"fmt must be one of {sorted(FORMATS)}"),
                       (p["algorithm"] in ALGORITHMS, f"algorithm must be one of {ALGORITHMS}"),
                       (p["init"] in INITS, f"init must be one of {INITS}"),
-                      (p["order"] in ORDERS, f"order must be one of {ORDERS}"),
-                      (isinstance(p["iters"], int) and p["iters"] >= 0, "iters must be an integer >= 0"),
-                      (0 < float(p["lam"]) < 1, "lam must be in (0, 1)"),
-                      (isinstance(p["block"], int) and p["block"] >= 1, "block must be an integer >= 1")])
+                      (p["order"] in ORDERS, f"order must be one of {ORDERS}")])
 
     def apply(self, model: nn.Module, arch: ArchSpec, artifact: dict) -> nn.Module:
         for name in arch.norm_names(model):

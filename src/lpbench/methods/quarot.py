@@ -1,45 +1,18 @@
 """``quarot``: QuaRot rotation (Ashkboos et al. 2024) + RTN W4A4, the rotation half of RRS.
 
-Reading of the official code (``spcl/QuaRot`` and its copy in ``Coco58323/Rotated_Runtime_Smooth``,
-``rotation_utils.rotate_model`` and ``main.py``) that this module implements:
+Implements the reading of the official code (``spcl/QuaRot`` and its copy in
+``Coco58323/Rotated_Runtime_Smooth``): norm fusion, the random-Hadamard residual rotation R1
+(:func:`lpbench.rotation.rotate_model`), the V/O head rotation, online Hadamards before down_proj and
+o_proj (folded into the consuming weight, so the FP model is unchanged), then RTN (or GPTQ) INT4 weights,
+per-token INT4 inputs of every block linear, LM head in full precision, KV16 or KV4
+(:mod:`lpbench.kvcache`). SmolLM2's 9 heads have no Hadamard of order 9, so a full Hadamard of order
+heads·head_dim runs online before o_proj instead.
 
-1. **Norm fusion** — every pre-norm gain γ is folded into the linears it feeds (q/k/v, gate/up, LM head).
-2. **Residual rotation R1** — a random Hadamard ``Q`` of order ``hidden`` (``diag(s)·H``, signs from the
-   seed): embedding ``E ← EQ``, readers ``W ← WQ``, writers ``W ← QᵀW`` (:func:`lpbench.rotation.rotate_model`).
-3. **V/O rotation** — ``rotate_ov_proj``: a Hadamard of order ``head_dim`` is folded into each head of
-   ``v_proj``'s output and undone in ``o_proj``'s weight (offline, exact; it also spreads V outliers for
-   KV4).
-4. **Online Hadamards** — before ``down_proj`` a full Hadamard of order ``intermediate``; before ``o_proj``
-   QuaRot applies a Hadamard across heads (order ``num_heads``) online, which together with (3) makes the
-   o_proj input see the full Hadamard ``H_heads ⊗ H_head_dim``. SmolLM2 has 9 heads (no Hadamard of
-   order 9 exists), so we apply a **full Hadamard of order heads·head_dim online** before o_proj instead
-   (same purpose — every o_proj input channel mixes all heads —, exact, cost (K + log2 2^k) per element
-   instead of num_heads). Both online transforms are folded into the consuming weight
-   (:func:`lpbench.rotation.fold_online_rotation`) so the FP model is unchanged.
-5. **Quantization** — RTN per-channel INT4 weights (``weights: gptq`` for GPTQ), symmetric per-token INT4
-   inputs of every block linear, LM head in full precision, KV16 or KV4 (:mod:`lpbench.kvcache`).
+Sandwich norms (Gemma-3): ``sandwich_rotation: online`` (the default for that family) rotates online after
+each pre-norm, gain included, and leaves the residual stream unrotated; ``refuse`` raises. The rotation seed
+is ``rotation_seed`` if given, else the seed torch was seeded with when the artifact was computed.
 
-Sandwich norms (Gemma-3)
-------------------------
-Gemma-3 normalizes each branch output (``post_attention_layernorm``, ``post_feedforward_layernorm``) before
-the residual add, so the stream ``x → xQ`` cannot be carried by o/down weights (RMSNorm's gain does not
-commute with ``Q``), which is why :mod:`lpbench.rotation` refuses it. No official code supports Gemma; this
-module's exact variant (``sandwich_rotation: online``, the default for that family) rotates **online after
-each pre-norm, gain included**: ``x̂ ⊙ γ → (x̂ ⊙ γ)·Q`` with ``Q`` a random Hadamard of order ``hidden``
-(FP, not quantized) and ``W ← W·Q`` for q/k/v and gate/up; o/down get QuaRot's online Hadamards as on
-every model; the residual stream is not rotated. Every quantized linear input is then rotated, the FP
-model is unchanged (tested on the real model), and the price is two online Hadamards of order ``hidden``
-per layer, charged in the op counts.
-
-Why not fold the gains into the weights and rotate the stream (our first variant): on Gemma-3-270M one
-residual channel carries most of the normalized energy and the pre-norm gain is what suppresses it; folding
-the gain into the weights removes that suppression before quantization, and the rotation then spreads the
-huge channel over every input: per-layer INT4 errors far above the signal and a perplexity in the 10^10s.
-Rotating after the gain keeps the gain's suppression (measured layer errors in the README / report note).
-``sandwich_rotation: refuse`` raises instead.
-
-The rotation seed: ``rotation_seed`` if given, else the seed torch was seeded with when the artifact was
-computed (the pipeline seeds every job with the config's ``seed``), stored in the artifact.
+Each step, why Gemma-3 is rotated after the gain, and the rotation seed: docs/papers/rrs.md.
 """
 from __future__ import annotations
 
@@ -67,10 +40,6 @@ class PostNormRotation(nn.Module):
 
     def forward(self, x):
         return self.rotation(self.norm(x))
-
-
-def _gemma_gain(norm: nn.Module) -> torch.Tensor:
-    return 1.0 + norm.weight.detach().to(_F64)
 
 
 @torch.no_grad()
@@ -115,7 +84,7 @@ def head_dim_of(model: nn.Module) -> int:
 @torch.no_grad()
 def quarot_rotate(model: nn.Module, arch: ArchSpec, seed: int, kind: str = "hadamard",
                   sandwich: str = "online") -> dict[str, nn.Module]:
-    """Rotate ``model`` in place as QuaRot does (see the module docstring) and return the online input
+    """Rotate ``model`` in place as QuaRot does (see docs/papers/rrs.md) and return the online input
     transforms ``{full linear name: OnlineHadamard}`` (already folded into those linears' weights)."""
     if arch.placement == "sandwich":
         if sandwich != "online":
@@ -167,13 +136,6 @@ class W4A4Base(Method):
     #: float format of the method's runtime scale/rotation arithmetic in the op counts (QuaRot's and
     #: RRS's CUDA kernels dequantize and rescale in FP16)
     scale_fmt = "fp16"
-
-    def __init__(self, name: str = "", **params):
-        super().__init__(name, **params)
-        if self.params["weights"] not in ("rtn", "gptq"):
-            raise ValueError(f"method '{self.name}': weights must be 'rtn' or 'gptq', got {self.params['weights']!r}")
-        if self.params["w_clip"] not in ("none", "mse"):
-            raise ValueError(f"method '{self.name}': w_clip must be 'none' or 'mse'")
 
     def finish(self, model, arch, artifact, act_quant_for, transforms=None):
         """Quantize weights (RTN or the artifact's GPTQ weights) and activations, attach KV quantization."""

@@ -35,14 +35,6 @@ class RTN(Method):
             "w_clip_ratio": Real(0, 1, open_lo=True),
             "a_granularity": Choice("per_row", "per_tensor", "per_column"), "w_granularity": Choice("per_row", "per_tensor")}
 
-    def __init__(self, name: str = "", **params):
-        super().__init__(name, **params)
-        for key, ok in (("a_granularity", ("per_row", "per_tensor", "per_column")),
-                        ("w_granularity", ("per_row", "per_tensor"))):
-            if self.params[key] not in ok:
-                raise ValueError(f"method '{self.name}' (kind rtn): {key} must be one of {ok}, "
-                                 f"got {self.params[key]!r}")
-
     def weight_spec(self) -> QuantSpec:
         return QuantSpec(bits=self.params["w_bits"], granularity=self.params["w_granularity"],
                          clip_ratio=self.params["w_clip_ratio"])

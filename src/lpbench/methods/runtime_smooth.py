@@ -1,40 +1,17 @@
 """``rs`` (Runtime Smooth) and ``rrs`` (Rotated Runtime Smooth), Yi et al., ICLR 2025.
 
-Reading of the official code (``Coco58323/Rotated_Runtime_Smooth``, ``quant_utils.ActQuantWrapper.forward``
-and ``main.py``), implemented by :func:`runtime_smooth_quant`:
+Read from the official code (``Coco58323/Rotated_Runtime_Smooth``), implemented by :func:`runtime_smooth_quant`:
+for a linear input X (B, T, C), s = max_T |X| per sequence and channel (runtime, clamped ≥ 1e-5); channels
+sorted by s and grouped by ``group_size`` (128; 1 = per channel), each taking its group's maximum s̃;
+symmetric per-token INT-b of X / s̃, with s̃ multiplied back onto the dequantized activation before the
+(quantized, unsmoothed) weight GEMM. Applied to the inputs of o_proj, gate/up_proj and down_proj (q/k/v get
+plain per-token INT4); the LM head stays in full precision.
 
-For an input X of shape (B, T, C) of a linear:
+``rs`` smooths the unrotated model; ``rrs`` applies QuaRot's rotation (:mod:`lpbench.methods.quarot`) first,
+then runtime smoothing of the rotated activation.
 
-1. ``s = max_T |X|`` per sequence and channel (computed at runtime over the whole sequence — in the
-   official perplexity evaluation the whole 2048-token window is one prefill), clamped ``≥ 1e-5``.
-2. Grouping (``--act_scale_g128``): sort the channels by ``s`` descending, cut the sorted order into groups
-   of ``group_size`` (128) and give every channel its group's maximum — the first element of its group in
-   the sorted order. Hidden sizes that are not a multiple of the group (SmolLM2's 576 = 4·128 + 64) get a
-   shorter last group (the official code's reshape would fail there); ``group_size: 1`` is per-channel
-   smoothing (no grouping).
-3. ``X̂ = X / s̃``; symmetric per-token INT-b of ``X̂`` (scale = max_c |X̂_t| / 7, codes in [-8, 7], clip 1.0).
-4. ``s̃`` is multiplied back onto the dequantized activation and the (quantized) weight GEMM follows. In
-   the paper's kernel (§3.2) the channels are reordered with the weight, each 128-channel tile's integer
-   product is rescaled by its group scale on the *dequantized partial result* and the tiles are summed:
-   ``Y = Σ_g s̃_g · (Q(X̂_g) · W_gᵀ)`` — mathematically the same as ``(Q(X̂) ⊙ s̃) Wᵀ`` computed here.
-   Smoothing is never folded into the weights (they are quantized unsmoothed).
-
-Where: inputs of ``o_proj``, ``gate/up_proj`` and ``down_proj`` (the official code excludes q/k/v, whose
-input gets plain per-token INT4); the LM head stays in full precision.
-
-``rs`` = runtime smoothing on the unrotated model. ``rrs`` = QuaRot's rotation (residual Hadamard, online
-Hadamards before o_proj/down_proj, see :mod:`lpbench.methods.quarot`) followed by runtime smoothing: the
-online Hadamard runs first, then the runtime smoothing of the rotated activation.
-
-Note on the official run script: its RS line runs *without* ``--act_scale_g128`` (per-channel runtime
-smoothing, i.e. ``group_size: 1``), its RRS line with it. The default config follows the script (``rs-w4a4``
-per channel, ``rrs-w4a4`` groups of 128) and keeps RS with groups of 128 as the labelled ablation
-``rs-g128-w4a4`` (our paper digest had read RS as grouped; the code wins). Weights: GPTQ + MSE clip as the
-script (``weights: gptq``, :mod:`lpbench.methods.gptq`).
-
-Ties: channels with exactly equal maxima straddling a group boundary may be assigned to either group
-(``torch.sort`` is not stable across permutations); with continuous activations this has probability 0,
-and runtime smoothing is otherwise invariant to the channel order (tested).
+The step-by-step reading of the official code, the run script's RS/RRS grouping and the default config that
+follows it, and ties at group boundaries: docs/papers/rrs.md.
 """
 from __future__ import annotations
 
@@ -65,7 +42,7 @@ def runtime_smooth_scales(x: torch.Tensor, group_size: int = 128, eps: float = 1
 
 
 def runtime_smooth_quant(x: torch.Tensor, spec: QuantSpec, group_size: int = 128) -> torch.Tensor:
-    """Runtime smoothing + per-token fake quantization, scale re-applied (see the module docstring)."""
+    """Runtime smoothing + per-token fake quantization, scale re-applied (see docs/papers/rrs.md)."""
     s = runtime_smooth_scales(x, group_size)
     # x / s is a fresh buffer: quantized in place, then rescaled in place (same operations, same order)
     return fake_quant(x / s, spec, inplace=True).mul_(s)

@@ -6,80 +6,16 @@ Every LayerNorm / RMSNorm of the model is replaced by :class:`LowPrecNorm`, whos
 after every operation, in a configurable summation ``order`` (:func:`lpbench.lowprec.emulated_norm`).
 The rest of the network stays in FP32: the experiment isolates the norms.
 
-What is known and what is reconstructed
-    Known (abstract, summaries; ``shared/papers/slanc.md``): LN/RMSNorm are scale invariant, so each
-    norm input may be divided by a factor s; SLaNC computes s *offline from the weights of the
-    immediately preceding linear layers only* (no data, no runtime work), with closed forms derived from
-    Frobenius-norm expressions for a standard MLP block, a Llama-style gated MLP block and an attention
-    block. The paper's formulas themselves are not available. This module implements the derivation
-    below — a reading of the stated principle, not the paper's verified equations.
+The paper's formulas are not available. This module implements a reading of its stated principle: each
+norm's input is divided by a static s computed offline from the weights of the preceding linear layers
+only (:func:`predicted_norms`, :func:`slanc_scales`: Frobenius-norm estimates of the attention, standard and
+gated MLP blocks composed along the residual stream, s = ‖x‖_pred / √T, T = ``target_sumsq``), applied by folding
+1/s into a single preceding linear (``apply_as="fold"``) or as a power-of-two exponent shift (``pow2``),
+with ε/s² in the norm. Variants: ``none`` (fl(x)), ``static`` (SLaNC), ``dynamic`` (per-token max
+scaling; its extra ops in :meth:`SLaNCMethod.ops_per_token`).
 
-Derivation (the predicted L2 norm of every norm's input, from weights only)
-    Isotropy assumption. A norm's normalized vector u (LayerNorm: centred; ‖u‖² = d) is taken to be
-    isotropic, E[u uᵀ] = I. The norm outputs n = Γu + β with Γ = diag(γ) (γ the *effective* gain, 1 + w
-    for Gemma). For any linear map y = A n + b this gives the Frobenius-norm expression
-
-        E‖y‖² = ‖A Γ‖_F² + ‖A β + b‖²                                                         (F)
-
-    and per output unit i: y_i has mean m_i = (Aβ + b)_i and standard deviation r_i = ‖(AΓ)[i, :]‖₂.
-    A norm's own output energy is ν² = ‖γ‖² + ‖β‖² (A = I).
-
-    Attention block, out = W_o · concat_h(Σ_j a_hj v_j) + b_o with v = W_v n + b_v. Each softmax row
-    a_h· is a convex combination, so ‖Σ_j a_hj v_j‖ ≤ max_j ‖v_j‖; the estimate takes the extreme of
-    that bound (one attended token, or all tokens alike), z_h = v_{g(h)}, with g(h) the key/value group
-    of query head h (GQA: R repeats each K/V head's rows for its query heads). By (F):
-
-        c_attn² = ‖W_o R W_v Γ‖_F² + ‖W_o R (W_v β + b_v) + b_o‖²                              (A)
-
-    Standard MLP, out = W₂ σ(W₁ n + b₁) + b₂. Pre-activations h_i ~ N(m_i, r_i²) per (F); the units
-    are taken independent, so with φ_i = E σ(h_i)² and ψ_i = E σ(h_i) (Gauss–Hermite quadrature of the
-    model's own activation — a function of the weights only):
-
-        c_mlp² = Σ_i ‖W₂[:, i]‖² (φ_i − ψ_i²) + ‖W₂ ψ + b₂‖²                                   (M)
-
-    Gated (Llama) MLP, out = W_down (σ(W_gate n) ⊙ (W_up n)). Gate g_i ~ N(m_gi, r_gi²) and up
-    u_i ~ N(m_ui, r_ui²) independent: E a_i = ψ_gi m_ui, E a_i² = φ_gi (r_ui² + m_ui²), and (M) with
-    a in place of σ(h):
-
-        c_gated² = Σ_i ‖W_down[:, i]‖² (φ_gi (r_ui² + m_ui²) − ψ_gi² m_ui²) + ‖W_down (ψ_g ⊙ m_u) + b‖²  (G)
-
-    (With a linear σ, (M) reduces to ‖W₂ W₁ Γ‖_F², the digest's suggested form; the nonlinearity is what
-    the per-unit terms add.)
-
-    Composition along the residual stream. Block outputs are taken uncorrelated with the stream, so
-    energies add: S ← S + c². Pre-norm (Llama, Qwen2, OPT): S₀ = mean squared row norm of the token
-    embedding (times Gemma's √d embedding multiplier), i.e. the embedding seen as a linear layer on a
-    uniformly drawn one-hot input; attn_in gets √S; S += c_attn²; mlp_in gets √S; S += c_mlp²; the
-    final norm gets √S. Sandwich (Gemma 3): the post-norms' inputs are the block outputs, predicted
-    √c_attn² and √c_mlp²; the stream grows by the post-norm output energy ν²(post-norm) instead of c².
-    q_norm / k_norm (per head): ‖W_q Γ‖_F² / n_heads (resp. W_k, n_kv_heads) by (F). Post-norm (BERT):
-    the input of a norm is x + F(x) with x the previous norm's output: ν²(prev) + c² (layer 0: the
-    embedding LayerNorm's ν² if the model has ``embeddings.LayerNorm``).
-
-    The static scale. Every norm gets s = ‖x‖_pred / √T with T = ``target_sumsq`` (default 1): the
-    scaled input is predicted to have Σ(x/s)² = T. Fixed before any measurement, and why T = 1: the
-    variance Σ/d of the scaled vector stays a normal fp16 number while the actual Σ is down to d·2⁻¹⁴
-    (0.035 at d = 576, i.e. a token 28× below prediction), and Σ overflows only 65504× (≈ 256× in
-    magnitude) above prediction — the asymmetry leaves room for massive-activation tokens, which sit far
-    above the typical token that an isotropic estimate describes. ``rms_pred = ‖x‖_pred / √d`` is what
-    :mod:`lpbench.studies.slanc` checks against real activations.
-
-How the scale is applied (``apply_as``) and ε
-    ``fold``: where a norm's input is the output of a single linear layer (Gemma's post-attention /
-    post-feedforward norms ← o_proj / down_proj; q_norm / k_norm ← q_proj / k_proj), 1/s is folded into
-    that layer's weight rows (and bias) offline: the input is *computed* at the small magnitude, the norm
-    sees fl(x/s). Elsewhere (residual-stream inputs, which every later layer also reads, and BERT's
-    x + F(x)) folding would rescale the whole stream, so those norms fall back to ``pow2``.
-    ``pow2``: s is rounded to the nearest power of two 2^k and the norm unit subtracts k from the input's
-    exponent (a constant wired into the squaring unit's exponent adder, no multiply). In both cases the
-    norm uses ε/s², because LN(x/s; ε/s²) = LN(x; ε) exactly (:mod:`lpbench.lowprec`). In fp16, ε/s²
-    may flush to zero for large s; that is part of what is emulated (it matters only when the variance
-    is comparable with ε).
-
-Variants
-    ``none``: the norm sees fl(x). ``static``: SLaNC as above. ``dynamic``: per token m = max|x|
-    (d − 1 compares), r = fl(1/m) (one divide), x' = fl(x·r) (d multiplies), ε·r² — the runtime
-    baseline. :meth:`SLaNCMethod.ops_per_token` reports those extras (0 for none and static).
+The derivation (expressions (F), (A), (M), (G)), why ``target_sumsq`` = 1, how the scale is applied and ε:
+docs/papers/slanc.md.
 """
 from __future__ import annotations
 
@@ -307,7 +243,7 @@ def dynamic_prescale(x: torch.Tensor, fmt: str) -> tuple[torch.Tensor, torch.Ten
 
 def lowprec_norm(x: torch.Tensor, kind: str, fmt: str, order: str, eps: float, weight, bias,
                  variant: str, scale: float = 1.0, folded: bool = False, block: int = 16):
-    """One norm in ``fmt`` for a variant (see the module docstring). ``scale`` is SLaNC's applied s;
+    """One norm in ``fmt`` for a variant (see docs/papers/slanc.md). ``scale`` is SLaNC's applied s;
     ``folded``: x is already x/s (computed by the folded linear layer). Returns (output, stats) of
     :func:`lpbench.lowprec.native_norm` (= :func:`lpbench.lowprec.emulated_norm`, plus ``var``, the variance in
     ``fmt``)."""
@@ -386,9 +322,7 @@ class SLaNCMethod(Method):
         self.require([(p["variant"] in VARIANTS, f"variant must be one of {VARIANTS}"),
                       (p["fmt"] in FORMATS, f"fmt must be one of {sorted(FORMATS)}"),
                       (p["order"] in ORDERS, f"order must be one of {ORDERS}"),
-                      (p["apply_as"] in APPLY_AS, f"apply_as must be one of {APPLY_AS}"),
-                      (isinstance(p["block"], int) and p["block"] >= 1, "block must be an integer >= 1"),
-                      (float(p["target_sumsq"]) > 0, "target_sumsq must be > 0")])
+                      (p["apply_as"] in APPLY_AS, f"apply_as must be one of {APPLY_AS}")])
         self._arch: ArchSpec | None = None
 
     def calibrate(self, model, arch, stats=None, windows=None) -> dict:

@@ -1,54 +1,16 @@
 """Unified Normalization (Yang et al., ACM MM 2022) and the baselines it is compared with.
 
-Implemented from the official ``UN1d`` (hikvision-research/Unified-Normalization,
-``image_classification/models/unified_normalization/unified_normalization.py``; the fairseq copy is the
-same). Written independently here; every default of the official module is kept: window M = 4 (forward
-and backward windows), warm-up 4000 iterations, momentum 0.9, eps 1e-5, outlier filtration off by default
-(the official T2T-ViT model switches it on, the NMT models leave it off), ratio clamp [1/5, 5] from
-iteration max(1000, warm-up).
+Implemented from the official ``UN1d`` (hikvision-research/Unified-Normalization; the fairseq copy is the
+same), written independently here; every default of the official module is kept (:data:`UN_DEFAULTS`:
+window M = 4, warm-up 4000 iterations, momentum 0.9, eps 1e-5, outlier filtration off, ratio clamp
+[1/5, 5]). Statistics are per channel over all tokens of the batch, **without centering**; training
+smooths the variance over a window (geometric mean), compensates the gradient with an EMA, and can skip
+outlier steps; inference is a per-channel affine map that folds into the next linear layer (``.fold``).
+Window 1 makes every step a skip: the "no smoothing" ablation. A padding mask is not implemented (our
+tasks have no padding).
 
-Statistics are per channel over all tokens of the batch (B*N rows), **without centering**.
-
-Training step t (the counter is incremented *before* the step, so the first step is t = 1):
-
-* x2 = mean over tokens of x^2 (per channel).
-* Outlier test statistic: ``v = var(sqrt(window))``, the unbiased variance of the square roots of all
-  M*C entries of the window *as it was before* x2 is written (one scalar).
-* x2 is written to slot ``t mod M`` of the window.
-* Filtration (only if enabled and t >= warm-up): with AM / GM the per-channel arithmetic / geometric
-  means over the window (now holding x2), if AM - GM > M * v for any channel the step is *skipped*: the
-  slot is overwritten with the running variance and the skip counter increases.
-* With window M = 1 every step is a skip (the official code sets ``skip`` when the window is 1).
-* sigma2 = x2 if t <= M, t < warm-up or skipped, else GM of the window (fluctuation smoothing).
-* r = sqrt(sigma2+eps)/sqrt(running_var+eps) with the running variance *before* this step's update;
-  r = 1 if t <= max(1000, warm-up) or skipped, else clamped to [1/5, 5].
-* z = x / sqrt(sigma2+eps); y = gamma z + beta; running_var <- m running_var + (1-m) sigma2.
-
-Backward (gradient compensation), with g = dy * gamma * r and gz = mean over tokens of g*z:
-
-* slot ``t mod M_bp`` of the gradient window gets gz (or, on a skipped step, the EMA *before* update);
-* psi_in = gz if t <= M_bp, t < warm-up or skipped, else the mean of the gradient window;
-* ema <- m ema + (1-m) psi_in;
-* dx = (g - psi z) / sqrt(sigma2+eps) with psi = psi_in on a skipped step, else the updated EMA;
-* d gamma = sum(dy * r * z) (the official code uses r*z here, not z), d beta = sum(dy).
-
-Inference: y = gamma x / sqrt(running_var+eps) + beta, a per-channel affine map that folds into the
-next linear layer (:mod:`.fold`).
-
-Where the official code and the digest (``shared/papers/unified_norm.md``) differ, the code is followed:
-
-1. the outlier statistic Var(sqrt(window)) is taken over the window *before* the current x2 enters it
-   (the digest does not say), and it is the unbiased variance;
-2. before the warm-up ends the backward is still not the exact gradient: psi is the momentum-0.9 EMA
-   of the current gz (the digest describes psi only as EMA of the window mean); only skipped steps (and
-   window 1) use the exact psi = gz;
-3. the gamma gradient is sum(dy * r * z) (not in the digest);
-4. on a skipped step the gradient-window slot is filled with the old EMA (not in the digest);
-5. window 1 makes every step a skip (no smoothing, no compensation): this is our "no smoothing"
-   ablation, which is therefore an un-centred BatchNorm with the exact gradient and running statistics.
-
-The official module also accepts a padding mask (statistics over non-padded tokens only); our tasks
-have no padding, so the mask is not implemented.
+The training step, the backward, inference, and the five points where the official code and the paper
+digest differ (the code is followed): docs/papers/unified_norm.md.
 """
 from __future__ import annotations
 

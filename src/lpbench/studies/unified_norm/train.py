@@ -28,7 +28,6 @@ import math
 import time
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import torch
 import torch.nn as nn
@@ -233,11 +232,6 @@ def load_model(checkpoint: dict) -> nn.Module:
     model = build(checkpoint["task_kind"], checkpoint["norm"], checkpoint["arch"])
     model.load_state_dict(checkpoint["state_dict"])
     return model.eval()
-
-
-def np_seed_everything(seed: int) -> None:
-    np.random.seed(seed)
-    torch.manual_seed(seed)
 
 
 def run_job(task_name: str, task: dict, norm_name: str, norm_spec: dict, role: str, seed: int, inputs: dict,

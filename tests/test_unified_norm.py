@@ -265,12 +265,16 @@ def test_study_tables_and_claim_rules():
     per_seed, summary, filt = study_tables(_runs_df())
     s = summary.set_index("norm")
     assert s.loc["un", "gap_to_ln"] == pytest.approx(1.0) and s.loc["bn", "gap_to_ln"] == pytest.approx(9.0)
-    assert s.loc["bn", "bn_worse"] == 1 and s.loc["un-nofilt", "collapsed_runs"] == 1
+    assert s.loc["un-nofilt", "collapsed_runs"] == 1
+    assert s.loc["bn", "gap_worse"] == pytest.approx(9.0) and s.loc["bn", "gap_worse_ci_lo"] > 1.0
+    # a norm with a collapsed run (LN without one) is worse for certain; its gap_to_ln stays the plain one
+    assert s.loc["un-nofilt", "gap_worse"] == math.inf and s.loc["un-nofilt", "gap_worse_ci_lo"] == math.inf
     assert filt.iloc[0]["prevents"] == 1 and filt.iloc[0]["harms"] == 0
     tables = {"unified_norm_summary": summary, "unified_norm_filtration": filt}
     claim = {"id": "X", "paper": "p", "statement": "s", "paper_value": "v", "rule": {"kind": "all", "checks": [
         {"table": "unified_norm_summary", "column": "gap_to_ln", "op": "<=", "value": 1.0, "where": {"role": "un"}},
-        {"table": "unified_norm_summary", "column": "bn_worse", "op": "==", "value": 1, "where": {"role": "bn"}}]}}
+        {"table": "unified_norm_summary", "column": "gap_worse", "op": ">", "value": 1.0,
+         "ci": ["gap_worse_ci_lo", "gap_worse_ci_hi"], "where": {"role": "bn"}}]}}
     assert evaluate_claim(claim, tables)["verdict"] == "reproduced"
     claim["rule"]["checks"][0]["value"] = 0.5
     assert evaluate_claim(claim, tables)["verdict"] == "not reproduced"
@@ -309,3 +313,66 @@ def test_training_is_deterministic_and_logs_statistics(tmp_path):
     assert {"stat_batch", "stat_used", "stat_running", "skip"} <= set(log1.columns)
     # during warm-up UN normalizes with the batch statistic itself
     assert np.allclose(log1["stat_used"][:3], log1["stat_batch"][:3])
+
+
+def test_un1_bn_worse_is_decided_by_the_welch_interval():
+    """BN's point gap above 1.0 with an interval that reaches below it is undecided (inconclusive), not
+    'worse'; an interval wholly below 1.0 is not reproduced."""
+    df = _runs_df()
+    df.loc[df["norm"] == "bn", "value"] = [70.0, 80.0, 88.0]      # mean 79.33: gap 1.67, wide interval
+    _, summary, _ = study_tables(df)
+    bn = summary.set_index("norm").loc["bn"]
+    assert bn["gap_worse"] > 1.0 and bn["gap_worse_ci_lo"] < 1.0 < bn["gap_worse_ci_hi"]
+    rule = {"kind": "table_check", "table": "unified_norm_summary", "column": "gap_worse", "op": ">", "value": 1.0,
+            "ci": ["gap_worse_ci_lo", "gap_worse_ci_hi"], "where": {"role": "bn"}, "label": ["task"]}
+    claim = {"id": "X", "paper": "p", "statement": "s", "paper_value": "v", "rule": rule}
+    row = evaluate_claim(claim, {"unified_norm_summary": summary})
+    assert row["verdict"] == "inconclusive" and row["point_verdict"] == "reproduced"
+    df.loc[df["norm"] == "bn", "value"] = [83.0, 83.5, 82.5]       # better than LN: whole interval below 1
+    _, summary, _ = study_tables(df)
+    assert evaluate_claim(claim, {"unified_norm_summary": summary})["verdict"] == "not reproduced"
+
+
+# ------------------------------------------------------------------------------------------------- UN-3
+@pytest.mark.parametrize("without, with_, outcome, reason", [
+    (0, 0, "inconclusive", "no collapse without filtration: premise not met"),
+    (2, 0, "reproduced", "filtration prevented the collapse that occurred without it"),
+    (1, 3, "not reproduced", "collapse with and without filtration"),
+    (0, 1, "not reproduced", "collapse only with filtration")])
+def test_un3_four_outcome_tables(without, with_, outcome, reason):
+    """The four hand-built outcome tables, through the filtration table, the UN-3 table and the ledger's
+    table_check on its overall row (reproduced == 1: 1 / 0 / NaN -> reproduced / not reproduced /
+    inconclusive)."""
+    from lpbench.studies.unified_norm.verdicts import un3_table
+
+    df = _runs_df()
+    df["task"], df["stress"] = "vision-outliers", 1
+    for norm, n in (("un-nofilt", without), ("un", with_)):
+        idx = df.index[df["norm"] == norm]
+        df.loc[idx, "collapsed"] = [1 if i < n else 0 for i in range(len(idx))]
+    _, _, filt = study_tables(df)
+    un3 = un3_table(filt)
+    setting, overall = un3.iloc[0], un3.iloc[-1]
+    assert list(un3["scope"]) == ["setting", "overall"]
+    assert (setting["outcome"], setting["reason"]) == (outcome, reason)
+    assert overall["outcome"] == outcome
+    claim = {"id": "UN-3", "paper": "p", "statement": "s", "paper_value": "v",
+             "rule": {"kind": "table_check", "table": "unified_norm_un3", "column": "reproduced", "op": "==",
+                      "value": 1, "where": {"scope": "overall"}, "label": ["outcome", "reason"]}}
+    row = evaluate_claim(claim, {"unified_norm_un3": un3})
+    assert row["verdict"] == outcome
+    if outcome == "inconclusive":
+        assert "premise not met" in row["ours"]
+
+
+def test_un3_overall_over_settings():
+    from lpbench.studies.unified_norm.verdicts import un3_table
+
+    filt = pd.DataFrame([{"task": "vision", "stress": 0, "seeds": 3, "collapsed_with_filtration": 0,
+                          "collapsed_without_filtration": 0},
+                         {"task": "vision-outliers", "stress": 1, "seeds": 3, "collapsed_with_filtration": 0,
+                          "collapsed_without_filtration": 2}])
+    assert un3_table(filt).iloc[-1]["outcome"] == "reproduced"          # inconclusive + reproduced
+    filt.loc[0, "collapsed_with_filtration"] = 1
+    assert un3_table(filt).iloc[-1]["outcome"] == "not reproduced"      # any setting refuting decides
+    assert un3_table(filt.iloc[:0]).empty

@@ -376,3 +376,64 @@ def test_un3_overall_over_settings():
     filt.loc[0, "collapsed_with_filtration"] = 1
     assert un3_table(filt).iloc[-1]["outcome"] == "not reproduced"      # any setting refuting decides
     assert un3_table(filt.iloc[:0]).empty
+
+
+# ------------------------------------------------------------------------------- outliers, schedule
+def test_outlier_schedule_is_deterministic_for_a_seed():
+    from lpbench.studies.unified_norm.outliers import outlier_schedule
+
+    cfg = {"step_prob": 0.1, "token_frac": 0.01, "scale": 100.0, "start_frac": 0.1, "stop_frac": 0.9}
+    a, b = outlier_schedule(cfg, 250, 64, 16, 1), outlier_schedule(cfg, 250, 64, 16, 1)
+    assert a.keys() == b.keys() and all((a[k] == b[k]).all() for k in a)
+    c = outlier_schedule(cfg, 250, 64, 16, 2)
+    assert a.keys() != c.keys()
+    assert all(26 <= k <= 225 for k in a) and 5 <= len(a) <= 45       # ~20 of the 200 eligible steps
+    assert all(v.shape == (10, 2) and len({tuple(p) for p in v.tolist()}) == 10 for v in a.values())
+    assert all((v[:, 0] < 64).all() and (v[:, 1] < 16).all() for v in a.values())
+    with pytest.raises(ValueError, match="unknown key"):
+        outlier_schedule({"prob": 0.1}, 10, 2, 2, 0)
+
+
+def test_inject_patches_scales_exactly_the_chosen_patches():
+    from lpbench.studies.unified_norm.outliers import inject_patches
+
+    x = torch.randn(2, 1, 28, 28)
+    y = inject_patches(x, np.array([[1, 5]]), 7, 100.0)   # sample 1, patch row 1 col 1
+    assert torch.equal(y[1, :, 7:14, 7:14], x[1, :, 7:14, 7:14] * 100.0)
+    y[1, :, 7:14, 7:14] = x[1, :, 7:14, 7:14]
+    assert torch.equal(y, x)
+
+
+def test_un_schedule_readings():
+    steps = 250
+    scaled = scaled_un_spec({"kind": "un", "schedule": "scaled"}, steps)
+    assert (scaled["warmup_iters"], scaled["clamp_start"], scaled["schedule"]) == (10, 10, "scaled")
+    off = scaled_un_spec({"kind": "un", "outlier_filtration": True, "schedule": "official"}, steps)
+    assert (off["warmup_iters"], off["clamp_start"], off["schedule"]) == (4000, 4000, "official")
+    assert scaled_un_spec({"kind": "un", "schedule": "official", "warmup_iters": 500}, steps)["clamp_start"] == 1000
+    assert scaled_un_spec({"kind": "un", "warmup_frac": 0.04, "clamp_frac": 0.04}, steps)["schedule"] == "scaled"
+    with pytest.raises(ValueError, match="absolute"):
+        scaled_un_spec({"kind": "un", "schedule": "official", "warmup_frac": 0.04}, steps)
+    from lpbench.studies.unified_norm.norm import make_norm
+    m = make_norm(off, 8)
+    assert m.warmup_iters == 4000 and m.clamp_start == 4000
+
+
+def test_outlier_training_run_marks_its_steps(tmp_path):
+    from lpbench.studies.unified_norm.train import train_run
+
+    rng = np.random.default_rng(0)
+    blob = {s: {"images": torch.from_numpy(rng.integers(0, 256, (n, 28, 28), dtype=np.uint8)),
+                "labels": torch.arange(n) % 10} for s, n in (("train", 64), ("test", 20))}
+    torch.save(blob, tmp_path / "img.pt")
+    task = {"kind": "vision", "arch": {"dim": 16, "depth": 1, "heads": 2, "mlp_ratio": 1.0},
+            "train": {"steps": 12, "batch": 16}, "eval": {"batch": 10},
+            "outliers": {"step_prob": 0.5, "token_frac": 0.05, "scale": 100.0, "start_frac": 0.0, "stop_frac": 1.0}}
+    spec = {"kind": "un", "outlier_filtration": True, "warmup_frac": 0.25, "clamp_frac": 0.5}
+    torch.set_num_threads(1)
+    m, log, _ = train_run(task, spec, 3, {"images": tmp_path / "img.pt"})
+    assert m["outlier_steps"] == int(log["outlier"].sum()) > 0
+    hit = log[log["outlier"] == 1]
+    assert (hit["stat_batch"].to_numpy() > 10 * log.loc[log["outlier"] == 0, "stat_batch"].median()).all()
+    m2, log2, _ = train_run({k: v for k, v in task.items() if k != "outliers"}, spec, 3, {"images": tmp_path / "img.pt"})
+    assert m2["outlier_steps"] == 0 and log2["outlier"].sum() == 0

@@ -355,3 +355,27 @@ def test_artifact_nonempty_groups_hand_count():
            "site/a:qkv/cmax": torch.tensor([[0.5, 1.5, 8.0], [8.0, 7.0, 5.0]])}
     info = artifact_nonempty_groups(art)
     assert info == {"groups": 4, "mean": 2.0, "max": 3, "sites": 1}
+
+
+def test_overflow_check_on_hand_built_layers():
+    """TENDER-2's INT32 row: a layer whose shifted accumulator exceeds 2^31 - 1 fails, the same layer with one
+    group (no shifts) passes; the row reports the largest value exactly and names the worst layer."""
+    from lpbench.accel.tender import exactness_check, overflow_check
+    K = 2048
+    x = torch.ones(1, 4, K)
+    x[..., 0] = 1e-3                                       # one tiny channel → group 0, the rest group 7
+    w = torch.ones(3, K)
+    over = {"block": 5, "site": "down", **exactness_check(x, w, 8, 8, chunk=4, bias=False)}
+    fits = {"block": 0, "site": "qkv", **exactness_check(x, w, 8, 1, chunk=4, bias=False)}
+    assert over["mismatches"] == 0 and fits["mismatches"] == 0           # exact in int64 either way
+    row = overflow_check([fits, over])
+    peak = 2 ** 7 * (K - 1) * 127 * 127 + 16 * 127
+    assert row["acc_max_abs"] == peak > row["acc_limit"] == 2 ** 31 - 1
+    assert (row["pass"], row["result"], row["overflow_layers"], row["layers"]) == (0, "fail", 1, 2)
+    assert row["worst_layer"] == "block=5 site=down" and row["headroom_bits"] < 0
+    ok = overflow_check([fits])
+    # one group: scale 1/127, the tiny channel's code round(0.127) = 0 → (K - 1)·127·127
+    assert ok["acc_max_abs"] == (K - 1) * 127 * 127 and (ok["pass"], ok["result"], ok["overflow"]) == (1, "pass", False)
+    assert ok["acc_bits_needed"] == 26 and ok["headroom_bits"] == 6
+    with pytest.raises(ValueError, match="INT\\[64\\]"):
+        overflow_check([{**fits, "acc_bits": 64}])

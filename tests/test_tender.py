@@ -379,3 +379,31 @@ def test_overflow_check_on_hand_built_layers():
     assert ok["acc_bits_needed"] == 26 and ok["headroom_bits"] == 6
     with pytest.raises(ValueError, match="INT\\[64\\]"):
         overflow_check([{**fits, "acc_bits": 64}])
+
+
+def test_mse_clipped_weights_option(monkeypatch):
+    """``w_clip: mse`` (equal-weights rows of TENDER-1): every block linear holds weight_quant(W, bits, "mse"),
+    one clip search per weight within a job (calibration installs the model three times), the default is
+    unchanged, and the integer emulation refuses it (its weight codes are absmax)."""
+    import lpbench.methods.tender as MT
+    from lpbench.quant import weight_quant
+    model = _tiny_llama()
+    arch = get_arch(model)
+    calib = torch.randint(0, 128, (2, 40), generator=torch.Generator().manual_seed(2))
+    calls = []
+    real = MT.weight_quant
+    monkeypatch.setattr(MT, "weight_quant", lambda w, b, c: calls.append(c) or real(w, b, c))
+    m = build_method("t", {"method": "tender", "bits": 4, "chunk": 16, "w_clip": "mse"})
+    art = m.calibrate(model, arch, {}, calib)
+    n_lin = len(arch.linear_names(model))
+    assert calls == ["mse"] * n_lin                               # cached across the three installs
+    m.apply(model, arch, art)
+    name = arch.linear_names(model)[0]
+    lin = model.get_submodule(name)
+    ref = real(lin.fp_weight if lin.fp_weight is not None else _tiny_llama().get_submodule(name).weight, 4, "mse")
+    assert torch.equal(lin.weight, ref)
+    plain = _tiny_llama()
+    build_method("p", {"method": "tender", "bits": 4, "chunk": 16}).apply(plain, arch, {})
+    assert not torch.equal(plain.get_submodule(name).weight, lin.weight)
+    with pytest.raises(NotImplementedError, match="absmax"):
+        m.exactness_on_model(_tiny_llama(), arch, art, calib[:1])

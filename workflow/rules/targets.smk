@@ -36,6 +36,8 @@ TENDER_ROLES = {
     "per_column": {8: "percol-w8a8", 4: "percol-w4a4"},
     "smoothquant": {8: "smoothquant-w8a8", 4: "smoothquant-w4a4"},
 }
+#: more rows of a role with Tender's weight quantizer (or Tender with the baseline's): TENDER-1 like with like
+TENDER_WEIGHT_VARIANTS = {"smoothquant-w4a4-rtn": "smoothquant", "tender-int4-wclip": "tender"}
 #: the Tender artifacts whose calibrated scales/groups drive the exactness check on real layers
 TENDER_EXACTNESS_METHODS = ["tender-int8", "tender-int4"]
 #: cost model workload: prefill length (the paper's 2048) and model shapes beyond the configured ones.
@@ -46,7 +48,8 @@ TENDER_COST = {"seqlen": 2048, "bits": [4, 8],
                                                "layers": 32, "heads": 32, "kv_heads": 32, "head_dim": 128,
                                                "vocab": 32000, "mlp_matrices": 3, "max_positions": 4096}}}
 
-_TENDER_ROLE_METHODS = {meth for by_bits in TENDER_ROLES.values() for meth in by_bits.values()}
+_TENDER_ROLE_METHODS = ({meth for by_bits in TENDER_ROLES.values() for meth in by_bits.values()}
+                        | set(TENDER_WEIGHT_VARIANTS))
 
 
 def _is_tender(meth):

@@ -39,7 +39,9 @@ for q/k/v, o, gate/up, down, fc1, fc2):
    floored at 1e-9, ``torch.clamp(scale.abs(), min=1e-9)``). Every element belongs to exactly one group,
    so the official "dequantize each group and sum" equals one dequantized tensor (bit-identical in FP32).
 6. **Weights**: per-output-channel symmetric absmax RTN at the same bit width (``sym_quant`` with
-   ``scale = max|W| per row / q_max``) — :func:`lpbench.quant.fake_quant` with ``per_row``.
+   ``scale = max|W| per row / q_max``) — :func:`lpbench.quant.fake_quant` with ``per_row``. Not in the
+   official code: ``w_clip: mse`` takes the per-row scale from QuaRot's MSE clip search instead
+   (:func:`lpbench.quant.weight_quant`), for comparisons on equal weights with baselines that use it.
 
 Calibration (``calibration/{llama,opt}/calibration.py``, ``run_calibration.py``, ``scripts/{llama,opt}.py``)
 -----------------------------------------------------------------------------------------------------------
@@ -92,7 +94,7 @@ from lpbench.accel.tender import (SCALE_FLOOR, SCHEMES, TenderParts, chunk_rows,
                                   take_positions, tender_group_index, unchunk_rows)
 from lpbench.archs import ArchSpec, get_submodule
 from lpbench.methods import BITS, Bool, Choice, Int, Method, ModelDims, register
-from lpbench.quant import QuantLinear, QuantSpec, fake_quant, replace_module
+from lpbench.quant import QuantLinear, QuantSpec, fake_quant, replace_module, weight_quant
 
 ATTN_IMPL = "lpbench_tender"
 
@@ -440,14 +442,15 @@ class Tender(Method):
     ``scheme`` ("auto" → chosen by NLL on the first calibration window when ``static``; "round_up";
     "round_down"), ``weight_bits`` (None → ``bits``), ``static`` (True: calibrated TMax and channel groups
     as in the paper's Table 2; False: only the bias is calibrated, TMax/CMax/groups at runtime),
-    ``calib_windows`` (None → every shared calibration window; N → the first N).
+    ``calib_windows`` (None → every shared calibration window; N → the first N), ``w_clip`` ("none":
+    absmax RTN weights, official; "mse": MSE clip-searched per-row scales, not official).
     """
     kind = "tender"
     defaults = {"bits": 8, "groups": None, "chunk": 256, "scope": "linear", "scheme": "auto",
-                "weight_bits": None, "static": True, "calib_windows": None}
+                "weight_bits": None, "static": True, "calib_windows": None, "w_clip": "none"}
     spec = {"bits": BITS, "weight_bits": Int(2, 16, none=True), "groups": Int(1, none=True), "chunk": Int(1),
             "scope": Choice("linear", "all"), "scheme": Choice("auto", "round_up", "round_down"), "static": Bool,
-            "calib_windows": Int(1, none=True)}
+            "calib_windows": Int(1, none=True), "w_clip": Choice("none", "mse")}
 
     def __init__(self, name: str = "", **params):
         super().__init__(name, **params)
@@ -466,8 +469,11 @@ class Tender(Method):
             raise ValueError(f"{who}: calib_windows must be None or a positive integer, got {p['calib_windows']!r}")
         if p["scheme"] not in ("auto",) + SCHEMES:
             raise ValueError(f"{who}: scheme must be 'auto', 'round_up' or 'round_down', got {p['scheme']!r}")
+        if p["w_clip"] not in ("none", "mse"):
+            raise ValueError(f"{who}: w_clip must be 'none' or 'mse', got {p['w_clip']!r}")
         self.resolved_groups: int | None = None
         self.groups_source = ""
+        self._wq_cache: dict = {}          # MSE-clipped weights by (name, storage): one search per job
 
     # ---- helpers ----------------------------------------------------------------------------------
     def _groups(self, model: nn.Module, arch: ArchSpec) -> int:
@@ -522,7 +528,14 @@ class Tender(Method):
                     name = f"{prefix}.{arch.block_linears()[role]}"
                     lin = get_submodule(model, name)
                     w = lin.weight.detach()
-                    new = TenderLinear(lin, fake_quant(w, wspec), q, fp_weight=w, batch_ctx=ctx)
+                    if self.params["w_clip"] == "none":
+                        wq = fake_quant(w, wspec)
+                    else:
+                        key = (name, w.data_ptr(), tuple(w.shape))
+                        if key not in self._wq_cache:
+                            self._wq_cache[key] = weight_quant(w, wspec.bits, self.params["w_clip"])
+                        wq = self._wq_cache[key]
+                    new = TenderLinear(lin, wq, q, fp_weight=w, batch_ctx=ctx)
                     replace_module(model, name, new)
                     originals[name] = lin
             if self.params["scope"] == "all":
@@ -716,6 +729,8 @@ class Tender(Method):
         ``blocks`` (default: first, middle, last) and run :func:`exactness_check` on it with this method's
         calibrated artifact (channel bias, static TMax and groups, selected scheme) and the layer's weight.
         Linear scope only (the attention matmuls are not integer-emulated)."""
+        if self.params["w_clip"] != "none":
+            raise NotImplementedError(f"method '{self.name}': the integer emulation uses absmax weight codes")
         artifact = artifact or {}
         G = self._groups(model, arch)
         if self.params["scheme"] in SCHEMES:

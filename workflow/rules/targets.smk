@@ -2,6 +2,11 @@
 # from the rule files so that each .smk holds either rules or functions (snakemake --lint).
 
 
+#: more rows of a Tender role with Tender's weight quantizer (or Tender with the baseline's): TENDER-1 like
+#: with like; Tender's rows only (the RRS table leaves them out: not rows of the RRS paper)
+TENDER_WEIGHT_VARIANTS = {"smoothquant-w4a4-rtn": "smoothquant", "tender-int4-wclip": "tender"}
+
+
 # ---- rrs ------------------------------------------------------------------------------------------
 _RRS_KINDS = ("w4a4", "smoothquant", "quarot", "rs", "rrs")
 
@@ -10,7 +15,8 @@ def _rrs_triples():
     """Evaluations the RRS table shows: every evaluated method of an RRS kind (w4a4 = the run script's RTN
     and GPTQ lines), plus fp32 of the same models."""
     own = [(m, c, meth) for m, c, meth in TRIPLES
-           if config["methods"][meth].get("method") in _RRS_KINDS and m in CAUSAL]
+           if config["methods"][meth].get("method") in _RRS_KINDS and m in CAUSAL
+           and meth not in TENDER_WEIGHT_VARIANTS]
     models = {m for m, _, _ in own}
     base = [(m, c, meth) for m, c, meth in TRIPLES if m in models and meth == "fp32"]
     return base + own
@@ -36,8 +42,6 @@ TENDER_ROLES = {
     "per_column": {8: "percol-w8a8", 4: "percol-w4a4"},
     "smoothquant": {8: "smoothquant-w8a8", 4: "smoothquant-w4a4"},
 }
-#: more rows of a role with Tender's weight quantizer (or Tender with the baseline's): TENDER-1 like with like
-TENDER_WEIGHT_VARIANTS = {"smoothquant-w4a4-rtn": "smoothquant", "tender-int4-wclip": "tender"}
 #: the Tender artifacts whose calibrated scales/groups drive the exactness check on real layers
 TENDER_EXACTNESS_METHODS = ["tender-int8", "tender-int4"]
 #: cost model workload: prefill length (the paper's 2048) and model shapes beyond the configured ones.

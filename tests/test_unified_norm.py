@@ -267,6 +267,7 @@ def test_study_tables_and_claim_rules():
     assert s.loc["un", "gap_to_ln"] == pytest.approx(1.0) and s.loc["bn", "gap_to_ln"] == pytest.approx(9.0)
     assert s.loc["un-nofilt", "collapsed_runs"] == 1
     assert s.loc["bn", "gap_worse"] == pytest.approx(9.0) and s.loc["bn", "gap_worse_ci_lo"] > 1.0
+    assert s.loc["bn", "bn_worse"] == 1
     # a norm with a collapsed run (LN without one) is worse for certain; its gap_to_ln stays the plain one
     assert s.loc["un-nofilt", "gap_worse"] == math.inf and s.loc["un-nofilt", "gap_worse_ci_lo"] == math.inf
     assert filt.iloc[0]["prevents"] == 1 and filt.iloc[0]["harms"] == 0
@@ -328,9 +329,11 @@ def test_un1_bn_worse_is_decided_by_the_welch_interval():
     claim = {"id": "X", "paper": "p", "statement": "s", "paper_value": "v", "rule": rule}
     row = evaluate_claim(claim, {"unified_norm_summary": summary})
     assert row["verdict"] == "inconclusive" and row["point_verdict"] == "reproduced"
+    assert math.isnan(bn["bn_worse"])                              # the same decision as a column
     df.loc[df["norm"] == "bn", "value"] = [83.0, 83.5, 82.5]       # better than LN: whole interval below 1
     _, summary, _ = study_tables(df)
     assert evaluate_claim(claim, {"unified_norm_summary": summary})["verdict"] == "not reproduced"
+    assert summary.set_index("norm").loc["bn", "bn_worse"] == 0
 
 
 # ------------------------------------------------------------------------------------------------- UN-3

@@ -15,7 +15,8 @@ samples; collapsed runs with a NaN metric are excluded from the means and counte
 
 gap_worse (UN-1's "BN is worse or collapses", decided like UN's gap by an interval): gap_to_ln and its
 Welch interval, except that a (task, norm) with a collapsed run while LN has none is worse for certain
-(point and both bounds +inf). The claim's side is gap_worse > 1.0 on the whole interval.
+(point and both bounds +inf). The claim's side is gap_worse > 1.0 on the whole interval; ``bn_worse`` on
+BN's rows says the same as a number: 1 (interval above 1.0), 0 (wholly at or below), NaN (undecided).
 """
 from __future__ import annotations
 
@@ -55,6 +56,15 @@ def welch_ci(a: np.ndarray, b: np.ndarray) -> tuple[float, float, float]:
     df = (va + vb) ** 2 / ((va**2 / (len(a) - 1)) + (vb**2 / (len(b) - 1)))
     h = t975(df) * se
     return d, d - h, d + h
+
+
+def _decided(lo: float, hi: float, threshold: float) -> float:
+    """1 if the whole interval lies above ``threshold``, 0 if it lies wholly at or below it, NaN if undecided."""
+    if lo > threshold:
+        return 1.0
+    if hi <= threshold:
+        return 0.0
+    return float("nan")
 
 
 def _gap(metric: str, vals: np.ndarray, ln: np.ndarray) -> tuple[float, float, float]:
@@ -113,6 +123,7 @@ def study_tables(runs: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame, pd.Dat
                             "std": fin.std(ddof=1) if len(fin) > 1 else float("nan"), "seeds": len(vals),
                             "gap_to_ln": gap, "gap_ci_lo": lo, "gap_ci_hi": hi, "collapsed_runs": collapsed,
                             "gap_worse": worse[0], "gap_worse_ci_lo": worse[1], "gap_worse_ci_hi": worse[2],
+                            "bn_worse": _decided(worse[1], worse[2], 1.0) if role == "bn" else None,
                             "schedule": first.get("schedule", ""), "warmup_iters": first.get("warmup_iters"),
                             "clamp_start": first.get("clamp_start"),
                             "outlier_steps_mean": float(ndf["outlier_steps"].mean()) if "outlier_steps" in ndf else 0.0,

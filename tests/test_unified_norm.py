@@ -438,5 +438,6 @@ def test_outlier_training_run_marks_its_steps(tmp_path):
     assert m["outlier_steps"] == int(log["outlier"].sum()) > 0
     hit = log[log["outlier"] == 1]
     assert (hit["stat_batch"].to_numpy() > 10 * log.loc[log["outlier"] == 0, "stat_batch"].median()).all()
-    m2, log2, _ = train_run({k: v for k, v in task.items() if k != "outliers"}, spec, 3, {"images": tmp_path / "img.pt"})
+    clean = {k: v for k, v in task.items() if k != "outliers"}
+    m2, log2, _ = train_run(clean, spec, 3, {"images": tmp_path / "img.pt"})
     assert m2["outlier_steps"] == 0 and log2["outlier"].sum() == 0

@@ -223,7 +223,8 @@ def scaled_un_spec(spec: dict, steps: int) -> dict:
         if fracs:
             raise ValueError(f"UN schedule 'official' takes absolute iterations; remove {fracs}")
         out.setdefault("warmup_iters", UN_DEFAULTS["warmup_iters"])
-        out["clamp_start"] = max(1000, int(out["warmup_iters"])) if out.get("clamp_start") is None else out["clamp_start"]
+        if out.get("clamp_start") is None:
+            out["clamp_start"] = max(1000, int(out["warmup_iters"]))
         out["schedule"] = "official"
         return out
     if sched == "scaled":

@@ -131,7 +131,8 @@ def study_tables(runs: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame, pd.Dat
                             if "filtered_outlier_steps" in ndf else 0.0,
                             "filtered_other_steps_mean": float(ndf["filtered_other_steps"].mean())
                             if "filtered_other_steps" in ndf else 0.0,
-                            "cpu_seconds_mean": float(ndf["cpu_seconds"].mean()) if "cpu_seconds" in ndf else float("nan"),
+                            "cpu_seconds_mean": float(ndf["cpu_seconds"].mean())
+                            if "cpu_seconds" in ndf else float("nan"),
                             "un_skipped_steps_mean": float(ndf["un_skipped_steps"].mean())})
             for _, r in ndf.iterrows():
                 if metric == "top1":

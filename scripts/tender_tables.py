@@ -25,13 +25,17 @@ artifacts = {}
 for (m, _c, meth), path in zip(snakemake.params.artifact_triples, snakemake.input.artifacts):
     art = torch.load(path)["artifact"]
     artifacts[(m, meth)] = {k: v for k, v in art.items() if k.startswith("meta/")}
-df = tender_perplexity(ppl, roles, model_dirs, artifacts)
+df = tender_perplexity(ppl, roles, model_dirs, artifacts, dict(snakemake.params.variants))
 write_table(df, snakemake.output.csv, snakemake.output.md,
             "Tender and granularity baselines: perplexity (model x method x bits)")
 gran = granularity(df, roles)
 write_table(gran, snakemake.output.gran, snakemake.output.gran_md,
             "Tender vs activation-quantization granularity (TENDER-1): coarse_over_tender >= 1 means Tender "
-            "is at least as good as every claimed baseline")
+            "is at least as good as every claimed baseline; like_with_like = 1: every baseline of the row uses "
+            "Tender's weight quantizer and width (weights), 0: the configured baselines as they are. Tender's "
+            "activation scales are static (calibrated TMax, groups, channel bias); per-tensor / per-row / "
+            "per-column are dynamic (scales from each evaluated activation); SmoothQuant: static smoothing, "
+            "dynamic per-token activations")
 save(groups_figure(df), snakemake.output.png, snakemake.output.pdf)
 cal = calibration_rows(df, snakemake.params.calib_seqlen, nll)
 write_table(cal, snakemake.output.cal, snakemake.output.cal_md,

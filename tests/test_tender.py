@@ -355,3 +355,55 @@ def test_artifact_nonempty_groups_hand_count():
            "site/a:qkv/cmax": torch.tensor([[0.5, 1.5, 8.0], [8.0, 7.0, 5.0]])}
     info = artifact_nonempty_groups(art)
     assert info == {"groups": 4, "mean": 2.0, "max": 3, "sites": 1}
+
+
+def test_overflow_check_on_hand_built_layers():
+    """TENDER-2's INT32 row: a layer whose shifted accumulator exceeds 2^31 - 1 fails, the same layer with one
+    group (no shifts) passes; the row reports the largest value exactly and names the worst layer."""
+    from lpbench.accel.tender import exactness_check, overflow_check
+    K = 2048
+    x = torch.ones(1, 4, K)
+    x[..., 0] = 1e-3                                       # one tiny channel → group 0, the rest group 7
+    w = torch.ones(3, K)
+    over = {"block": 5, "site": "down", **exactness_check(x, w, 8, 8, chunk=4, bias=False)}
+    fits = {"block": 0, "site": "qkv", **exactness_check(x, w, 8, 1, chunk=4, bias=False)}
+    assert over["mismatches"] == 0 and fits["mismatches"] == 0           # exact in int64 either way
+    row = overflow_check([fits, over])
+    peak = 2 ** 7 * (K - 1) * 127 * 127 + 16 * 127
+    assert row["acc_max_abs"] == peak > row["acc_limit"] == 2 ** 31 - 1
+    assert (row["pass"], row["result"], row["overflow_layers"], row["layers"]) == (0, "fail", 1, 2)
+    assert row["worst_layer"] == "block=5 site=down" and row["headroom_bits"] < 0
+    ok = overflow_check([fits])
+    # one group: scale 1/127, the tiny channel's code round(0.127) = 0 → (K - 1)·127·127
+    assert ok["acc_max_abs"] == (K - 1) * 127 * 127 and (ok["pass"], ok["result"], ok["overflow"]) == (1, "pass", False)
+    assert ok["acc_bits_needed"] == 26 and ok["headroom_bits"] == 6
+    with pytest.raises(ValueError, match="INT\\[64\\]"):
+        overflow_check([{**fits, "acc_bits": 64}])
+
+
+def test_mse_clipped_weights_option(monkeypatch):
+    """``w_clip: mse`` (equal-weights rows of TENDER-1): every block linear holds weight_quant(W, bits, "mse"),
+    one clip search per weight within a job (calibration installs the model three times), the default is
+    unchanged, and the integer emulation refuses it (its weight codes are absmax)."""
+    import lpbench.methods.tender.method as MT
+    from lpbench.quant import weight_quant
+    model = _tiny_llama()
+    arch = get_arch(model)
+    calib = torch.randint(0, 128, (2, 40), generator=torch.Generator().manual_seed(2))
+    calls = []
+    real = MT.weight_quant
+    monkeypatch.setattr(MT, "weight_quant", lambda w, b, c: calls.append(c) or real(w, b, c))
+    m = build_method("t", {"method": "tender", "bits": 4, "chunk": 16, "w_clip": "mse"})
+    art = m.calibrate(model, arch, {}, calib)
+    n_lin = len(arch.linear_names(model))
+    assert calls == ["mse"] * n_lin                               # cached across the three installs
+    m.apply(model, arch, art)
+    name = arch.linear_names(model)[0]
+    lin = model.get_submodule(name)
+    ref = real(lin.fp_weight if lin.fp_weight is not None else _tiny_llama().get_submodule(name).weight, 4, "mse")
+    assert torch.equal(lin.weight, ref)
+    plain = _tiny_llama()
+    build_method("p", {"method": "tender", "bits": 4, "chunk": 16}).apply(plain, arch, {})
+    assert not torch.equal(plain.get_submodule(name).weight, lin.weight)
+    with pytest.raises(NotImplementedError, match="absmax"):
+        m.exactness_on_model(_tiny_llama(), arch, art, calib[:1])

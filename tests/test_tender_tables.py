@@ -79,3 +79,57 @@ def test_calibration_rows_relative_to_largest_with_paired_interval(tmp_path):
     assert cal.loc["tender-int8", "default"] and cal.loc["tender-int8-dyn", "tmax"].startswith("runtime")
     no_nll = tt.calibration_rows(df, 512)
     assert no_nll["rel_ci_low"].isna().all()
+
+
+def test_granularity_compares_like_with_like(tmp_path):
+    """TENDER-1 on equal weights: each Tender row is compared with the baselines that use its weight quantizer
+    and width (SmoothQuant with absmax RTN weights for Tender's RTN row; SmoothQuant with MSE-clipped weights
+    for Tender with MSE-clipped weights), and the configured unequal comparison is kept as a row marked
+    like_with_like = 0; the ledger's check on like_with_like == 1 rows reads only the fair ones."""
+    from lpbench.claims import evaluate_claim
+
+    d = tmp_path / "m"
+    d.mkdir()
+    (d / "config.json").write_text(json.dumps({"model_type": "llama", "hidden_size": 4096, "num_hidden_layers": 32,
+                                               "intermediate_size": 11008, "max_position_embeddings": 4096}))
+    mse = {"w_bits": 4, "a_bits": 4, "w_clip": "mse", "weights": "rtn"}
+    ppl = _ppl([("m", "fp32", "fp32", {}, 10.0),
+                ("m", "tender-int4", "tender", {"bits": 4, "groups": None, "w_clip": "none"}, 12.0),
+                ("m", "tender-int4-wclip", "tender", {"bits": 4, "groups": None, "w_clip": "mse"}, 11.5),
+                ("m", "pt4", "rtn", {"w_bits": 4, "a_bits": 4}, 90.0),
+                ("m", "rtn-w4a4", "rtn", {"w_bits": 4, "a_bits": 4}, 30.0),
+                ("m", "sq4", "smoothquant", mse, 11.0),                          # MSE-clipped weights
+                ("m", "sq4-rtn", "smoothquant", {**mse, "w_clip": "none"}, 14.0)])
+    variants = {"sq4-rtn": "smoothquant", "tender-int4-wclip": "tender"}
+    df = tt.tender_perplexity(ppl, ROLES, {"m": d}, {}, variants)
+    t = df.set_index("method")
+    assert t.loc["sq4", "w_quant"] == "rtn-mse" and t.loc["sq4-rtn", "w_quant"] == "rtn"
+    assert t.loc["tender-int4", "w_quant"] == "rtn" and t.loc["tender-int4-wclip", "w_quant"] == "rtn-mse"
+    assert t.loc["sq4-rtn", "role"] == "smoothquant (rtn weights)" and t.loc["sq4-rtn", "claim_role"] == "smoothquant"
+    assert t.loc["tender-int4-wclip", "role"] == "tender (rtn-mse weights)"
+    g = tt.granularity(df, ROLES)
+    assert len(g) == 3
+    fair = g[g["like_with_like"] == 1].set_index("tender_method")
+    rtn = fair.loc["tender-int4"]
+    assert rtn["weights"] == "rtn" and rtn["claim_baselines"] == "per_tensor, per_row, smoothquant"
+    assert "smoothquant=sq4-rtn (rtn)" in rtn["baseline_methods"] and "sq4 " not in rtn["baseline_methods"]
+    assert rtn["best_claim_method"] == "sq4-rtn" and rtn["coarse_over_tender"] == pytest.approx(14 / 12)
+    wc = fair.loc["tender-int4-wclip"]
+    assert wc["weights"] == "rtn-mse" and wc["best_claim_method"] == "sq4"
+    assert wc["missing_baselines"] == "per_tensor, per_row"
+    assert wc["coarse_over_tender"] == pytest.approx(11 / 11.5)
+    unfair = g[g["like_with_like"] == 0].iloc[0]
+    assert unfair["tender_method"] == "tender-int4" and unfair["best_claim_method"] == "sq4"
+    assert unfair["coarse_over_tender"] == pytest.approx(11 / 12)
+    # the ledger's rule on the fair rows: Tender-MSE loses to SmoothQuant-MSE (11 < 11.5) → not reproduced;
+    # without that row (only the RTN comparison) → reproduced; the unequal row alone would say otherwise
+    rule = {"kind": "table_check", "table": "tender_granularity", "column": "coarse_over_tender", "op": ">=",
+            "value": 1.0, "where": {"like_with_like": 1}, "label": ["model", "bits", "weights"]}
+    claim = {"id": "TENDER-1", "paper": "tender", "statement": "s", "paper_value": "v", "rule": rule}
+    assert evaluate_claim(claim, {"tender_granularity": g})["verdict"] == "not reproduced"
+    only_rtn = g[g["tender_method"] == "tender-int4"]
+    assert evaluate_claim(claim, {"tender_granularity": only_rtn})["verdict"] == "reproduced"
+    # INT4 with no baseline on Tender's weights at all: no equal-weights comparison to make
+    g2 = tt.granularity(df[df["method"] != "sq4-rtn"], ROLES)
+    rtn2 = g2[(g2["like_with_like"] == 1) & (g2["tender_method"] == "tender-int4")].iloc[0]
+    assert rtn2["missing_baselines"] == "smoothquant" and rtn2["best_claim_method"] == "rtn-w4a4"

@@ -265,12 +265,17 @@ def test_study_tables_and_claim_rules():
     per_seed, summary, filt = study_tables(_runs_df())
     s = summary.set_index("norm")
     assert s.loc["un", "gap_to_ln"] == pytest.approx(1.0) and s.loc["bn", "gap_to_ln"] == pytest.approx(9.0)
-    assert s.loc["bn", "bn_worse"] == 1 and s.loc["un-nofilt", "collapsed_runs"] == 1
+    assert s.loc["un-nofilt", "collapsed_runs"] == 1
+    assert s.loc["bn", "gap_worse"] == pytest.approx(9.0) and s.loc["bn", "gap_worse_ci_lo"] > 1.0
+    assert s.loc["bn", "bn_worse"] == 1
+    # a norm with a collapsed run (LN without one) is worse for certain; its gap_to_ln stays the plain one
+    assert s.loc["un-nofilt", "gap_worse"] == math.inf and s.loc["un-nofilt", "gap_worse_ci_lo"] == math.inf
     assert filt.iloc[0]["prevents"] == 1 and filt.iloc[0]["harms"] == 0
     tables = {"unified_norm_summary": summary, "unified_norm_filtration": filt}
     claim = {"id": "X", "paper": "p", "statement": "s", "paper_value": "v", "rule": {"kind": "all", "checks": [
         {"table": "unified_norm_summary", "column": "gap_to_ln", "op": "<=", "value": 1.0, "where": {"role": "un"}},
-        {"table": "unified_norm_summary", "column": "bn_worse", "op": "==", "value": 1, "where": {"role": "bn"}}]}}
+        {"table": "unified_norm_summary", "column": "gap_worse", "op": ">", "value": 1.0,
+         "ci": ["gap_worse_ci_lo", "gap_worse_ci_hi"], "where": {"role": "bn"}}]}}
     assert evaluate_claim(claim, tables)["verdict"] == "reproduced"
     claim["rule"]["checks"][0]["value"] = 0.5
     assert evaluate_claim(claim, tables)["verdict"] == "not reproduced"
@@ -309,3 +314,130 @@ def test_training_is_deterministic_and_logs_statistics(tmp_path):
     assert {"stat_batch", "stat_used", "stat_running", "skip"} <= set(log1.columns)
     # during warm-up UN normalizes with the batch statistic itself
     assert np.allclose(log1["stat_used"][:3], log1["stat_batch"][:3])
+
+
+def test_un1_bn_worse_is_decided_by_the_welch_interval():
+    """BN's point gap above 1.0 with an interval that reaches below it is undecided (inconclusive), not
+    'worse'; an interval wholly below 1.0 is not reproduced."""
+    df = _runs_df()
+    df.loc[df["norm"] == "bn", "value"] = [70.0, 80.0, 88.0]      # mean 79.33: gap 1.67, wide interval
+    _, summary, _ = study_tables(df)
+    bn = summary.set_index("norm").loc["bn"]
+    assert bn["gap_worse"] > 1.0 and bn["gap_worse_ci_lo"] < 1.0 < bn["gap_worse_ci_hi"]
+    rule = {"kind": "table_check", "table": "unified_norm_summary", "column": "gap_worse", "op": ">", "value": 1.0,
+            "ci": ["gap_worse_ci_lo", "gap_worse_ci_hi"], "where": {"role": "bn"}, "label": ["task"]}
+    claim = {"id": "X", "paper": "p", "statement": "s", "paper_value": "v", "rule": rule}
+    row = evaluate_claim(claim, {"unified_norm_summary": summary})
+    assert row["verdict"] == "inconclusive" and row["point_verdict"] == "reproduced"
+    assert math.isnan(bn["bn_worse"])                              # the same decision as a column
+    df.loc[df["norm"] == "bn", "value"] = [83.0, 83.5, 82.5]       # better than LN: whole interval below 1
+    _, summary, _ = study_tables(df)
+    assert evaluate_claim(claim, {"unified_norm_summary": summary})["verdict"] == "not reproduced"
+    assert summary.set_index("norm").loc["bn", "bn_worse"] == 0
+
+
+# ------------------------------------------------------------------------------------------------- UN-3
+@pytest.mark.parametrize("without, with_, outcome, reason", [
+    (0, 0, "inconclusive", "no collapse without filtration: premise not met"),
+    (2, 0, "reproduced", "filtration prevented the collapse that occurred without it"),
+    (1, 3, "not reproduced", "collapse with and without filtration"),
+    (0, 1, "not reproduced", "collapse only with filtration")])
+def test_un3_four_outcome_tables(without, with_, outcome, reason):
+    """The four hand-built outcome tables, through the filtration table, the UN-3 table and the ledger's
+    table_check on its overall row (reproduced == 1: 1 / 0 / NaN -> reproduced / not reproduced /
+    inconclusive)."""
+    from lpbench.studies.unified_norm.verdicts import un3_table
+
+    df = _runs_df()
+    df["task"], df["stress"] = "vision-outliers", 1
+    for norm, n in (("un-nofilt", without), ("un", with_)):
+        idx = df.index[df["norm"] == norm]
+        df.loc[idx, "collapsed"] = [1 if i < n else 0 for i in range(len(idx))]
+    _, _, filt = study_tables(df)
+    un3 = un3_table(filt)
+    setting, overall = un3.iloc[0], un3.iloc[-1]
+    assert list(un3["scope"]) == ["setting", "overall"]
+    assert (setting["outcome"], setting["reason"]) == (outcome, reason)
+    assert overall["outcome"] == outcome
+    claim = {"id": "UN-3", "paper": "p", "statement": "s", "paper_value": "v",
+             "rule": {"kind": "table_check", "table": "unified_norm_un3", "column": "reproduced", "op": "==",
+                      "value": 1, "where": {"scope": "overall"}, "label": ["outcome", "reason"]}}
+    row = evaluate_claim(claim, {"unified_norm_un3": un3})
+    assert row["verdict"] == outcome
+    if outcome == "inconclusive":
+        assert "premise not met" in row["ours"]
+
+
+def test_un3_overall_over_settings():
+    from lpbench.studies.unified_norm.verdicts import un3_table
+
+    filt = pd.DataFrame([{"task": "vision", "stress": 0, "seeds": 3, "collapsed_with_filtration": 0,
+                          "collapsed_without_filtration": 0},
+                         {"task": "vision-outliers", "stress": 1, "seeds": 3, "collapsed_with_filtration": 0,
+                          "collapsed_without_filtration": 2}])
+    assert un3_table(filt).iloc[-1]["outcome"] == "reproduced"          # inconclusive + reproduced
+    filt.loc[0, "collapsed_with_filtration"] = 1
+    assert un3_table(filt).iloc[-1]["outcome"] == "not reproduced"      # any setting refuting decides
+    assert un3_table(filt.iloc[:0]).empty
+
+
+# ------------------------------------------------------------------------------- outliers, schedule
+def test_outlier_schedule_is_deterministic_for_a_seed():
+    from lpbench.studies.unified_norm.outliers import outlier_schedule
+
+    cfg = {"step_prob": 0.1, "token_frac": 0.01, "scale": 100.0, "start_frac": 0.1, "stop_frac": 0.9}
+    a, b = outlier_schedule(cfg, 250, 64, 16, 1), outlier_schedule(cfg, 250, 64, 16, 1)
+    assert a.keys() == b.keys() and all((a[k] == b[k]).all() for k in a)
+    c = outlier_schedule(cfg, 250, 64, 16, 2)
+    assert a.keys() != c.keys()
+    assert all(26 <= k <= 225 for k in a) and 5 <= len(a) <= 45       # ~20 of the 200 eligible steps
+    assert all(v.shape == (10, 2) and len({tuple(p) for p in v.tolist()}) == 10 for v in a.values())
+    assert all((v[:, 0] < 64).all() and (v[:, 1] < 16).all() for v in a.values())
+    with pytest.raises(ValueError, match="unknown key"):
+        outlier_schedule({"prob": 0.1}, 10, 2, 2, 0)
+
+
+def test_inject_patches_scales_exactly_the_chosen_patches():
+    from lpbench.studies.unified_norm.outliers import inject_patches
+
+    x = torch.randn(2, 1, 28, 28)
+    y = inject_patches(x, np.array([[1, 5]]), 7, 100.0)   # sample 1, patch row 1 col 1
+    assert torch.equal(y[1, :, 7:14, 7:14], x[1, :, 7:14, 7:14] * 100.0)
+    y[1, :, 7:14, 7:14] = x[1, :, 7:14, 7:14]
+    assert torch.equal(y, x)
+
+
+def test_un_schedule_readings():
+    steps = 250
+    scaled = scaled_un_spec({"kind": "un", "schedule": "scaled"}, steps)
+    assert (scaled["warmup_iters"], scaled["clamp_start"], scaled["schedule"]) == (10, 10, "scaled")
+    off = scaled_un_spec({"kind": "un", "outlier_filtration": True, "schedule": "official"}, steps)
+    assert (off["warmup_iters"], off["clamp_start"], off["schedule"]) == (4000, 4000, "official")
+    assert scaled_un_spec({"kind": "un", "schedule": "official", "warmup_iters": 500}, steps)["clamp_start"] == 1000
+    assert scaled_un_spec({"kind": "un", "warmup_frac": 0.04, "clamp_frac": 0.04}, steps)["schedule"] == "scaled"
+    with pytest.raises(ValueError, match="absolute"):
+        scaled_un_spec({"kind": "un", "schedule": "official", "warmup_frac": 0.04}, steps)
+    from lpbench.studies.unified_norm.norm import make_norm
+    m = make_norm(off, 8)
+    assert m.warmup_iters == 4000 and m.clamp_start == 4000
+
+
+def test_outlier_training_run_marks_its_steps(tmp_path):
+    from lpbench.studies.unified_norm.train import train_run
+
+    rng = np.random.default_rng(0)
+    blob = {s: {"images": torch.from_numpy(rng.integers(0, 256, (n, 28, 28), dtype=np.uint8)),
+                "labels": torch.arange(n) % 10} for s, n in (("train", 64), ("test", 20))}
+    torch.save(blob, tmp_path / "img.pt")
+    task = {"kind": "vision", "arch": {"dim": 16, "depth": 1, "heads": 2, "mlp_ratio": 1.0},
+            "train": {"steps": 12, "batch": 16}, "eval": {"batch": 10},
+            "outliers": {"step_prob": 0.5, "token_frac": 0.05, "scale": 100.0, "start_frac": 0.0, "stop_frac": 1.0}}
+    spec = {"kind": "un", "outlier_filtration": True, "warmup_frac": 0.25, "clamp_frac": 0.5}
+    torch.set_num_threads(1)
+    m, log, _ = train_run(task, spec, 3, {"images": tmp_path / "img.pt"})
+    assert m["outlier_steps"] == int(log["outlier"].sum()) > 0
+    hit = log[log["outlier"] == 1]
+    assert (hit["stat_batch"].to_numpy() > 10 * log.loc[log["outlier"] == 0, "stat_batch"].median()).all()
+    clean = {k: v for k, v in task.items() if k != "outliers"}
+    m2, log2, _ = train_run(clean, spec, 3, {"images": tmp_path / "img.pt"})
+    assert m2["outlier_steps"] == 0 and log2["outlier"].sum() == 0

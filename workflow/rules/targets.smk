@@ -2,6 +2,11 @@
 # from the rule files so that each .smk holds either rules or functions (snakemake --lint).
 
 
+#: more rows of a Tender role with Tender's weight quantizer (or Tender with the baseline's): TENDER-1 like
+#: with like; Tender's rows only (the RRS table leaves them out: not rows of the RRS paper)
+TENDER_WEIGHT_VARIANTS = {"smoothquant-w4a4-rtn": "smoothquant", "tender-int4-wclip": "tender"}
+
+
 # ---- rrs ------------------------------------------------------------------------------------------
 _RRS_KINDS = ("w4a4", "smoothquant", "quarot", "rs", "rrs")
 
@@ -10,7 +15,8 @@ def _rrs_triples():
     """Evaluations the RRS table shows: every evaluated method of an RRS kind (w4a4 = the run script's RTN
     and GPTQ lines), plus fp32 of the same models."""
     own = [(m, c, meth) for m, c, meth in TRIPLES
-           if config["methods"][meth].get("method") in _RRS_KINDS and m in CAUSAL]
+           if config["methods"][meth].get("method") in _RRS_KINDS and m in CAUSAL
+           and meth not in TENDER_WEIGHT_VARIANTS]
     models = {m for m, _, _ in own}
     base = [(m, c, meth) for m, c, meth in TRIPLES if m in models and meth == "fp32"]
     return base + own
@@ -46,7 +52,8 @@ TENDER_COST = {"seqlen": 2048, "bits": [4, 8],
                                                "layers": 32, "heads": 32, "kv_heads": 32, "head_dim": 128,
                                                "vocab": 32000, "mlp_matrices": 3, "max_positions": 4096}}}
 
-_TENDER_ROLE_METHODS = {meth for by_bits in TENDER_ROLES.values() for meth in by_bits.values()}
+_TENDER_ROLE_METHODS = ({meth for by_bits in TENDER_ROLES.values() for meth in by_bits.values()}
+                        | set(TENDER_WEIGHT_VARIANTS))
 
 
 def _is_tender(meth):

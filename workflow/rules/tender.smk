@@ -36,6 +36,7 @@ rule tender_tables:
         cal_pdf="results/figures/tender_calibration.pdf",
     params:
         roles=TENDER_ROLES,
+        variants=TENDER_WEIGHT_VARIANTS,
         calib_seqlen=config["calibration"]["seqlen"],
         artifact_triples=[(m, c, meth) for m, c, meth in TENDER_TRIPLES if _is_tender(meth)],
     benchmark:

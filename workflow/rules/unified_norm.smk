@@ -55,7 +55,7 @@ rule un_train:
 
 
 rule un_tables:
-    """Per-seed results, per-(task, norm) summary with gap to LN and CI, filtration table."""
+    """Per-seed results, per-(task, norm) summary with gap to LN and CI, filtration table, UN-3 outcome."""
     input:
         un_run_files("json"),
     output:
@@ -66,6 +66,8 @@ rule un_tables:
         summary_md="results/tables/unified_norm_summary.md",
         filtration="results/tables/unified_norm_filtration.csv",
         filtration_md="results/tables/unified_norm_filtration.md",
+        un3="results/tables/unified_norm_un3.csv",
+        un3_md="results/tables/unified_norm_un3.md",
     benchmark:
         "results/benchmarks/un_tables/unified_norm.tsv"
     log:
@@ -141,6 +143,7 @@ if UN_RUNS:
         "results/tables/unified_norm.md",
         "results/tables/unified_norm_summary.md",
         "results/tables/unified_norm_filtration.md",
+        "results/tables/unified_norm_un3.md",
         "results/figures/unified_norm_training.pdf",
         "results/figures/unified_norm_statistic.pdf",
         "results/tables/unified_norm_speed.md",
@@ -150,5 +153,6 @@ if UN_RUNS:
     CLAIM_TABLES += [
         "results/tables/unified_norm_summary.csv",
         "results/tables/unified_norm_filtration.csv",
+        "results/tables/unified_norm_un3.csv",
         "results/tables/unified_norm_speed.csv",
     ]

@@ -329,3 +329,25 @@ def exactness_check(x: torch.Tensor, w: torch.Tensor, bits: int, groups: int, ch
             "nonempty_groups_mean": float(r.nonempty.sum(-1).double().mean()),
             "max_rel_diff_fp64_fakequant": float((yi - y64).abs().max() / denom),
             "max_rel_diff_fp32_fakequant": float((yi - y32.double()).abs().max() / denom)}
+
+
+def overflow_check(rows: list[dict], acc_bits: int = 32) -> dict:
+    """TENDER-2's accumulator check over the layers :func:`exactness_check` ran on (its result rows, each
+    with ``acc_max_abs``, ``overflow`` and ``acc_bits``; layer fields ``block`` / ``site`` / ``linear`` /
+    ``K`` name the worst one when present): the largest value any group partial sum, shifted accumulator or
+    accumulator held against the signed INT``acc_bits`` range. ``pass`` is 1 iff no layer overflowed.
+    ``mismatches`` is the sum over the layers (so the row also reads as their exactness total)."""
+    if not rows:
+        raise ValueError("overflow_check needs at least one checked layer")
+    bad = sorted({int(r["acc_bits"]) for r in rows} - {acc_bits})
+    if bad:
+        raise ValueError(f"overflow_check(acc_bits={acc_bits}) on rows checked against INT{bad}")
+    worst = max(rows, key=lambda r: int(r["acc_max_abs"]))
+    peak = int(worst["acc_max_abs"])
+    where = " ".join(f"{k}={worst[k]}" for k in ("block", "site", "linear", "K") if k in worst)
+    over = [r for r in rows if r["overflow"]]
+    return {"check": f"int{acc_bits}_overflow", "layers": len(rows), "acc_bits": acc_bits,
+            "acc_max_abs": peak, "acc_limit": 2 ** (acc_bits - 1) - 1, "acc_bits_needed": peak.bit_length() + 1,
+            "headroom_bits": acc_bits - (peak.bit_length() + 1), "overflow_layers": len(over),
+            "overflow": bool(over), "pass": int(not over), "result": "fail" if over else "pass", "worst_layer": where,
+            "mismatches": int(sum(int(r["mismatches"]) for r in rows))}

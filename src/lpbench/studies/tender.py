@@ -31,6 +31,26 @@ ROLE_LABELS = {"tender": "Tender", "per_tensor": "per-tensor", "per_row": "per-r
 #: baselines the claim compares Tender with, per activation width (TENDER-1 of the digest: per-tensor and
 #: per-row at INT8 and INT4, SmoothQuant at INT4)
 CLAIM_BASELINES = {8: ("per_tensor", "per_row"), 4: ("per_tensor", "per_row", "smoothquant")}
+#: weight quantizer of Tender's own rows (per-output-channel absmax RTN, as the official code)
+TENDER_WEIGHTS = "rtn"
+
+
+def weight_quantizer(kind: str, params: dict) -> str:
+    """Short name of the weight quantizer an evaluated method uses: ``rtn`` = per-output-channel symmetric
+    absmax RTN (Tender's, the ``rtn`` kind's per-row default, the W4A4 kinds' default); ``rtn-mse`` = the
+    same with QuaRot's MSE clip search; ``gptq`` / ``gptq-mse``; other ``rtn`` kind settings spelled out."""
+    if kind in ("fp32", "fp16", "bf16"):
+        return kind
+    if kind == "tender":
+        clip = params.get("w_clip", "none")
+        return TENDER_WEIGHTS if clip in (None, "none") else f"rtn-{clip}"
+    if kind == "rtn":
+        gran, ratio = params.get("w_granularity", "per_row"), float(params.get("w_clip_ratio", 1.0))
+        base = "rtn" if gran == "per_row" else f"rtn-{gran}"
+        return base if ratio == 1.0 else f"{base}-clip{ratio:g}"
+    clip = params.get("w_clip", "none")
+    w = params.get("weights", "rtn")
+    return w if clip in (None, "none") else f"{w}-{clip}"
 
 
 def _model_groups(model_dir: Path, params: dict) -> tuple[int | None, str]:
@@ -44,14 +64,21 @@ def _model_groups(model_dir: Path, params: dict) -> tuple[int | None, str]:
                           cfg.get("max_position_embeddings"), spec.mlp_kind)
 
 
-def tender_perplexity(ppl: pd.DataFrame, roles: dict, model_dirs: dict, artifacts: dict) -> pd.DataFrame:
-    """One row per (model, method) with its role, widths and, for Tender, G / scheme / scope."""
+def tender_perplexity(ppl: pd.DataFrame, roles: dict, model_dirs: dict, artifacts: dict,
+                      variants: dict | None = None) -> pd.DataFrame:
+    """One row per (model, method) with its role, widths, weight quantizer (``w_quant``) and, for Tender,
+    G / scheme / scope. ``variants`` ({method: role}) are further rows of a role with another weight
+    quantizer (TENDER-1 on equal weights): role "<role> (<w_quant> weights)", ``claim_role`` the role."""
     role_of = {meth: (role, int(bits)) for role, by_bits in roles.items() for bits, meth in by_bits.items()}
+    variants = variants or {}
     rows = []
     fp32 = ppl[ppl["method"] == "fp32"].set_index("model")["perplexity"]
     for r in ppl.to_dict("records"):
         params = json.loads(r["params"])
-        row = {"model": r["model"], "method": r["method"], "kind": r["kind"]}
+        wq = weight_quantizer(r["kind"], params)
+        row = {"model": r["model"], "method": r["method"], "kind": r["kind"], "w_quant": wq,
+               "claim_role": role_of[r["method"]][0] if r["method"] in role_of else variants.get(r["method"])}
+        variant = f"{variants[r['method']]} ({wq} weights)" if r["method"] in variants else None
         if r["kind"] == "tender":
             bits = int(params["bits"])
             G, src = _model_groups(model_dirs[r["model"]], params)
@@ -59,8 +86,8 @@ def tender_perplexity(ppl: pd.DataFrame, roles: dict, model_dirs: dict, artifact
             scheme = ("round_down" if int(art["meta/scheme_round_down"]) else "round_up") \
                 if "meta/scheme_round_down" in art else params.get("scheme")
             static = bool(params.get("static", True))
-            row.update(role="tender" if role_of.get(r["method"], ("",))[0] == "tender" else
-                       ("tender (sweep)" if static else "tender (runtime TMax)"), static=static,
+            row.update(role=variant or ("tender" if role_of.get(r["method"], ("",))[0] == "tender" else
+                                        ("tender (sweep)" if static else "tender (runtime TMax)")), static=static,
                        a_bits=bits, w_bits=int(params.get("weight_bits") or bits), groups=G, groups_source=src,
                        scope=params.get("scope", "linear"), scheme=scheme,
                        calib_windows=int(art["meta/calib_windows"]) if "meta/calib_windows" in art else None)
@@ -68,59 +95,84 @@ def tender_perplexity(ppl: pd.DataFrame, roles: dict, model_dirs: dict, artifact
             row.update(role="fp32", a_bits=32, w_bits=32)
         else:
             role, bits = role_of.get(r["method"], ("other", None))
-            row.update(role=role, a_bits=params.get("a_bits", bits), w_bits=params.get("w_bits"))
+            row.update(role=variant or role, a_bits=params.get("a_bits", bits), w_bits=params.get("w_bits"))
         row.update(perplexity=r["perplexity"], ppl_ci_low=r.get("ppl_ci_low"), ppl_ci_high=r.get("ppl_ci_high"),
                    ppl_vs_fp32=(r["perplexity"] / fp32[r["model"]]
                    if r["model"] in fp32 and r["perplexity"] is not None and not pd.isna(r["perplexity"]) else None),
                    windows=r["windows"], seqlen=r["seqlen"], error=r["error"], caveat=r["caveat"])
         rows.append(row)
-    cols = ["model", "method", "kind", "role", "a_bits", "w_bits", "groups", "groups_source", "scope", "scheme",
+    cols = ["model", "method", "kind", "role", "claim_role", "a_bits", "w_bits", "w_quant", "groups", "groups_source",
+            "scope", "scheme",
             "static", "calib_windows", "perplexity", "ppl_ci_low", "ppl_ci_high", "ppl_vs_fp32", "windows", "seqlen",
             "error", "caveat"]
     df = pd.DataFrame(rows)
     df = df.reindex(columns=cols)
     order = {"fp32": 0, "per_tensor": 1, "per_row": 2, "per_column": 3, "smoothquant": 4, "tender": 5,
              "tender (sweep)": 6, "tender (runtime TMax)": 7}
-    df["_o"] = df["role"].map(order).fillna(9)
+    df["_o"] = df["role"].map(order).fillna(df["claim_role"].map(order) + 0.5).fillna(9)
     df = df.sort_values(["model", "a_bits", "_o", "groups"], ascending=[True, False, True, True], kind="stable")
     return df.drop(columns="_o").reset_index(drop=True)
 
 
+def _row_ppl(r) -> float | None:
+    v = r["perplexity"]
+    return None if v is None or pd.isna(v) else float(v)
+
+
 def granularity(df: pd.DataFrame, roles: dict) -> pd.DataFrame:
-    """Per (model, bits): Tender next to every baseline role; ``coarse_over_tender`` = the best claimed
-    baseline's perplexity / Tender's (>= 1: Tender is at least as good as each of them);
-    ``tender_over_per_column`` = how close Tender comes to per-column (1 = equal)."""
+    """Per (model, bits, Tender weight quantizer): Tender next to every baseline role run with the *same*
+    weight quantizer and width (``like_with_like`` 1); ``coarse_over_tender`` = the best claimed baseline's
+    perplexity / Tender's (>= 1: Tender is at least as good as each of them); ``tender_over_per_column`` =
+    how close Tender comes to per-column (1 = equal). When a configured baseline of the claim (``roles``)
+    uses other weights than Tender, one more row compares the configured methods as they are
+    (``like_with_like`` 0, comparison "configured baselines (unequal weights)"): reported, not a fair test."""
     rows = []
+    widths = sorted({int(b) for by in roles.values() for b in by}, reverse=True)
     for model in dict.fromkeys(df["model"]):
-        sub = df[df["model"] == model].set_index("method")["perplexity"]
-        fp32 = sub.get("fp32")
-        for bits in sorted({int(b) for by in roles.values() for b in by}, reverse=True):
-            vals = {role: sub.get(roles[role].get(bits, roles[role].get(str(bits), "")))
-                    for role in roles}
-            vals = {k: (None if v is None or pd.isna(v) else float(v)) for k, v in vals.items()}
-            if vals.get("tender") is None:
+        mdf = df[df["model"] == model]
+        fp32 = mdf.set_index("method")["perplexity"].get("fp32")
+        for bits in widths:
+            cand = mdf[(mdf["a_bits"] == bits) & mdf["perplexity"].notna()]
+            tenders = cand[cand["claim_role"] == "tender"]
+            for t in tenders.to_dict("records"):
+                same = cand[(cand["w_quant"] == t["w_quant"]) & (cand["w_bits"] == t["w_bits"])]
+                picked = {role: same[same["claim_role"] == role].iloc[0] for role in roles
+                          if role != "tender" and (same["claim_role"] == role).any()}
+                rows.append(_gran_row(model, bits, fp32, t, picked, roles, 1, "equal weights"))
+            main = roles.get("tender", {}).get(bits)
+            if main is None or main not in set(tenders["method"]):
                 continue
-            claimed = [r for r in CLAIM_BASELINES.get(bits, ()) if vals.get(r) is not None]
-            missing = [r for r in CLAIM_BASELINES.get(bits, ()) if vals.get(r) is None]
-            best = min(claimed, key=lambda r: vals[r]) if claimed else None
-            t = vals["tender"]
-            rows.append({
-                "model": model, "bits": bits, "fp32": fp32,
-                **{f"ppl_{r}": vals.get(r) for r in roles},
-                "claim_baselines": ", ".join(claimed), "missing_baselines": ", ".join(missing),
-                "best_claim_baseline": best,
-                "coarse_over_tender": (vals[best] / t) if best else None,
-                "tender_over_per_column": (t / vals["per_column"]) if vals.get("per_column") else None,
-                "tender_over_fp32": (t / fp32) if fp32 else None,
-            })
+            t = tenders[tenders["method"] == main].iloc[0].to_dict()
+            conf = {role: cand[cand["method"] == by[bits]].iloc[0] for role, by in roles.items()
+                    if role != "tender" and bits in by and (cand["method"] == by[bits]).any()}
+            if any(c["w_quant"] != t["w_quant"] or c["w_bits"] != t["w_bits"] for r, c in conf.items()
+                   if r in CLAIM_BASELINES.get(bits, ())):
+                rows.append(_gran_row(model, bits, fp32, t, conf, roles, 0, "configured baselines (unequal weights)"))
     return pd.DataFrame(rows)
+
+
+def _gran_row(model, bits, fp32, t, picked: dict, roles: dict, like: int, comparison: str) -> dict:
+    vals = {role: _row_ppl(r) for role, r in picked.items()}
+    claimed = [r for r in CLAIM_BASELINES.get(bits, ()) if vals.get(r) is not None]
+    missing = [r for r in CLAIM_BASELINES.get(bits, ()) if vals.get(r) is None]
+    best = min(claimed, key=lambda r: vals[r]) if claimed else None
+    tp = float(t["perplexity"])
+    return {"model": model, "bits": bits, "weights": t["w_quant"], "tender_method": t["method"],
+            "like_with_like": like, "comparison": comparison, "fp32": fp32, "ppl_tender": tp,
+            **{f"ppl_{r}": vals.get(r) for r in roles if r != "tender"},
+            "baseline_methods": ", ".join(f"{r}={picked[r]['method']} ({picked[r]['w_quant']})" for r in picked),
+            "claim_baselines": ", ".join(claimed), "missing_baselines": ", ".join(missing),
+            "best_claim_baseline": best, "best_claim_method": picked[best]["method"] if best else None,
+            "coarse_over_tender": (vals[best] / tp) if best else None,
+            "tender_over_per_column": (tp / vals["per_column"]) if vals.get("per_column") else None,
+            "tender_over_fp32": (tp / fp32) if fp32 else None}
 
 
 def groups_figure(df: pd.DataFrame):
     """Perplexity vs G (INT4, linear scope) with 95 % CIs, one panel per model with a sweep; reference lines."""
     sns.set_theme(style="whitegrid", context="paper")
     t = df[(df["kind"] == "tender") & (df["a_bits"] == 4) & (df["scope"] == "linear")
-           & df["perplexity"].notna() & (df["static"] != False)]  # noqa: E712
+           & df["perplexity"].notna() & (df["static"] != False) & (df["w_quant"] == TENDER_WEIGHTS)]  # noqa: E712
     # the G sweep only: same calibration set as the INT4 Tender row of each model (the calibration-size
     # sweep shares G and would otherwise stack several points at one G)
     ref_cw = df[(df["role"] == "tender") & (df["a_bits"] == 4)].set_index("model")["calib_windows"]
@@ -255,7 +307,8 @@ def calibration_rows(df: pd.DataFrame, seqlen: int, nll: dict | None = None) -> 
     with its paired 95 % block-bootstrap CI (``rel_ci_low`` / ``rel_ci_high``) when ``nll`` maps
     (model, method) to the evaluation's per-token NLLs: an interval that contains 1 means the calibration set
     of that row is indistinguishable from the largest one on the evaluated tokens."""
-    t = df[(df["kind"] == "tender") & (df["scope"] == "linear") & df["perplexity"].notna()]
+    t = df[(df["kind"] == "tender") & (df["scope"] == "linear") & df["perplexity"].notna()
+           & (df["w_quant"] == TENDER_WEIGHTS)]
     rows = []
     for (model, bits), sub in t.groupby(["model", "a_bits"], sort=True):
         g_ref = sub.loc[sub["role"] == "tender", "groups"]

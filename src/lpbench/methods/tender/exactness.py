@@ -18,6 +18,8 @@ def exactness_on_model(method, model: nn.Module, arch: ArchSpec, artifact: dict,
     ``blocks`` (default: first, middle, last) and run :func:`exactness_check` on it with the method's
     calibrated artifact (channel bias, static TMax and groups, selected scheme) and the layer's weight.
     Linear scope only (the attention matmuls are not integer-emulated)."""
+    if method.params["w_clip"] != "none":
+        raise NotImplementedError(f"method '{method.name}': the integer emulation uses absmax weight codes")
     artifact = artifact or {}
     G = method.groups_for_model(model, arch)
     if method.params["scheme"] in SCHEMES:

@@ -15,7 +15,7 @@ from lpbench.methods.tender.collector import Collector
 from lpbench.methods.tender.exactness import exactness_on_model
 from lpbench.methods.tender.groups import resolve_groups
 from lpbench.methods.tender.quantizers import BatchContext, TenderActQuant, TenderLinear, input_sites, site_policy
-from lpbench.quant import QuantSpec, fake_quant, replace_module
+from lpbench.quant import QuantSpec, fake_quant, replace_module, weight_quant
 
 
 def _window_nll(model: nn.Module, window: torch.Tensor) -> float:
@@ -33,19 +33,21 @@ class Tender(Method):
     ``scheme`` ("auto" → chosen by NLL on the first calibration window when ``static``; "round_up";
     "round_down"), ``weight_bits`` (None → ``bits``), ``static`` (True: calibrated TMax and channel groups
     as in the paper's Table 2; False: only the bias is calibrated, TMax/CMax/groups at runtime),
-    ``calib_windows`` (None → every shared calibration window; N → the first N).
+    ``calib_windows`` (None → every shared calibration window; N → the first N), ``w_clip`` ("none":
+    absmax RTN weights, official; "mse": MSE clip-searched per-row scales, not official).
     """
     kind = "tender"
     defaults = {"bits": 8, "groups": None, "chunk": 256, "scope": "linear", "scheme": "auto",
-                "weight_bits": None, "static": True, "calib_windows": None}
+                "weight_bits": None, "static": True, "calib_windows": None, "w_clip": "none"}
     spec = {"bits": BITS, "weight_bits": Int(2, 16, none=True), "groups": Int(1, none=True), "chunk": Int(1),
             "scope": Choice("linear", "all"), "scheme": Choice("auto", "round_up", "round_down"), "static": Bool,
-            "calib_windows": Int(1, none=True)}
+            "calib_windows": Int(1, none=True), "w_clip": Choice("none", "mse")}
 
     def __init__(self, name: str = "", **params):
         super().__init__(name, **params)
         self.resolved_groups: int | None = None
         self.groups_source = ""
+        self._wq_cache: dict = {}          # MSE-clipped weights by (name, storage): one search per job
 
     # ---- helpers ----------------------------------------------------------------------------------
     def groups_for_model(self, model: nn.Module, arch: ArchSpec) -> int:
@@ -100,7 +102,14 @@ class Tender(Method):
                     name = f"{prefix}.{arch.block_linears()[role]}"
                     lin = get_submodule(model, name)
                     w = lin.weight.detach()
-                    new = TenderLinear(lin, fake_quant(w, wspec), q, fp_weight=w, batch_ctx=ctx)
+                    if self.params["w_clip"] == "none":
+                        wq = fake_quant(w, wspec)
+                    else:
+                        key = (name, w.data_ptr(), tuple(w.shape))
+                        if key not in self._wq_cache:
+                            self._wq_cache[key] = weight_quant(w, wspec.bits, self.params["w_clip"])
+                        wq = self._wq_cache[key]
+                    new = TenderLinear(lin, wq, q, fp_weight=w, batch_ctx=ctx)
                     replace_module(model, name, new)
                     originals[name] = lin
             if self.params["scope"] == "all":

@@ -15,7 +15,7 @@ DEFAULTS = {
     "tasks": {},
     "speed": {"tasks": [], "shapes": {}, "grid": [[1, 64]], "trained_grid": [[1, 64]], "repeats": 5, "warmup": 2},
 }
-TASK_KEYS = {"kind", "data", "un", "norms", "arch", "train", "eval", "stress", "stat_layer", "label"}
+TASK_KEYS = {"kind", "data", "un", "norms", "arch", "train", "eval", "stress", "stat_layer", "label", "outliers"}
 
 
 def settings(block: dict | None) -> dict:
@@ -38,6 +38,11 @@ def settings(block: dict | None) -> dict:
             raise ValueError(f"unified_norm.tasks.{name}: unknown norm(s) {missing}; known: {sorted(cfg['norms'])}")
         if task.get("un") and task["un"] not in cfg["norms"]:
             raise ValueError(f"unified_norm.tasks.{name}: un '{task['un']}' is not a norm")
+        if task.get("outliers") is not None:
+            if task["kind"] != "vision":
+                raise ValueError(f"unified_norm.tasks.{name}: outliers are implemented for vision tasks only")
+            from .outliers import outlier_settings
+            outlier_settings(task["outliers"])
         if task["kind"] == "vision" and task.get("data") not in cfg["images"]:
             raise ValueError(f"unified_norm.tasks.{name}: image set '{task.get('data')}' is not in unified_norm.images")
     for t in cfg["speed"]["tasks"]:

@@ -143,6 +143,9 @@ class TokenBatchNorm(nn.Module):
 
 # Norm kinds of the study; ``un`` takes the UnifiedNorm keyword arguments.
 NORM_KINDS = ("ln", "bn", "un")
+# warm-up / clamp-start readings (:func:`scaled_un_spec`) and the spec keys that choose between them
+SCHEDULES = ("scaled", "official")
+SCHEDULE_KEYS = {"warmup_frac", "clamp_frac", "schedule"}
 
 
 def make_norm(spec: dict, channels: int) -> nn.Module:
@@ -153,25 +156,52 @@ def make_norm(spec: dict, channels: int) -> nn.Module:
         return TokenBatchNorm(channels, **{k: v for k, v in spec.items() if k in ("eps", "momentum")})
     if kind == "un":
         args = {k: v for k, v in spec.items() if k != "kind"}
-        unknown = sorted(set(args) - set(UN_DEFAULTS) - {"warmup_frac", "clamp_frac"})
+        unknown = sorted(set(args) - set(UN_DEFAULTS) - SCHEDULE_KEYS)
         if unknown:
-            raise ValueError(f"unknown UN parameter(s) {unknown}; known: {sorted(UN_DEFAULTS)}")
-        args.pop("warmup_frac", None)
-        args.pop("clamp_frac", None)
+            raise ValueError(f"unknown UN parameter(s) {unknown}; known: {sorted(set(UN_DEFAULTS) | SCHEDULE_KEYS)}")
+        for k in SCHEDULE_KEYS:
+            args.pop(k, None)
         return UnifiedNorm(channels, **args)
     raise ValueError(f"unknown norm kind '{kind}'; known: {list(NORM_KINDS)}")
 
 
 def scaled_un_spec(spec: dict, steps: int) -> dict:
-    """Scale the official warm-up (4000 of the NMT run's 100k updates = 4 %) and the clamp start
-    (max(1000, warm-up)) to ``steps``: ``warmup_frac`` / ``clamp_frac`` of the run, at least one window."""
+    """Resolve UN's warm-up and ratio-clamp start for a run of ``steps`` steps (``schedule`` in the result).
+
+    ``schedule: scaled`` (our reading; the default config's): the official warm-up (4000 of the NMT run's
+    100k updates = 4 %) and the clamp start (max(1000, warm-up)) scaled to the run: ``warmup_frac`` /
+    ``clamp_frac`` of it (default 0.04 each), at least one window + 1. ``schedule: official``: the official
+    absolute iterations, warm-up ``warmup_iters`` (default 4000) and clamp from max(1000, warm-up) — in a
+    run shorter than that, no smoothing, filtration or compensation ever starts. Without ``schedule`` the
+    fractions are applied when given (``scaled``), else the official values stand."""
     if spec.get("kind") != "un":
         return dict(spec)
     out = dict(spec)
+    sched = out.pop("schedule", None)
+    if sched not in (None,) + SCHEDULES:
+        raise ValueError(f"UN schedule must be one of {SCHEDULES}, got {sched!r}")
+    fracs = [k for k in ("warmup_frac", "clamp_frac") if k in out]
+    if sched == "official":
+        if fracs:
+            raise ValueError(f"UN schedule 'official' takes absolute iterations; remove {fracs}")
+        out.setdefault("warmup_iters", UN_DEFAULTS["warmup_iters"])
+        if out.get("clamp_start") is None:
+            out["clamp_start"] = max(1000, int(out["warmup_iters"]))
+        out["schedule"] = "official"
+        return out
+    if sched == "scaled":
+        out.setdefault("warmup_frac", 0.04)
+        out.setdefault("clamp_frac", 0.04)
     window = out.get("window", UN_DEFAULTS["window"])
     m = window if isinstance(window, int) else max(window)
     if "warmup_frac" in out:
         out["warmup_iters"] = max(int(math.ceil(out["warmup_frac"] * steps)), m + 1)
     if "clamp_frac" in out:
         out["clamp_start"] = max(int(math.ceil(out["clamp_frac"] * steps)), out.get("warmup_iters", 0))
+    if "warmup_frac" in out or "clamp_frac" in out:
+        out["schedule"] = "scaled"
+    elif "warmup_iters" not in out and out.get("clamp_start") is None:
+        out["schedule"] = "official"
+    else:
+        out["schedule"] = "custom"
     return out

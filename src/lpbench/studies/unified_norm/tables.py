@@ -3,12 +3,20 @@
 ``unified_norm.csv``          one row per (task, norm, seed): metric, the seed's gap to LN's mean, the
                               (task, norm) gap with a 95 % CI over seeds, collapsed flag and reason.
 ``unified_norm_summary.csv``  one row per (task, norm): mean, std, n, gap_to_ln with CI, collapsed
-                              runs, role (ln / bn / un = the task's official UN setting / ablation).
+                              runs, role (ln / bn / un = the task's official UN setting / ablation), UN's
+                              warm-up / clamp reading (``schedule``: scaled or official, with the resolved
+                              iterations), and ``gap_worse`` with its interval (UN-1's "BN is worse").
 ``unified_norm_filtration.csv`` per setting with UN both with and without filtration: collapsed runs.
+``unified_norm_un3.csv``      UN-3's outcome per setting and over all settings (:mod:`.verdicts`).
 
 gap_to_ln (positive = worse than LN): LN mean - norm mean in top-1 points; for perplexity
 100 x (norm mean / LN mean - 1) percent. CI: Welch's t interval of the difference of means (seeds as
 samples; collapsed runs with a NaN metric are excluded from the means and counted in ``collapsed``).
+
+gap_worse (UN-1's "BN is worse or collapses", decided like UN's gap by an interval): gap_to_ln and its
+Welch interval, except that a (task, norm) with a collapsed run while LN has none is worse for certain
+(point and both bounds +inf). The claim's side is gap_worse > 1.0 on the whole interval; ``bn_worse`` on
+BN's rows says the same as a number: 1 (interval above 1.0), 0 (wholly at or below), NaN (undecided).
 """
 from __future__ import annotations
 
@@ -50,6 +58,15 @@ def welch_ci(a: np.ndarray, b: np.ndarray) -> tuple[float, float, float]:
     return d, d - h, d + h
 
 
+def _decided(lo: float, hi: float, threshold: float) -> float:
+    """1 if the whole interval lies above ``threshold``, 0 if it lies wholly at or below it, NaN if undecided."""
+    if lo > threshold:
+        return 1.0
+    if hi <= threshold:
+        return 0.0
+    return float("nan")
+
+
 def _gap(metric: str, vals: np.ndarray, ln: np.ndarray) -> tuple[float, float, float]:
     """gap_to_ln (positive = worse) and its CI."""
     if metric == "top1":
@@ -57,6 +74,16 @@ def _gap(metric: str, vals: np.ndarray, ln: np.ndarray) -> tuple[float, float, f
     ln_mean = np.nanmean(ln) if np.isfinite(ln).any() else float("nan")
     d, lo, hi = welch_ci(vals, ln)
     return tuple(100.0 * x / ln_mean for x in (d, lo, hi))
+
+
+def _schedule(spec: dict) -> dict:
+    """UN's warm-up / clamp reading of a resolved norm spec (empty for LN / BN)."""
+    if spec.get("kind") != "un":
+        return {"schedule": "", "warmup_iters": None, "clamp_start": None}
+    warm = int(spec.get("warmup_iters", 4000))
+    clamp = spec.get("clamp_start")
+    return {"schedule": spec.get("schedule", ""), "warmup_iters": warm,
+            "clamp_start": int(clamp) if clamp is not None else max(1000, warm)}
 
 
 def load_runs(paths) -> pd.DataFrame:
@@ -68,7 +95,11 @@ def load_runs(paths) -> pd.DataFrame:
                      "role": r["role"], "metric": m["metric"], "value": m["value"],
                      "collapsed": int(m["collapsed"]), "collapse_reason": m["collapse_reason"],
                      "final_train_loss": m["final_train_loss"], "steps_run": m["steps_run"],
-                     "un_skipped_steps": m["un_skipped_steps_all_layers"], "train_seconds": m["train_seconds"]})
+                     "un_skipped_steps": m["un_skipped_steps_all_layers"], "train_seconds": m["train_seconds"],
+                     "cpu_seconds": m.get("cpu_seconds", float("nan")), "outlier_steps": m.get("outlier_steps", 0),
+                     "filtered_outlier_steps": m.get("filtered_outlier_steps", 0),
+                     "filtered_other_steps": m.get("filtered_other_steps", 0),
+                     **_schedule(r.get("settings", {}).get("norm_resolved", {}))})
     return pd.DataFrame(rows).sort_values(["task", "norm", "seed"]).reset_index(drop=True)
 
 
@@ -78,17 +109,30 @@ def study_tables(runs: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame, pd.Dat
         metric = tdf["metric"].iloc[0]
         ln_vals = tdf.loc[tdf["role"] == "ln", "value"].to_numpy(float)
         ln_mean = np.nanmean(ln_vals) if np.isfinite(ln_vals).any() else float("nan")
+        ln_collapsed = int(tdf.loc[tdf["role"] == "ln", "collapsed"].sum())
         for norm, ndf in tdf.groupby("norm", sort=False):
             vals = ndf["value"].to_numpy(float)
             gap, lo, hi = _gap(metric, vals, ln_vals) if len(ln_vals) else (float("nan"),) * 3
             collapsed = int(ndf["collapsed"].sum())
             role = ndf["role"].iloc[0]
             fin = vals[np.isfinite(vals)]
-            summary.append({"task": task, "norm": norm, "role": role, "stress": int(ndf["stress"].iloc[0]),
+            worse = (math.inf,) * 3 if (collapsed > 0 and ln_collapsed == 0 and len(ln_vals)) else (gap, lo, hi)
+            first = ndf.iloc[0]
+            summary.append({"task": task, "norm": norm, "role": role, "stress": int(first["stress"]),
                             "metric": metric, "mean": fin.mean() if len(fin) else float("nan"),
                             "std": fin.std(ddof=1) if len(fin) > 1 else float("nan"), "seeds": len(vals),
                             "gap_to_ln": gap, "gap_ci_lo": lo, "gap_ci_hi": hi, "collapsed_runs": collapsed,
-                            "bn_worse": int(collapsed > 0 or (math.isfinite(gap) and gap > 1.0)) if role == "bn" else None,
+                            "gap_worse": worse[0], "gap_worse_ci_lo": worse[1], "gap_worse_ci_hi": worse[2],
+                            "bn_worse": _decided(worse[1], worse[2], 1.0) if role == "bn" else None,
+                            "schedule": first.get("schedule", ""), "warmup_iters": first.get("warmup_iters"),
+                            "clamp_start": first.get("clamp_start"),
+                            "outlier_steps_mean": float(ndf["outlier_steps"].mean()) if "outlier_steps" in ndf else 0.0,
+                            "filtered_outlier_steps_mean": float(ndf["filtered_outlier_steps"].mean())
+                            if "filtered_outlier_steps" in ndf else 0.0,
+                            "filtered_other_steps_mean": float(ndf["filtered_other_steps"].mean())
+                            if "filtered_other_steps" in ndf else 0.0,
+                            "cpu_seconds_mean": float(ndf["cpu_seconds"].mean())
+                            if "cpu_seconds" in ndf else float("nan"),
                             "un_skipped_steps_mean": float(ndf["un_skipped_steps"].mean())})
             for _, r in ndf.iterrows():
                 if metric == "top1":
@@ -167,10 +211,14 @@ def statistic_figure(logs: dict, tasks: list):
         ax.plot(df["step"], df["stat_batch"], lw=0.8, label="batch mean(x²)")
         ax.plot(df["step"], df["stat_used"], lw=0.8, label="UN σ² used")
         ax.plot(df["step"], df["stat_running"], lw=0.8, label="running var")
+        if "outlier" in df and df["outlier"].any():
+            inj = df[df["outlier"] == 1]
+            ax.scatter(inj["step"], inj["stat_batch"], s=30, facecolors="none", edgecolors="k", zorder=3,
+                       label=f"injected outliers ({len(inj)} steps)")
         flag = "filtered" if "filtered" in df else "skip"
         sk = df[df[flag] == 1]
         if len(sk):
-            ax.scatter(sk["step"], sk["stat_batch"], s=8, color="crimson", zorder=3,
+            ax.scatter(sk["step"], sk["stat_batch"], s=8, color="crimson", zorder=4,
                        label=f"outlier-filtered ({len(sk)} steps)")
         ax.set_yscale("log")
         ax.set_title(f"{task} / {norm}, seed {seed}: first norm", fontsize=9)

@@ -15,6 +15,10 @@ Every norm of a task sees the same architecture, optimiser (AdamW), schedule (li
 decay), data order (seeded by the run's seed only, so all norms of one seed see the same batches) and
 token/image budget.
 
+A task with ``outliers`` (vision only) is the UN-3 stress setting: on a fixed, seeded schedule of steps a
+small fraction of the batch's patches is multiplied by a large factor before the forward pass
+(:mod:`.outliers`); evaluation is on the clean test split. Each step's log row says whether it was one.
+
 **Collapse** (decided before any result was read): a run has collapsed if its training loss or
 parameters become non-finite at any step (training stops there), or if its final evaluation metric is
 no better than a trivial predictor: top-1 <= 2 x chance (20 % on 10 classes), or perplexity >= the
@@ -37,6 +41,7 @@ from lpbench.data import eval_windows
 
 from .models import build
 from .norm import UnifiedNorm, scaled_un_spec
+from .outliers import inject_patches, outlier_schedule, outlier_settings, schedule_summary
 
 TRAIN_DEFAULTS = {"steps": 300, "batch": 64, "lr": 2e-3, "weight_decay": 0.05, "betas": [0.9, 0.999],
                   "lr_warmup_frac": 0.1}
@@ -165,6 +170,12 @@ def train_run(task: dict, norm_spec: dict, seed: int, inputs: dict, device: str 
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": tcfg["weight_decay"]},
                              {"params": no_decay, "weight_decay": 0.0}], lr=tcfg["lr"], betas=tuple(tcfg["betas"]))
     stat_mod = _stat_module(model, task.get("stat_layer", "blocks.0.norm1"))
+    schedule, out_cfg = {}, None
+    if task.get("outliers") is not None:                       # the UN-3 stress setting (.outliers)
+        if task["kind"] != "vision":
+            raise ValueError("unified_norm: injected outliers are implemented for vision tasks only")
+        out_cfg, patch = outlier_settings(task["outliers"]), int(arch.get("patch", 7))
+        schedule = outlier_schedule(out_cfg, steps, batch, (int(arch.get("image", 28)) // patch) ** 2, seed)
     seen = {}
 
     def hook(_m, args):
@@ -174,12 +185,14 @@ def train_run(task: dict, norm_spec: dict, seed: int, inputs: dict, device: str 
     handle = stat_mod.register_forward_pre_hook(hook)
     gen = torch.Generator().manual_seed(seed)
     rows, collapsed, reason = [], False, ""
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     model.train()
     for step, (xb, yb) in enumerate(data.batches(steps, batch, gen), start=1):
         lr = lr_at(step, steps, tcfg["lr"], tcfg["lr_warmup_frac"])
         for g in opt.param_groups:
             g["lr"] = lr
+        if step in schedule:
+            xb = inject_patches(xb, schedule[step], patch, out_cfg["scale"])
         xb = xb.to(device)
         yb = yb.to(device) if yb is not None else None
         loss = data.loss(model, xb, yb)
@@ -189,7 +202,7 @@ def train_run(task: dict, norm_spec: dict, seed: int, inputs: dict, device: str 
         lv = loss.item()
         x2 = seen["x2"]
         row = {"step": step, "loss": lv, "lr": lr, "stat_batch": x2.mean().item(),
-               "stat_batch_max": x2.max().item()}
+               "stat_batch_max": x2.max().item(), "outlier": int(step in schedule)}
         if isinstance(stat_mod, UnifiedNorm):
             row.update(stat_used=stat_mod.last["var"].mean().item(),
                        stat_running=stat_mod.running_var.mean().item(), skip=int(stat_mod.last["skip"]),
@@ -219,10 +232,15 @@ def train_run(task: dict, norm_spec: dict, seed: int, inputs: dict, device: str 
         elif ev["metric"] == "perplexity" and value >= trivial:
             collapsed, reason = True, f"perplexity {value:.3g} >= unigram level {trivial:.3g}"
     skips = sum(int(m.skip_counter.item()) for m in model.modules() if isinstance(m, UnifiedNorm))
+    # steps the filtration skipped at the logged norm, among the injected-outlier steps and the others
+    filt_hit = int(((log["outlier"] == 1) & (log["filtered"] == 1)).sum()) if len(log) else 0
+    filt_other = int(((log["outlier"] == 0) & (log["filtered"] == 1)).sum()) if len(log) else 0
     tail = log["loss"].tail(max(1, len(log) // 10))
     metrics = {**ev, "collapsed": collapsed, "collapse_reason": reason, "trivial_level": trivial,
                "steps_run": len(log), "final_train_loss": float(tail.mean()),
                "un_skipped_steps_all_layers": skips, "train_seconds": train_s,
+               "cpu_seconds": time.process_time() - c0, **schedule_summary(schedule, steps),
+               "filtered_outlier_steps": filt_hit, "filtered_other_steps": filt_other,
                "params": sum(p.numel() for p in model.parameters())}
     state = {"state_dict": model.state_dict(), "task_kind": task["kind"], "arch": arch, "norm": spec}
     return metrics, log, {"checkpoint": state, "norm_resolved": spec, "train": tcfg}

@@ -201,3 +201,27 @@ def test_a_claims_note_reaches_the_ledger():
     df = evaluate_ledger([c], {}, {})
     assert df.loc[0, "note"] == "changed because of Y"
     assert "changed because of Y" in to_markdown(df)
+
+
+# ---- the rule-kind registry --------------------------------------------------------------------------------
+from lpbench.claims import RULE_KINDS, register  # noqa: E402
+
+
+def test_rule_kinds_are_registered_once_and_unknown_kinds_fail():
+    assert set(RULE_KINDS) == {"lowest", "within_rel", "ordered", "table_check", "all", "underdetermined", "not_run"}
+    with pytest.raises(TypeError, match="registered twice"):
+        register("lowest")(lambda *a: None)
+    with pytest.raises(ValueError, match="unknown rule kind 'nope'"):
+        evaluate_claim(claim({"kind": "nope"}), {})
+
+
+def test_a_new_rule_kind_is_one_registered_function():
+    @register("always_inconclusive")
+    def _kind(claim, rule, tables, nll, row):
+        row.update(verdict="inconclusive", reason="by construction", summary="by construction")
+
+    try:
+        row = evaluate_claim(claim({"kind": "always_inconclusive"}), {})
+        assert row["verdict"] == "inconclusive" and row["summary"] == "by construction"
+    finally:
+        del RULE_KINDS["always_inconclusive"]

@@ -225,3 +225,67 @@ def test_a_new_rule_kind_is_one_registered_function():
         assert row["verdict"] == "inconclusive" and row["summary"] == "by construction"
     finally:
         del RULE_KINDS["always_inconclusive"]
+
+
+# ---- the ledger's schema ----------------------------------
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+
+import yaml  # noqa: E402
+
+from lpbench.claims import LedgerError, check_ledger  # noqa: E402
+
+ROOT = Path(__file__).parents[1]
+LEDGER = ROOT / "config" / "claims.yaml"
+
+
+def _mistyped(tmp_path, old="extension: {scope: extension}", new="extention: {scope: extension}"):
+    """The shipped ledger with one rule option of SLANC-1 misspelt."""
+    text = LEDGER.read_text()
+    assert text.count(old) == 1
+    bad = tmp_path / "claims.yaml"
+    bad.write_text(text.replace(old, new))
+    return bad
+
+
+def test_the_shipped_ledger_passes_its_schema():
+    assert [c["id"] for c in check_ledger(LEDGER)["claims"]] == [c["id"] for c in load_ledger(LEDGER)]
+
+
+def test_a_mistyped_rule_option_names_the_claim_and_the_key(tmp_path):
+    with pytest.raises(LedgerError, match=r"claim SLANC-1: rule: unknown key 'extention' \(did you mean 'extension"):
+        load_ledger(_mistyped(tmp_path))
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda c: c["rule"].update(max_rel=0.1), "claim RRS-1: rule: unknown key 'max_rel'"),  # a within_rel option
+    (lambda c: c.pop("basis"), "claim RRS-1: 'basis' is a required property"),
+    (lambda c: c.update(basis="hearsay"), "claim RRS-1: basis: 'hearsay' is not one of"),
+    (lambda c: c["rule"].update(kind="lowst"), "claim RRS-1: rule.kind: 'lowst' is not one of"),
+    (lambda c: c["rule"].pop("among"), "claim RRS-1: rule: 'among' is a required property"),
+    (lambda c: c.update(ci_from=[{"kind": "lowest", "best": "a", "among": ["b"]}]),
+     "claim RRS-1: ci_from: key 'ci_from' is not allowed here"),
+    (lambda c: c.update(deviation="x"), "claim RRS-1: unknown key 'deviation' (did you mean 'deviations'?)"),
+])
+def test_the_schema_rejects(tmp_path, edit, message):
+    data = yaml.safe_load(LEDGER.read_text())
+    edit(next(c for c in data["claims"] if c["id"] == "RRS-1"))
+    path = tmp_path / "claims.yaml"
+    path.write_text(yaml.safe_dump(data))
+    with pytest.raises(LedgerError) as err:
+        check_ledger(path)
+    assert message in str(err.value)
+
+
+def test_a_mistyped_rule_option_fails_the_dry_run(tmp_path):
+    """The Snakefile checks the ledger while it parses: the dry run stops before any job, naming both."""
+    smk = Path(sys.executable).parent / "snakemake"
+    proc = subprocess.run([str(smk), "-n", "--cores", "1", "--configfile", "config/test.yaml",
+                           "--config", f"claims={_mistyped(tmp_path)}"], cwd=ROOT, capture_output=True, text=True)
+    assert proc.returncode != 0
+    assert "claim SLANC-1: rule: unknown key 'extention'" in proc.stdout + proc.stderr
+
+
+def test_every_rule_kind_of_the_schema_is_registered():
+    schema = yaml.safe_load((ROOT / "workflow" / "schemas" / "claims.schema.yaml").read_text())
+    assert set(schema["$defs"]["rule"]["properties"]["kind"]["enum"]) == set(RULE_KINDS)

@@ -289,3 +289,20 @@ def test_a_mistyped_rule_option_fails_the_dry_run(tmp_path):
 def test_every_rule_kind_of_the_schema_is_registered():
     schema = yaml.safe_load((ROOT / "workflow" / "schemas" / "claims.schema.yaml").read_text())
     assert set(schema["$defs"]["rule"]["properties"]["kind"]["enum"]) == set(RULE_KINDS)
+
+
+def test_shared_deviations_are_one_plain_string():
+    """A list of deviations (shared parts as YAML aliases) reaches claims.csv as one "; "-joined string."""
+    claims = {c["id"]: c for c in load_ledger(LEDGER)}
+    assert isinstance(claims["RRS-1"]["deviations"], list)
+    row = evaluate_claim(claims["RRS-1"], {})
+    assert row["deviations"].startswith("SmolLM2-135M and Gemma-3-270M (weights already 4-bit GGUF")
+    assert "; Jane Austen's Persuasion instead of WikiText-2; 4 windows x 512 tokens" in row["deviations"]
+    assert evaluate_claim(claims["RRS-4"], {})["deviations"] == claims["RRS-4"]["deviations"]
+
+
+def test_ledger_lines_fit_and_carry_no_history():
+    text = LEDGER.read_text()
+    assert max(len(ln) for ln in text.splitlines()) <= 120
+    notes = [c.get("note", "") for c in load_ledger(LEDGER)]
+    assert not any(w in n for n in notes for w in ("now ", "unchanged", " was ", "(was "))

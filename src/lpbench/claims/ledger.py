@@ -19,6 +19,12 @@ class LedgerError(ValueError):
     pass
 
 
+def deviations_text(claim: dict) -> str:
+    """A claim's deviations as one string: a list (shared parts are YAML aliases) is joined by "; "."""
+    dev = claim.get("deviations", "")
+    return "; ".join(dev) if isinstance(dev, list) else dev
+
+
 def _where(path: list, data: dict) -> str:
     """``claim <id>: rule.checks[1]`` for a path into the ledger (``claims`` list index resolved)."""
     if len(path) < 2 or path[0] != "claims" or not isinstance(path[1], int):

@@ -9,7 +9,7 @@ from typing import Callable
 import pandas as pd
 
 from lpbench.claims import checks, compare
-from lpbench.claims.ledger import COLUMNS
+from lpbench.claims.ledger import COLUMNS, deviations_text
 
 #: a rule kind: (claim, its rule, result tables, per-token NLLs, the claim's row to fill in) -> None
 RuleKind = Callable[[dict, dict, dict, dict, dict], None]
@@ -160,7 +160,7 @@ def evaluate_claim(claim: dict, tables: dict[str, pd.DataFrame], nll: dict | Non
     row = {"id": claim["id"], "paper": claim["paper"], "statement": claim["statement"],
            "paper_value": claim["paper_value"], "ours": "", "verdict": "not run", "ci_low": None,
            "ci_high": None, "reason": "", "basis": claim.get("basis", ""),
-           "basis_pointer": claim.get("basis_pointer", ""), "deviations": claim.get("deviations", ""),
+           "basis_pointer": claim.get("basis_pointer", ""), "deviations": deviations_text(claim),
            "point_verdict": "", "ci_detail": "", "note": claim.get("note", ""), "summary": ""}
     RULE_KINDS[rule["kind"]](claim, rule, tables, nll or {}, row)
     row["summary"] = checks.short(row["summary"] or row["reason"])

@@ -8,13 +8,14 @@ before any job runs. A verdict is one of
 ``not run``                           the results the rule needs do not exist (with the reason)
 ``inconclusive``                      results exist but cannot decide (NaN, or a CI across the threshold)
 
-and is never written by hand. Modules:
+and is never written by hand. Every rule kind and option, the confidence intervals and the basis of a
+claim are described in docs/claims.md. Modules:
 
 :mod:`~lpbench.claims.ledger`   loading and schema check (light: the Snakefile calls it while parsing)
 :mod:`~lpbench.claims.rules`    the rule-kind registry (:func:`register`) and :func:`evaluate_claim`
 :mod:`~lpbench.claims.checks`   ``table_check`` (point values or each row's interval), ``sensitivity``
 :mod:`~lpbench.claims.compare`  comparative kinds and the bootstrap CIs of their perplexity ratios
-:mod:`~lpbench.claims.report`   ``results/claims.md``
+:mod:`~lpbench.claims.report`   ``results/claims.md`` (a one-screen summary, then one section per claim)
 
 Thresholds (``max_rel``, ``slack_rel``, ``value``) are declared in the ledger with their rationale before
 any result is read, and are never adjusted to make a claim pass.

@@ -98,6 +98,7 @@ def comparative(claim, rule, tables, nll, row) -> None:
     res = compare.compare(rule["kind"], rule, df, nll)
     if res["status"] == "missing":
         row["reason"] = f"{claim['not_run_reason']} ({res['why']})" if "not_run_reason" in claim else res["why"]
+        row["summary"] = res["why"]  # which methods are missing says more than the general not_run_reason
         return
     row["ours"] = res["ours"]
     if res["status"] == "nan":

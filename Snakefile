@@ -9,6 +9,7 @@ min_version("9.0")
 
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 
+from lpbench.claims.ledger import check_ledger
 from lpbench.config import check_entries, load_yaml
 
 
@@ -23,6 +24,7 @@ if not workflow.overwrite_configfiles:
 SCHEMA = Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml"
 check_entries(config, load_yaml(SCHEMA))  # unknown keys in a model/corpus entry, listing the allowed ones
 validate(config, str(SCHEMA))
+check_ledger(config["claims"], workflow.basedir)  # config/claims.yaml against workflow/schemas/claims.schema.yaml
 
 
 include: "workflow/rules/common.smk"

@@ -67,7 +67,8 @@ def test_end_to_end_on_the_test_config(e2e_local_run):
     assert (ppl["ppl_ci_low"] <= ppl["perplexity"]).all() and (ppl["perplexity"] <= ppl["ppl_ci_high"]).all()
     init = pd.read_csv(res / "tables" / "iterl2norm_init.csv")
     assert set(init["init"]) == {"pow2", "centred", "magic"} and set(init["fmt"]) == {"fp32", "bf16", "fp16"}
-    assert re.search(r"\|\s*CI\s*\|\s*basis\s*\|\s*deviations\s*\|", (res / "claims.md").read_text())
+    summary_header = r"\|\s*id\s*\|\s*verdict\s*\|\s*CI\s*\|\s*basis\s*\|\s*reason\s*\|"
+    assert re.search(summary_header, (res / "claims.md").read_text())
     # nothing changed -> nothing to do
     dry = smk(tmp_path, "-n")
     assert dry.returncode == 0 and "Nothing to be done" in dry.stdout + dry.stderr

@@ -42,7 +42,8 @@ rule figures:
 
 
 rule claims:
-    """Verdicts of every claim in the ledger, computed from the result tables."""
+    """Verdicts of every claim in the ledger (config/claims.yaml, checked against its schema when the Snakefile
+    is parsed), computed from the result tables: claims.csv, and claims.md (summary table + one section per claim)."""
     input:
         ledger=config["claims"],
         tables=lambda wc: CLAIM_TABLES,

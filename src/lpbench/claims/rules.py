@@ -28,7 +28,7 @@ def register(*kinds: str) -> Callable[[RuleKind], RuleKind]:
 
 def _recon(claim: dict) -> str:
     """A verdict resting on our reconstruction says so in its reason."""
-    return "our reconstruction: " if claim.get("basis") == "our reconstruction" else ""
+    return "our reconstruction: " if str(claim.get("basis", "")).startswith("our reconstruction") else ""
 
 
 def _table(claim: dict, rule: dict, tables: dict, row: dict) -> pd.DataFrame | None:

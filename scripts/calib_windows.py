@@ -11,8 +11,10 @@ from transformers import AutoTokenizer
 
 from lpbench.data import calibration_windows
 from lpbench.jobs import setup
+from lpbench.limits import check_job_seqlen
 
 log = setup(snakemake)
+check_job_seqlen(Path(snakemake.input.model).parent, snakemake.params.settings["seqlen"], "calibration")
 meta = json.loads(Path(snakemake.input.model).read_text())
 bos = AutoTokenizer.from_pretrained(Path(snakemake.input.model).parent).bos_token_id if meta.get("bos_per_window") else None
 n = int(snakemake.wildcards.n)

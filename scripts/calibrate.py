@@ -11,9 +11,11 @@ from lpbench.archs import get_arch
 from lpbench.calibration import collect_stats
 from lpbench.data import calibration_windows, load_tokens
 from lpbench.jobs import compute, setup
+from lpbench.limits import check_job_seqlen
 from lpbench.sources import load_model, special_tokens
 
 log = setup(snakemake)
+check_job_seqlen(Path(snakemake.input.model).parent, snakemake.params.settings["seqlen"], "calibration")
 model, _, meta = load_model(Path(snakemake.input.model).parent)
 arch = get_arch(model)
 s = snakemake.params.settings

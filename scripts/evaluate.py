@@ -16,6 +16,7 @@ import torch
 from lpbench.data import load_tokens
 from lpbench.evaluate import run_evaluation
 from lpbench.jobs import setup, write_json
+from lpbench.limits import check_job_device, check_job_seqlen
 from lpbench.methods import build_method
 from lpbench.methods.gptq import load_gptq
 from lpbench.provenance import code_revision, package_versions
@@ -23,6 +24,8 @@ from lpbench.sources import sha256_file
 
 log = setup(snakemake)
 t0 = time.perf_counter()
+check_job_device(snakemake.params.device)
+check_job_seqlen(Path(snakemake.input.model).parent, snakemake.params.settings["seqlen"], "evaluation")
 method = build_method(snakemake.wildcards.method, snakemake.params.entry)
 model_meta = json.loads(Path(snakemake.input.model).read_text())  # verified by load_model below
 ids, tokens_meta = load_tokens(snakemake.input.tokens, snakemake.input.tokens_meta, model_meta,

@@ -12,12 +12,14 @@ import torch
 from lpbench.archs import get_arch
 from lpbench.data import eval_windows
 from lpbench.jobs import compute, setup
+from lpbench.limits import check_job_seqlen
 from lpbench.studies.slanc import measure
 from lpbench.sources import encoder_ends, load_model, special_tokens
 
 log = setup(snakemake)
 t0 = time.perf_counter()
 p = snakemake.params
+check_job_seqlen(Path(snakemake.input.model).parent, p.settings["seqlen"], "evaluation")
 model, _, meta = load_model(Path(snakemake.input.model).parent)
 sp = special_tokens(Path(snakemake.input.model).parent, meta)
 arch = get_arch(model)

@@ -284,8 +284,18 @@ def window_settings(config: dict, model: str, kind: str = "evaluation") -> dict:
     return base
 
 
+def _with_window_defaults(config: dict, schema: dict) -> dict:
+    """``evaluation`` / ``calibration`` with the schema's defaults filled in (as Snakemake's validate does)."""
+    out = dict(config)
+    for kind in ("evaluation", "calibration"):
+        defaults = {k: v["default"] for k, v in schema["properties"][kind]["properties"].items() if "default" in v}
+        out[kind] = {**defaults, **(config.get(kind) or {})}
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
-    """``python -m lpbench.config FILE...``: YAML syntax (file:line), strict entries, references."""
+    """``python -m lpbench.config FILE...``: YAML syntax and duplicate keys (file:line), strict entries,
+    references, sequence lengths within the models' position tables where known."""
     import yaml
 
     schema = yaml.safe_load(SCHEMA.read_text())
@@ -296,6 +306,8 @@ def main(argv: list[str] | None = None) -> int:
             check_entries(cfg, schema)
             if all(k in cfg for k in ("models", "corpora", "methods", "experiments")):
                 check_references(cfg)
+                from lpbench.limits import check_positions
+                check_positions(_with_window_defaults(cfg, schema))
         except ConfigError as e:
             print(f"{f}: {e}" if not str(e).startswith(str(f)) else str(e), file=sys.stderr)
             status = 1

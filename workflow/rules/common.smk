@@ -28,6 +28,13 @@ config["hw_costs"] = resolve(config["hw_costs"])
 for _ledger in (config["claims"], config["hw_costs"]):
     load_yaml(_ledger)  # the claims ledger and the cost file, strictly: a key given twice names file and line
 
+from lpbench.limits import check_device, check_positions
+
+# seqlen within each model's position table where it is known now (random/local entries, downloaded models;
+# the jobs check the others), and a usable `device` where the jobs run (see lpbench.limits)
+check_positions(config)
+check_device(config, local_exec=workflow.local_exec)
+
 def warn_changed_models():
     """A stat per file: models whose files are missing or changed size since download_model wrote them
     (jobs that load them will stop with the fix; this says so even when there is nothing to run)."""

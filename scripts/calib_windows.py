@@ -19,6 +19,6 @@ meta = json.loads(Path(snakemake.input.model).read_text())
 bos = AutoTokenizer.from_pretrained(Path(snakemake.input.model).parent).bos_token_id if meta.get("bos_per_window") else None
 n = int(snakemake.wildcards.n)
 windows = calibration_windows(torch.load(snakemake.input.tokens), snakemake.params.settings["seqlen"], n,
-                              snakemake.params.seed, bos_id=bos)
+                              snakemake.params.seed, bos_id=bos, source=snakemake.input.tokens)
 torch.save(windows, snakemake.output[0])
 log.info("%d calibration windows x %d tokens", *windows.shape)

@@ -22,7 +22,7 @@ s = snakemake.params.settings
 bos = special_tokens(Path(snakemake.input.model).parent, meta)["bos"] if meta.get("bos_per_window") else None
 ids, _ = load_tokens(snakemake.input.tokens, snakemake.input.tokens_meta, meta)
 windows = calibration_windows(ids, s["seqlen"], s["n_windows"],
-                              snakemake.params.seed, bos_id=bos)
+                              snakemake.params.seed, bos_id=bos, source=snakemake.input.tokens)
 with compute():
     stats = collect_stats(model, arch, windows)
 stats["meta"].update(model=meta["model_id"], seed=snakemake.params.seed)

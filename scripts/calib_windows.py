@@ -10,6 +10,7 @@ import torch
 from transformers import AutoTokenizer
 
 from lpbench.data import calibration_windows
+from lpbench.integrity import save_checked
 from lpbench.jobs import setup
 from lpbench.limits import check_job_seqlen
 
@@ -20,5 +21,5 @@ bos = AutoTokenizer.from_pretrained(Path(snakemake.input.model).parent).bos_toke
 n = int(snakemake.wildcards.n)
 windows = calibration_windows(torch.load(snakemake.input.tokens), snakemake.params.settings["seqlen"], n,
                               snakemake.params.seed, bos_id=bos, source=snakemake.input.tokens)
-torch.save(windows, snakemake.output[0])
+save_checked(windows, snakemake.output[0])
 log.info("%d calibration windows x %d tokens", *windows.shape)

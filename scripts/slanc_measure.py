@@ -11,6 +11,7 @@ import torch
 
 from lpbench.archs import get_arch
 from lpbench.data import eval_windows
+from lpbench.integrity import load_checked
 from lpbench.jobs import compute, setup
 from lpbench.limits import check_job_seqlen
 from lpbench.studies.slanc import measure
@@ -32,7 +33,7 @@ else:
     cls, sep = encoder_ends(sp)
     body = eval_windows(ids, seqlen - 2, p.n_windows)
     windows = torch.cat([torch.full((len(body), 1), cls), body, torch.full((len(body), 1), sep)], 1)
-scales = torch.load(snakemake.input.artifact)["artifact"]["scales"]
+scales = load_checked(snakemake.input.artifact)["artifact"]["scales"]
 with compute():
     out = measure(model, arch, windows, scales, fmt=p.fmt, order=p.order, stress_k=p.stress_k,
                   target_sumsq=p.target_sumsq, apply_as=p.apply_as, progress=False)

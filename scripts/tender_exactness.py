@@ -15,6 +15,7 @@ import torch
 
 from lpbench.archs import get_arch
 from lpbench.data import eval_windows
+from lpbench.integrity import load_checked
 from lpbench.jobs import compute, setup
 from lpbench.limits import check_job_seqlen
 from lpbench.methods import build_method
@@ -36,7 +37,7 @@ for (model_id, corpus, meth), meta, art_path, tok_path in zip(
     bos = special_tokens(Path(meta).parent, mmeta)["bos"] if mmeta.get("bos_per_window") else None
     window = eval_windows(torch.load(tok_path), settings["seqlen"], 1, bos_id=bos)
     method = build_method(meth, snakemake.params.entries[meth])  # noqa: F821
-    artifact = torch.load(art_path)["artifact"]
+    artifact = load_checked(art_path)["artifact"]
     with compute():
         checks = method.exactness_on_model(model, arch, artifact, window)
     for r in checks:

@@ -3,22 +3,31 @@
 import sys
 from pathlib import Path
 
-from snakemake.utils import min_version, validate
+from snakemake.utils import min_version, update_config, validate
 
 min_version("9.0")
 
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 
 from lpbench.claims.ledger import check_ledger
-from lpbench.config import check_entries, load_yaml
+from lpbench.config import check_entries, config_overrides, load_yaml
 
 
 # One effective config: `--configfile X` means X alone (not X merged into config/config.yaml); without
 # it, the default experiment. `--config key=value` still overlays single values on either.
+# Every config file is read strictly first: a syntax error names file and line, a key given twice names
+# file, line and key (Snakemake's own loader keeps the last of two equal keys without a word).
 if not workflow.overwrite_configfiles:
-    load_yaml(Path(workflow.basedir) / "config" / "config.yaml")  # a syntax error names file and line
+    load_yaml(Path(workflow.basedir) / "config" / "config.yaml")
 
     configfile: "config/config.yaml"
+else:
+    for _configfile in workflow.overwrite_configfiles:
+        load_yaml(_configfile)
+# `--config key=value` overlays values on the config; a nested one is given as a YAML mapping, merged into
+# the file's: --config 'evaluation={seqlen: 256}' or 'models={smollm2-135m: {eval: {seqlen: 256}}}'. Its
+# values are typed as YAML here, as in a config file (Snakemake leaves nested values strings).
+update_config(config, config_overrides(workflow.config_settings.config_args))
 
 
 SCHEMA = Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml"

@@ -5,12 +5,19 @@ delegate()  # under `make run`: this job runs in the pre-loaded worker (lpbench.
 
 from pathlib import Path
 
+from lpbench.integrity import explain_model_source
 from lpbench.jobs import setup
 from lpbench.sources import materialize
 
 log = setup(snakemake)
 out = Path(snakemake.output.meta).parent
-log.info("materializing model %s (source %s) into %s", snakemake.wildcards.model,
-         snakemake.params.entry["source"], out)
-materialize(snakemake.wildcards.model, snakemake.params.entry, out, Path(snakemake.params.work))
+model_id, entry, work = snakemake.wildcards.model, snakemake.params.entry, Path(snakemake.params.work)
+log.info("materializing model %s (source %s) into %s", model_id, entry["source"], out)
+if entry["source"] == "local":
+    explain_model_source(model_id, entry, work)  # a truncated safetensors / no tokenizer: named with the fix
+try:
+    materialize(model_id, entry, out, work)
+except Exception:
+    explain_model_source(model_id, entry, work)  # the hub snapshot / unpacked wheel: which file is damaged
+    raise
 log.info("done")

@@ -11,26 +11,31 @@ import json
 import time
 from pathlib import Path
 
-import torch
-
 from lpbench.data import load_tokens
 from lpbench.evaluate import run_evaluation
+from lpbench.integrity import load_checked
 from lpbench.jobs import setup, write_json
+from lpbench.limits import check_job_device, check_job_seqlen
 from lpbench.methods import build_method
 from lpbench.methods.gptq import load_gptq
 from lpbench.provenance import code_revision, package_versions
-from lpbench.sources import sha256_file
 
 log = setup(snakemake)
 t0 = time.perf_counter()
+check_job_device(snakemake.params.device)
+check_job_seqlen(Path(snakemake.input.model).parent, snakemake.params.settings["seqlen"], "evaluation")
 method = build_method(snakemake.wildcards.method, snakemake.params.entry)
 model_meta = json.loads(Path(snakemake.input.model).read_text())  # verified by load_model below
 ids, tokens_meta = load_tokens(snakemake.input.tokens, snakemake.input.tokens_meta, model_meta,
                                snakemake.input.corpus)
 has_artifact = "artifact" in snakemake.input.keys()
-artifact = torch.load(snakemake.input.artifact)["artifact"] if has_artifact else {}
+artifact, artifact_sha256, gptq_sha256 = {}, None, None     # each file verified against its <file>.sha256
+if has_artifact:
+    blob, artifact_sha256 = load_checked(snakemake.input.artifact, with_hash=True)
+    artifact = blob["artifact"]
 if "gptq" in snakemake.input.keys():
-    artifact = {**artifact, "gptq_weights": load_gptq(snakemake.input.gptq)}
+    gptq, gptq_sha256 = load_gptq(snakemake.input.gptq, with_hash=True)
+    artifact = {**artifact, "gptq_weights": gptq}
 result = run_evaluation(Path(snakemake.input.model).parent, method, artifact, ids, snakemake.params.settings,
                         device=snakemake.params.device)
 corpus = json.loads(Path(snakemake.input.corpus).read_text())
@@ -43,9 +48,7 @@ result["provenance"] = {"config_hash": snakemake.params.config_hash, "seed": sna
                                    "tokenizer_sha256": model_meta["tokenizer_sha256"],
                                    "text_sha256": tokens_meta["text"]["sha256"],
                                    "tokens_sha256": tokens_meta["tokens"]["sha256"],
-                                   "artifact_sha256": sha256_file(Path(snakemake.input.artifact)) if has_artifact else None,
-                                   "gptq_sha256": sha256_file(Path(snakemake.input.gptq))
-                                   if "gptq" in snakemake.input.keys() else None},
+                                   "artifact_sha256": artifact_sha256, "gptq_sha256": gptq_sha256},
                         "wall_time_s": round(time.perf_counter() - t0, 2)}
 write_json(snakemake.output[0], result)
 log.info("%s", {k: result["metrics"].get(k) for k in ("perplexity", "relative_error", "error")})

@@ -8,6 +8,7 @@ from pathlib import Path
 import torch
 
 from lpbench.archs import get_arch
+from lpbench.integrity import load_checked, save_checked
 from lpbench.jobs import compute, setup
 from lpbench.methods import build_method
 from lpbench.methods.gptq import compute_gptq
@@ -17,7 +18,7 @@ log = setup(snakemake)
 method = build_method(snakemake.wildcards.key, snakemake.params.entry)
 model, _, _ = load_model(Path(snakemake.input.model).parent)
 with torch.inference_mode(), compute():
-    out = compute_gptq(method, model, get_arch(model), torch.load(snakemake.input.stats),
-                       torch.load(snakemake.input.windows), log=log)
-torch.save({"key": snakemake.wildcards.key, "method": method.describe(), **out}, snakemake.output[0])
+    out = compute_gptq(method, model, get_arch(model), load_checked(snakemake.input.stats),
+                       load_checked(snakemake.input.windows), log=log)
+save_checked({"key": snakemake.wildcards.key, "method": method.describe(), **out}, snakemake.output[0])
 log.info("GPTQ %s: %d linears in %.1f s", snakemake.wildcards.key, len(out["gptq"]), out["time_s"])

@@ -11,6 +11,7 @@ from pathlib import Path
 import torch
 
 from lpbench.archs import get_arch
+from lpbench.integrity import load_checked
 from lpbench.studies.iterl2norm import DEFAULTS, record_norm_inputs
 from lpbench.jobs import compute, mock_snakemake, setup
 from lpbench.sources import load_model
@@ -22,7 +23,7 @@ log = setup(snakemake)
 rec = {**DEFAULTS["record"], **snakemake.params.record}
 model, _tok, meta = load_model(Path(snakemake.input.model).parent)
 arch = get_arch(model)
-windows = torch.load(snakemake.input.windows)[: rec["windows"]]
+windows = load_checked(snakemake.input.windows)[: rec["windows"]]
 limit = getattr(model.config, "max_position_embeddings", None)
 if limit and windows.shape[1] > limit:
     windows = windows[:, :limit]

@@ -11,6 +11,7 @@ import torch
 from lpbench.archs import get_arch
 from lpbench.data import eval_windows
 from lpbench.jobs import compute, setup
+from lpbench.limits import check_job_seqlen
 from lpbench.plots import save
 from lpbench.studies.rrs import capture_inputs, layer_table, outlier_figure, pick_figure_input
 from lpbench.sources import load_model, special_tokens
@@ -18,6 +19,7 @@ from lpbench.tables import write_table
 
 log = setup(snakemake)
 p = snakemake.params
+check_job_seqlen(Path(snakemake.input.model).parent, p.seqlen, "evaluation")
 model, _, meta = load_model(Path(snakemake.input.model).parent)
 arch = get_arch(model)
 bos = special_tokens(Path(snakemake.input.model).parent, meta)["bos"] if meta.get("bos_per_window") else None

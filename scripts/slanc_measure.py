@@ -11,7 +11,9 @@ import torch
 
 from lpbench.archs import get_arch
 from lpbench.data import eval_windows
+from lpbench.integrity import load_checked
 from lpbench.jobs import compute, setup
+from lpbench.limits import check_job_seqlen
 from lpbench.methods import build_method
 from lpbench.studies.slanc import measure
 from lpbench.sources import encoder_ends, load_model, special_tokens
@@ -19,6 +21,7 @@ from lpbench.sources import encoder_ends, load_model, special_tokens
 log = setup(snakemake)
 t0 = time.perf_counter()
 p = snakemake.params
+check_job_seqlen(Path(snakemake.input.model).parent, p.settings["seqlen"], "evaluation")
 model, _, meta = load_model(Path(snakemake.input.model).parent)
 sp = special_tokens(Path(snakemake.input.model).parent, meta)
 arch = get_arch(model)
@@ -31,7 +34,7 @@ else:
     cls, sep = encoder_ends(sp)
     body = eval_windows(ids, seqlen - 2, p.n_windows)
     windows = torch.cat([torch.full((len(body), 1), cls), body, torch.full((len(body), 1), sep)], 1)
-scales = torch.load(snakemake.input.artifact)["artifact"]["scales"]
+scales = load_checked(snakemake.input.artifact)["artifact"]["scales"]
 slanc = build_method(p.method, p.entry).params  # the entry over the method's defaults
 with compute():
     out = measure(model, arch, windows, scales, fmt=slanc["fmt"], order=slanc["order"], stress_k=p.stress_k,

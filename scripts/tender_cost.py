@@ -7,9 +7,8 @@ delegate()  # under `make run`: this job runs in the pre-loaded worker (lpbench.
 
 from pathlib import Path
 
-import torch
-
 from lpbench.hwcost import load_costs
+from lpbench.integrity import load_checked
 from lpbench.jobs import setup
 from lpbench.plots import save
 from lpbench.studies.tender import cost_figure, cost_table, measured_groups, model_shapes
@@ -21,7 +20,7 @@ costs = load_costs(snakemake.input.costs)
 energy = {op: e["value"] for op, e in costs["energy_pj"].items()}
 accel = {k: v["value"] for k, v in costs.get("tender_accelerator", {}).items()}
 shapes = model_shapes([Path(m).parent for m in snakemake.input.models], p["extra_models"])
-measured = measured_groups([(m, meth, snakemake.params.entries[meth], torch.load(path)["artifact"])
+measured = measured_groups([(m, meth, snakemake.params.entries[meth], load_checked(path)["artifact"])
                             for (m, _c, meth), path in zip(snakemake.params.artifact_triples, snakemake.input.artifacts)])
 df = cost_table(shapes, measured, p["bits"], p["seqlen"], accel, energy)
 write_table(df, snakemake.output.csv, snakemake.output.md,

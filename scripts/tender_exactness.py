@@ -18,7 +18,9 @@ import torch
 from lpbench.accel.tender import overflow_check
 from lpbench.archs import get_arch
 from lpbench.data import eval_windows
+from lpbench.integrity import load_checked
 from lpbench.jobs import compute, setup
+from lpbench.limits import check_job_seqlen
 from lpbench.methods import build_method
 from lpbench.sources import load_model, special_tokens
 from lpbench.tables import write_table
@@ -34,10 +36,11 @@ for (model_id, corpus, meth), meta, art_path, tok_path in zip(
     model, _, mmeta = loaded[model_id]
     arch = get_arch(model)
     settings = snakemake.params.settings[model_id]  # noqa: F821
+    check_job_seqlen(Path(meta).parent, settings["seqlen"], "evaluation")
     bos = special_tokens(Path(meta).parent, mmeta)["bos"] if mmeta.get("bos_per_window") else None
     window = eval_windows(torch.load(tok_path), settings["seqlen"], 1, bos_id=bos)
     method = build_method(meth, snakemake.params.entries[meth])  # noqa: F821
-    artifact = torch.load(art_path)["artifact"]
+    artifact = load_checked(art_path)["artifact"]
     with compute():
         checks = method.exactness_on_model(model, arch, artifact, window)
     for r in checks:

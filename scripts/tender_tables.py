@@ -6,9 +6,8 @@ delegate()  # under `make run`: this job runs in the pre-loaded worker (lpbench.
 
 from pathlib import Path
 
-import torch
-
 from lpbench.claims import load_nll
+from lpbench.integrity import load_checked
 from lpbench.jobs import setup
 from lpbench.plots import save
 from lpbench.studies.tender import (calibration_figure, calibration_rows, granularity, groups_figure,
@@ -23,7 +22,7 @@ nll = load_nll(results)
 model_dirs = {Path(p).parent.name: Path(p).parent for p in snakemake.input.models}
 artifacts = {}
 for (m, _c, meth), path in zip(snakemake.params.artifact_triples, snakemake.input.artifacts):
-    art = torch.load(path)["artifact"]
+    art = load_checked(path)["artifact"]
     artifacts[(m, meth)] = {k: v for k, v in art.items() if k.startswith("meta/")}
 df = tender_perplexity(ppl, roles, model_dirs, artifacts, dict(snakemake.params.variants))
 write_table(df, snakemake.output.csv, snakemake.output.md,

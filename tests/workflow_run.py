@@ -29,3 +29,31 @@ def smk_cmd(workdir, *args, configfile=None, snakefile=None, worker=False) -> li
 def smk(workdir, *args, configfile=None, worker=False):
     return subprocess.run(smk_cmd(workdir, *args, configfile=configfile, worker=worker), capture_output=True,
                           text=True, env=smk_env(), cwd=workdir)
+
+
+def config_copy(tmp_path, mutate=None, text: str | None = None) -> Path:
+    """A copy of config/test.yaml (absolute corpus path) changed by ``mutate``, or ``text`` as it is."""
+    import yaml
+
+    path = Path(tmp_path) / "cfg.yaml"
+    if text is None:
+        cfg = yaml.safe_load(TEST_CONFIG.read_text())
+        cfg["corpora"]["tiny"]["path"] = str(ROOT / "tests" / "data" / "tiny_corpus.txt")
+        if mutate:
+            mutate(cfg)
+        text = yaml.safe_dump(cfg, sort_keys=False)
+    path.write_text(text)
+    return path
+
+
+def dry_run_fails(tmp_path, configfile, *args, env: dict | None = None) -> str:
+    """A dry run that must fail before Snakemake plans anything (no job stats, nothing written); its output."""
+    work = Path(tmp_path) / "work"
+    work.mkdir(exist_ok=True)
+    proc = subprocess.run(smk_cmd(work, "-n", *args, configfile=configfile), capture_output=True, text=True,
+                          env=smk_env(env), cwd=work)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0, out[-3000:]
+    assert not (work / "resources").exists() and not (work / "results").exists()
+    assert "Job stats" not in out
+    return out

@@ -1,11 +1,16 @@
 """Checks of the experiment config beyond its JSON schema, run by the Snakefile before any job starts:
 
-* :func:`load_yaml` — a YAML syntax error names the file, line and column;
+* :func:`load_yaml` — strict YAML for every file the suite reads (configs, the claims ledger, the cost
+  file): a syntax error names the file, line and column; a key given twice in one mapping names the file,
+  both lines and the key (a plain load keeps the last value without a word);
+* :func:`config_overrides` — ``--config key=value`` values typed as YAML at any depth, so a nested value
+  can be overridden (``--config 'evaluation={seqlen: 256}'``);
 * :func:`check_entries` — every model / corpus entry holds only the keys its ``source`` accepts (the
   ``propertyNames`` lists of the schema's per-source branches), reported with the allowed keys and the
-  nearest one ("did you mean");
-* :func:`check_references` — every name an experiment uses exists, every method entry builds (known
-  kind, known parameters, each parameter within its declared type and range);
+  nearest one ("did you mean"); an ``hf`` ``repo_id`` has the hub's ``owner/name`` form;
+* :func:`check_references` — every name an experiment uses exists (else the nearest known one is
+  offered), every method entry builds (known kind, known parameters, each parameter within its declared
+  type and range);
 * :func:`method_facts` — the same checks, plus what the DAG needs to know of each method (offline step,
   GPTQ weight set), remembered between Snakefile parses so a no-op run does not import torch.
 
@@ -14,9 +19,11 @@
 from __future__ import annotations
 
 import difflib
+import functools
 import hashlib
 import json
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -27,23 +34,108 @@ class ConfigError(ValueError):
     pass
 
 
+@functools.lru_cache(maxsize=None)
+def _strict_loader():
+    """A ``yaml.SafeLoader`` whose mappings refuse a key given twice (PyYAML keeps the last silently).
+    Keys brought in by a merge (``<<: *anchor``) may be overridden, as YAML specifies."""
+    import yaml
+
+    class StrictLoader(yaml.SafeLoader):
+        pass
+
+    def construct_mapping(loader, node, deep=False):
+        if isinstance(node, yaml.MappingNode):
+            seen = {}
+            for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":
+                    continue
+                key = loader.construct_object(key_node, deep=True)
+                try:
+                    first = seen.get(key)
+                except TypeError:                   # unhashable key: the constructor reports it
+                    continue
+                if first is not None:
+                    raise DuplicateKeyError(key, first.line + 1, key_node.start_mark.line + 1,
+                                            key_node.start_mark.column + 1)
+                seen[key] = key_node.start_mark
+        return yaml.SafeLoader.construct_mapping(loader, node, deep=deep)
+
+    StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, construct_mapping)
+    return StrictLoader
+
+
+class DuplicateKeyError(Exception):
+    def __init__(self, key, first_line: int, line: int, column: int):
+        super().__init__(key, first_line, line, column)
+        self.key, self.first_line, self.line, self.column = key, first_line, line, column
+
+
+def _load_json_strict(path: Path, text: str):
+    """``text`` as JSON (for a JSON config the YAML loader cannot read), a key given twice in one object
+    being an error naming the file and the key; None if it is not JSON either."""
+    import json
+
+    dup = []
+
+    def pairs(items):
+        keys = [k for k, _ in items]
+        dup.extend(k for i, k in enumerate(keys) if k in keys[:i])
+        return dict(items)
+
+    try:
+        data = json.loads(text, object_pairs_hook=pairs)
+    except ValueError:
+        return None
+    if dup:
+        raise ConfigError(f"{path}: duplicate key {dup[0]!r} in a JSON object; a key may appear once per object")
+    return data
+
+
 def load_yaml(path) -> dict:
-    """Load a YAML config; a syntax error names the file, the line and the column."""
+    """Load a YAML (or JSON) file strictly: a syntax error names the file, line and column; a key given
+    twice in one mapping names the file, both lines and the key (a plain YAML load keeps the last value
+    silently: two method entries of the same name became one)."""
     import yaml
 
     path = Path(path)
+    text = path.read_text()
     try:
-        data = yaml.safe_load(path.read_text())
+        data = yaml.load(text, Loader=_strict_loader())
+    except DuplicateKeyError as e:
+        raise ConfigError(f"{path}:{e.line}:{e.column}: duplicate key {e.key!r} (first given on line "
+                          f"{e.first_line}); a key may appear once per mapping: rename or remove one") from None
     except yaml.MarkedYAMLError as e:
-        mark = e.problem_mark or e.context_mark
-        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
-        raise ConfigError(f"{where}: YAML syntax error: {e.problem or e.context}"
-                          f"{f' ({e.context})' if e.context and e.problem else ''}") from None
+        data = _load_json_strict(path, text)
+        if data is None:
+            mark = e.problem_mark or e.context_mark
+            where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
+            raise ConfigError(f"{where}: YAML syntax error: {e.problem or e.context}"
+                              f"{f' ({e.context})' if e.context and e.problem else ''}") from None
     except yaml.YAMLError as e:
         raise ConfigError(f"{path}: YAML error: {e}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: a config must be a mapping of keys at top level, got {type(data).__name__}")
     return data
+
+
+def config_overrides(args) -> dict:
+    """``--config key=value`` arguments read the way a config file is read (strict YAML): Snakemake types
+    only a top-level value and leaves every nested leaf a string (``evaluation={seqlen: 256}`` gives
+    ``'256'``, which the schema then refuses). A value that is not YAML stays the string it was."""
+    import yaml
+
+    out = {}
+    for arg in args or []:
+        key, sep, value = str(arg).partition("=")
+        if not sep:
+            continue                                # Snakemake has refused it already
+        try:
+            out[key] = yaml.load(value, Loader=_strict_loader()) if value != "" else None
+        except DuplicateKeyError as e:
+            raise ConfigError(f"--config {arg}: duplicate key {e.key!r}") from None
+        except yaml.YAMLError:
+            out[key] = value
+    return out
 
 
 def allowed_keys(schema: dict) -> dict[str, dict[str, list[str]]]:
@@ -57,8 +149,19 @@ def allowed_keys(schema: dict) -> dict[str, dict[str, list[str]]]:
     return out
 
 
+#: a hub repo id: owner/name, word characters, '-' and '.', each part starting and ending with a word character
+REPO_ID = re.compile(r"^[A-Za-z0-9_](?:[A-Za-z0-9_.-]*[A-Za-z0-9_])?/[A-Za-z0-9_](?:[A-Za-z0-9_.-]*[A-Za-z0-9_])?$")
+
+
+def repo_id_ok(repo_id) -> bool:
+    """Whether ``repo_id`` has the hub's form (the hub refuses any other before a download starts)."""
+    return (isinstance(repo_id, str) and len(repo_id) <= 96 and REPO_ID.match(repo_id) is not None
+            and "--" not in repo_id and ".." not in repo_id)
+
+
 def check_entries(config: dict, schema: dict | None = None) -> None:
-    """Unknown keys in a model or corpus entry are an error (listing the keys its source accepts)."""
+    """Unknown keys in a model or corpus entry are an error (listing the keys its source accepts); an ``hf``
+    entry's ``repo_id`` must have the hub's form (``owner/name``)."""
     import yaml
 
     schema = schema if schema is not None else yaml.safe_load(SCHEMA.read_text())
@@ -73,8 +176,22 @@ def check_entries(config: dict, schema: dict | None = None) -> None:
                     near = difflib.get_close_matches(str(key), allowed, n=1)
                     errors.append(f"{section}.{name}: unknown key '{key}' for source '{entry['source']}'"
                                   f"{f' (did you mean {near[0]!r}?)' if near else ''}; allowed: {allowed}")
+            if entry["source"] == "hf" and "repo_id" in entry and not repo_id_ok(entry["repo_id"]):
+                errors.append(f"{section}.{name}.repo_id: {entry['repo_id']!r} is not a Hugging Face repo id: "
+                              "'owner/name', each part letters, digits, '-', '_' or '.', starting and ending with a "
+                              "letter, digit or '_', no '--' or '..', at most 96 characters (a legacy id without "
+                              "owner such as 'gpt2' is spelled with its owner now: 'openai-community/gpt2')")
     if errors:
         raise ConfigError("invalid config:\n  " + "\n  ".join(errors))
+
+
+def did_you_mean(unknown, known) -> str:
+    """`` (did you mean 'x'?)`` for the nearest known name of each unknown one, or ``""`` when none is near."""
+    near = {u: m[0] for u in unknown if (m := difflib.get_close_matches(str(u), [str(k) for k in known], n=1))}
+    if not near:
+        return ""
+    return " (did you mean " + ", ".join(f"{v!r} for {u!r}" if len(unknown) > 1 else repr(v)
+                                         for u, v in near.items()) + "?)"
 
 
 def check_references(config: dict, build_methods: bool = True) -> dict:
@@ -88,7 +205,7 @@ def check_references(config: dict, build_methods: bool = True) -> dict:
             unknown = [n for n in exp[key] if n not in config[key]]
             if unknown:
                 errors.append(f"experiments[{i}].{key}: unknown {key[:-1] if key != 'corpora' else 'corpus'}"
-                              f" name(s) {unknown}; known: {sorted(config[key])}")
+                              f" name(s) {unknown}{did_you_mean(unknown, config[key])}; known: {sorted(config[key])}")
     if build_methods:
         from lpbench.methods import build_method
 
@@ -167,8 +284,18 @@ def window_settings(config: dict, model: str, kind: str = "evaluation") -> dict:
     return base
 
 
+def _with_window_defaults(config: dict, schema: dict) -> dict:
+    """``evaluation`` / ``calibration`` with the schema's defaults filled in (as Snakemake's validate does)."""
+    out = dict(config)
+    for kind in ("evaluation", "calibration"):
+        defaults = {k: v["default"] for k, v in schema["properties"][kind]["properties"].items() if "default" in v}
+        out[kind] = {**defaults, **(config.get(kind) or {})}
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
-    """``python -m lpbench.config FILE...``: YAML syntax (file:line), strict entries, references."""
+    """``python -m lpbench.config FILE...``: YAML syntax and duplicate keys (file:line), strict entries,
+    references, sequence lengths within the models' position tables where known."""
     import yaml
 
     schema = yaml.safe_load(SCHEMA.read_text())
@@ -179,6 +306,8 @@ def main(argv: list[str] | None = None) -> int:
             check_entries(cfg, schema)
             if all(k in cfg for k in ("models", "corpora", "methods", "experiments")):
                 check_references(cfg)
+                from lpbench.limits import check_positions
+                check_positions(_with_window_defaults(cfg, schema))
         except ConfigError as e:
             print(f"{f}: {e}" if not str(e).startswith(str(f)) else str(e), file=sys.stderr)
             status = 1

@@ -19,6 +19,18 @@ Sources (``corpora.<id>.source``):
 Novels are joined line by line with "\\n" (a blank line separates paragraphs, as in the book); the
 text is labelled by what it is, never as WikiText.
 
+Checks before anything is written (:func:`check_texts`), each a :class:`CorpusError` naming the corpus and
+where the text came from: an empty or whitespace-only text; calibration text contained in the evaluation
+text or the evaluation text in the calibration text; a **shared passage** — an identical run of
+``shared_passage_words`` whitespace-separated words (default :data:`SHARED_PASSAGE_WORDS` = 32) in both.
+Why 32: natural prose repeats short phrases by coincidence, long ones essentially never — between the five
+calibration novels of the default corpus and Persuasion (same author and period, 636k x 83k words) the
+longest identical run is 8 words ("that it would be a great deal better"); 32 words is about one and a half
+sentences, so a copied sentence pair or paragraph is caught, while formulaic text (the tiny test corpus is
+made of template sentences: its halves share a 16-word run) is not. The longest shared run found is
+recorded in ``corpus.json`` (``shared_passage``). A local file that is not UTF-8 is an error naming the file
+and the byte offset.
+
 ``corpus.json`` records the sha256 and size of both text files (``files``); :func:`verify_text` checks a
 text against it (the tokenize rule does), so a text changed after download is an error naming the file,
 never a silently different evaluation. Network steps (``apt-get``, the hub) have a timeout
@@ -37,6 +49,7 @@ import zlib
 from pathlib import Path
 
 SPLITS = ("calibration", "evaluation")
+SHARED_PASSAGE_WORDS = 32   # an identical run of this many words in both texts is a shared passage (see above)
 NET_TIMEOUT = 60.0
 NET_RETRIES = 3
 
@@ -178,14 +191,26 @@ def _hf_dataset(entry: dict, work: Path) -> tuple[dict[str, str], dict]:
 
 
 # --------------------------------------------------------------------------------------------- local
-def _local(entry: dict) -> tuple[dict[str, str], dict]:
-    if "calibration" in entry and "evaluation" in entry:
-        texts = {s: Path(entry[s]).read_text() for s in SPLITS}
-        return texts, {s: str(entry[s]) for s in SPLITS}
-    path = Path(entry["path"])
+def read_utf8(path: Path) -> str:
+    """A text file as UTF-8; anything else is an error naming the file, the byte offset and the line."""
+    path = Path(path)
     if not path.is_file():
         raise CorpusError(f"local corpus file {path} does not exist")
-    text = path.read_text()
+    data = path.read_bytes()
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = data.count(b"\n", 0, e.start) + 1
+        raise CorpusError(f"{path}: not UTF-8 text: byte offset {e.start} (line {line}) holds 0x{data[e.start]:02x} "
+                          f"({e.reason}); convert the file to UTF-8 (e.g. iconv -f latin1 -t utf-8)") from None
+
+
+def _local(entry: dict) -> tuple[dict[str, str], dict]:
+    if "calibration" in entry and "evaluation" in entry:
+        texts = {s: read_utf8(Path(entry[s])) for s in SPLITS}
+        return texts, {s: str(entry[s]) for s in SPLITS}
+    path = Path(entry["path"])
+    text = read_utf8(path)
     frac = float(entry.get("evaluation_fraction", 0.5))
     cut = text.rfind("\n\n", 0, int(len(text) * (1 - frac)))
     cut = cut if cut > 0 else int(len(text) * (1 - frac))
@@ -212,15 +237,74 @@ def materialize(corpus_id: str, entry: dict, out: Path, work: Path) -> dict:
         texts, meta = _local(entry)
     else:
         raise CorpusError(f"corpus '{corpus_id}': unknown source '{source}'; known: debian, hf, local")
-    if texts["calibration"] and texts["calibration"] in texts["evaluation"]:
-        raise CorpusError(f"corpus '{corpus_id}': calibration text is contained in the evaluation text")
+    meta["shared_passage"] = check_texts(corpus_id, texts, _origins(entry),
+                                         int(entry.get("shared_passage_words", SHARED_PASSAGE_WORDS)))
     for split in SPLITS:
-        (out / f"{split}.txt").write_text(texts[split])
+        (out / f"{split}.txt").write_text(texts[split], encoding="utf-8")
     meta.update(corpus_id=corpus_id, source=source, label=entry.get("label", corpus_id),
                 chars={s: len(texts[s]) for s in SPLITS},
                 files={f"{s}.txt": file_record(out / f"{s}.txt") for s in SPLITS})
     (out / "corpus.json").write_text(json.dumps(meta, indent=2, default=str))
     return meta
+
+
+def _origins(entry: dict) -> dict[str, str]:
+    """Where each split's text comes from, for messages."""
+    source = entry["source"]
+    if source == "local" and "calibration" in entry and "evaluation" in entry:
+        return {s: f"file {entry[s]}" for s in SPLITS}
+    if source == "local":
+        return {s: f"the {'head' if s == 'calibration' else 'tail'} of file {entry['path']}" for s in SPLITS}
+    if source == "debian":
+        return {s: f"Debian package {entry.get('package')}, documents {entry['splits'][s]}" for s in SPLITS}
+    return {s: f"dataset {entry.get('repo_id')}, files {entry.get('files', {}).get(s)}" for s in SPLITS}
+
+
+def _word_runs(words: list[str], n: int) -> set[tuple[str, ...]]:
+    return {tuple(words[i: i + n]) for i in range(len(words) - n + 1)}
+
+
+def longest_shared_run(a: str, b: str, limit: int) -> tuple[int, str]:
+    """(length, text) of the longest run of whitespace-separated words that occurs in both texts, searched
+    up to ``limit`` words (a run of ``limit`` is reported as ``limit``)."""
+    wa, wb = a.split(), b.split()
+    small, large = (wa, wb) if len(wa) <= len(wb) else (wb, wa)
+    lo, hi, best = 1, min(limit, len(small)), (0, "")
+    while lo <= hi:                                 # a shared run of n words contains one of every n' < n
+        n = (lo + hi) // 2
+        runs = _word_runs(small, n)
+        hit = next((large[i: i + n] for i in range(len(large) - n + 1) if tuple(large[i: i + n]) in runs), None)
+        if hit is None:
+            hi = n - 1
+        else:
+            best, lo = (n, " ".join(hit)), n + 1
+    return best
+
+
+def check_texts(corpus_id: str, texts: dict[str, str], origins: dict[str, str],
+                shared_words: int = SHARED_PASSAGE_WORDS) -> dict:
+    """The calibration / evaluation texts of a corpus are usable and share nothing; returns what
+    ``corpus.json`` records of the shared-passage search. ``origins``: where each text came from."""
+    where = {s: f"corpus '{corpus_id}': the {s} text ({origins[s]})" for s in SPLITS}
+    for split in SPLITS:
+        if not texts[split]:
+            raise CorpusError(f"{where[split]} is empty")
+        if not texts[split].strip():
+            raise CorpusError(f"{where[split]} contains only whitespace ({len(texts[split])} characters)")
+    cal, ev = texts["calibration"].strip(), texts["evaluation"].strip()
+    if cal in ev:
+        raise CorpusError(f"{where['calibration']} is contained in the evaluation text ({origins['evaluation']}): "
+                          "calibration would see text that is evaluated")
+    if ev in cal:
+        raise CorpusError(f"{where['evaluation']} is contained in the calibration text ({origins['calibration']}): "
+                          "calibration would see the very text that is evaluated")
+    n, run = longest_shared_run(cal, ev, shared_words)
+    if n >= shared_words:
+        raise CorpusError(f"corpus '{corpus_id}': the calibration text ({origins['calibration']}) and the evaluation "
+                          f"text ({origins['evaluation']}) share a passage of {n} or more words "
+                          f"(shared_passage_words: {shared_words}): \"{run[:300]}\"; remove it from one of them "
+                          f"(natural prose shares at most ~8-word phrases by chance; see lpbench.corpora)")
+    return {"limit_words": shared_words, "longest_run_words": n, "longest_run": run}
 
 
 def file_record(path: Path) -> dict:

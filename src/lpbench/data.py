@@ -79,11 +79,12 @@ def eval_windows(ids: torch.Tensor, seqlen: int, n_windows: int | None = None,
 
 
 def calibration_windows(ids: torch.Tensor, seqlen: int, n: int, seed: int,
-                        bos_id: int | None = None) -> torch.Tensor:
-    """(n, seqlen) int64 windows at seeded uniform random offsets."""
+                        bos_id: int | None = None, source=None) -> torch.Tensor:
+    """(n, seqlen) int64 windows at seeded uniform random offsets. ``source``: the token file, for messages."""
     body = seqlen - 1 if bos_id is not None else seqlen
     if ids.numel() <= body:
-        raise ValueError(f"calibration text has {ids.numel()} tokens: too short for windows of {seqlen}")
+        raise ValueError(f"{f'{source}: ' if source else ''}calibration text has {ids.numel()} tokens: too short "
+                         f"for windows of {seqlen} (calibration.seqlen)")
     g = torch.Generator().manual_seed(seed)
     starts = torch.randint(0, ids.numel() - body, (n,), generator=g)
     w = torch.stack([ids[s: s + body] for s in starts.tolist()]).long()

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import yaml
+from lpbench.config import load_yaml
 
 
 def load_costs(path: str | Path) -> dict:
-    data = yaml.safe_load(Path(path).read_text())
+    data = load_yaml(path)  # strict: a key given twice is an error naming file and line
     for op, entry in data["energy_pj"].items():
         if "value" not in entry or "source" not in entry:
             raise ValueError(f"{path}: energy_pj.{op} needs 'value' and 'source'")

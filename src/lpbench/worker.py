@@ -20,7 +20,9 @@ What a forked child sees is a fresh process in every respect a result depends on
 are created by the child (``lpbench.jobs.setup`` sets its thread count; the server never ran an
 operation), seeds are set by ``setup`` from the config, and the child's CPU time starts at zero. The
 pipeline's e2e test runs through this worker and the SLURM test compares its metrics with in-process jobs.
-If the waiting process is killed (Snakemake interrupted), the server kills its child.
+If the waiting process is killed (Snakemake interrupted), the server kills its child. The wrapper's pid is the
+one to signal: SIGINT, SIGTERM or SIGHUP to it stops Snakemake and its jobs as a ^C would, then the server,
+and the wrapper exits only when none of the processes it started is left (:func:`run_with_worker`).
 
 Costs and limits: Snakemake's ``benchmark:`` files record wall time correctly but not the CPU of a
 delegated job (it is not in the waiting process's tree); ``lpbench.jobs.setup`` therefore logs each job's own
@@ -40,6 +42,8 @@ import subprocess
 import sys
 import threading
 import time
+
+from lpbench.procgroup import empty_group, signal_group
 
 ENV = "LPBENCH_WORKER"          # socket path of the server, set for the jobs by `python -m lpbench.worker`
 _IN_CHILD = "LPBENCH_WORKER_CHILD"
@@ -157,7 +161,10 @@ def _run_child(request: dict, fds: list[int]) -> None:
 
 
 def serve(path: str, preload=PRELOAD, ready_fd: int | None = None) -> None:
-    """Import ``preload``, listen on the Unix socket ``path`` and fork one child per job until SIGTERM."""
+    """Import ``preload``, listen on the Unix socket ``path`` and fork one child per job until SIGTERM or
+    SIGINT, or until the process that started it is gone (a wrapper killed with SIGKILL). On the way out
+    every job child still running is stopped (SIGTERM, then SIGKILL) and reaped."""
+    parent = os.getppid()
     failed = _preload(preload)
     # the imported modules' objects go to the permanent generation: a child's garbage collections then
     # never walk (and copy-on-write) them — without this a forked forward pass ran ~20 % slower
@@ -178,7 +185,7 @@ def serve(path: str, preload=PRELOAD, ready_fd: int | None = None) -> None:
         os.write(ready_fd, (",".join(failed) + "\n").encode())
         os.close(ready_fd)
     try:
-        while not stop:
+        while not stop and os.getppid() == parent:
             for key, _ in sel.select(timeout=0.05):
                 if key.fileobj is listener:
                     _accept(listener, sel, jobs)
@@ -189,11 +196,32 @@ def serve(path: str, preload=PRELOAD, ready_fd: int | None = None) -> None:
                         sel.unregister(key.fileobj)
             _reap(sel, jobs)
     finally:
-        for pid in list(jobs):
-            _kill(pid)
         listener.close()
         if os.path.exists(path):
             os.unlink(path)
+        _stop_children(jobs)
+
+
+def _stop_children(jobs: dict, grace: float = 10.0) -> None:
+    """SIGTERM every job child, wait up to ``grace`` s for them, SIGKILL the rest, reap them all."""
+    for pid in list(jobs):
+        _kill(pid)
+    deadline = time.monotonic() + grace
+    while jobs:
+        try:
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            break
+        if pid:
+            conn = jobs.pop(pid, None)
+            if conn is not None:
+                conn.close()
+            continue
+        if time.monotonic() > deadline:
+            for pid in list(jobs):
+                _kill(pid, signal.SIGKILL)
+            deadline = float("inf")
+        time.sleep(0.02)
 
 
 def _accept(listener: socket.socket, sel, jobs: dict) -> None:
@@ -246,18 +274,41 @@ def _reap(sel, jobs: dict) -> None:
         conn.close()
 
 
-def _kill(pid: int) -> None:
+def _kill(pid: int, sig: int = signal.SIGTERM) -> None:
     try:
-        os.kill(pid, signal.SIGTERM)
+        os.kill(pid, sig)
     except ProcessLookupError:
         pass
 
 
 # ---- the wrapper ------------------------------------------------------------------------------------------
-def run_with_worker(command: list[str], path: str) -> int:
+#: signals the wrapper passes on to the command as the terminal's ^C would (SIGHUP: the terminal closed)
+FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+def run_with_worker(command: list[str], path: str, grace: float = 30.0) -> int:
     """Start a server on ``path``, run ``command`` with ``LPBENCH_WORKER`` set, stop the server; the
     command's exit status. The command starts at once: jobs that come before the server is ready run in
-    their own process."""
+    their own process.
+
+    Signals: the command runs in its own session (process group), so the wrapper's pid is the one to
+    signal (what a user's ``kill``, a batch system or the terminal's ^C reaches). SIGINT, SIGTERM and
+    SIGHUP to the wrapper are each passed on as SIGINT to the command's whole process group — for
+    Snakemake exactly a ^C: it and its running jobs stop, the jobs are marked incomplete and the next run
+    (``--rerun-incomplete``) redoes them. (Snakemake's own SIGTERM handling would instead wait for the
+    running jobs to finish.) When the command has exited, whatever is left in its process group gets
+    SIGTERM, then SIGKILL after ``grace`` s, and the server is stopped and waited for (it stops its own
+    job children first): the wrapper returns only when no process it started is left. Exit status: the
+    command's, or 128 + the signal number if it was signalled and still exited 0."""
+    received: list[int] = []
+    proc: subprocess.Popen | None = None
+
+    def forward(signum, _frame):
+        received.append(signum)
+        if proc is not None:
+            signal_group(proc.pid, signal.SIGINT)
+
+    previous = {sig: signal.signal(sig, forward) for sig in FORWARDED}
     r, w = os.pipe()
     server = subprocess.Popen([sys.executable, "-m", "lpbench.worker", "serve", path, "--ready-fd", str(w)],
                               pass_fds=(w,))
@@ -274,17 +325,26 @@ def run_with_worker(command: list[str], path: str) -> int:
             print(f"lpbench.worker: ready after {time.perf_counter() - t0:.1f} s", file=sys.stderr)
 
     threading.Thread(target=announce, daemon=True).start()
+    code = 1
     try:
-        proc = subprocess.Popen(command, env=env)   # not waiting for the server: a no-op run stays fast
-        return proc.wait()
-    except KeyboardInterrupt:                       # the terminal's ^C reached the command too: let it stop
-        return proc.wait()
+        if not received:                            # not signalled while the server was being started
+            # not waiting for the server: a no-op run stays fast
+            proc = subprocess.Popen(command, env=env, start_new_session=True)
+            if received:                            # signalled while the command was being started
+                signal_group(proc.pid, signal.SIGINT)
+            code = proc.wait()
     finally:
+        if proc is not None:
+            empty_group(proc.pid, grace)
         server.terminate()
         try:
-            server.wait(timeout=30)
+            server.wait(timeout=grace)
         except subprocess.TimeoutExpired:
             server.kill()
+            server.wait()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    return 128 + received[0] if received and code == 0 else code
 
 
 def main(argv: list[str] | None = None) -> int:

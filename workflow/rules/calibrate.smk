@@ -1,5 +1,6 @@
 rule calibrate:
-    """Offline statistics every method needs, one pass over the calibration windows."""
+    """Offline statistics every method needs, one pass over the calibration windows. Each file's sha256 is
+    recorded beside it (``<file>.sha256``) and verified by every reader (lpbench.integrity)."""
     input:
         model="resources/models/{model}/lpbench_model.json",
         tokens="resources/tokens/{model}/{corpus}/calibration.pt",
@@ -7,6 +8,8 @@ rule calibrate:
     output:
         stats="resources/calib/{model}/{corpus}.pt",
         windows="resources/calib/{model}/{corpus}.windows.pt",
+        stats_sha256="resources/calib/{model}/{corpus}.pt.sha256",
+        windows_sha256="resources/calib/{model}/{corpus}.windows.pt.sha256",
     params:
         settings=lambda wc: window_settings(config, wc.model, "calibration"),
         seed=config["seed"],

@@ -3,7 +3,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 
-from lpbench.config import experiment_triples, method_facts, window_settings
+from lpbench.config import experiment_triples, load_yaml, method_facts, window_settings
 
 # unknown model/corpus/method names or bad method parameters: fail now. What the DAG needs of each method
 # is remembered in .snakemake/lpbench/ for the same methods and code, so a no-op run does not import torch.
@@ -25,6 +25,15 @@ for _section in ("models", "corpora"):
                 _entry[_key] = resolve(_entry[_key])
 config["claims"] = resolve(config["claims"])
 config["hw_costs"] = resolve(config["hw_costs"])
+for _ledger in (config["claims"], config["hw_costs"]):
+    load_yaml(_ledger)  # the claims ledger and the cost file, strictly: a key given twice names file and line
+
+from lpbench.limits import check_device, check_positions
+
+# seqlen within each model's position table where it is known now (random/local entries, downloaded models;
+# the jobs check the others), and a usable `device` where the jobs run (see lpbench.limits)
+check_positions(config)
+check_device(config, local_exec=workflow.local_exec)
 
 def warn_changed_models():
     """A stat per file: models whose files are missing or changed size since download_model wrote them

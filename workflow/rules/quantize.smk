@@ -1,11 +1,13 @@
 rule method_artifact:
-    """A method's offline artifact (scales, rotations, groupings), computed once and shared."""
+    """A method's offline artifact (scales, rotations, groupings), computed once and shared; its sha256 is
+    recorded beside it and verified by every reader (lpbench.integrity)."""
     input:
         model="resources/models/{model}/lpbench_model.json",
         stats="resources/calib/{model}/{corpus}.pt",
         windows=artifact_windows,
     output:
         "resources/artifacts/{model}/{corpus}/{method}.pt",
+        "resources/artifacts/{model}/{corpus}/{method}.pt.sha256",
     params:
         entry=lambda wc: config["methods"][wc.method],
         seed=config["seed"],
@@ -31,6 +33,7 @@ rule gptq_weights:
         windows="resources/calib/{model}/{corpus}.windows.pt",
     output:
         "resources/gptq/{model}/{corpus}/{key}.pt",
+        "resources/gptq/{model}/{corpus}/{key}.pt.sha256",
     params:
         entry=lambda wc: GPTQ_ENTRIES[wc.key],
         seed=config["seed"],
@@ -56,6 +59,7 @@ rule calib_windows:
         tokens="resources/tokens/{model}/{corpus}/calibration.pt",
     output:
         "resources/calib_windows/{model}/{corpus}/n{n}.pt",
+        "resources/calib_windows/{model}/{corpus}/n{n}.pt.sha256",
     wildcard_constraints:
         n="[0-9]+",
     params:

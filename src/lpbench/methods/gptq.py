@@ -49,8 +49,14 @@ def compute_gptq(method, model, arch, stats, windows, log=None) -> dict:
     return {"gptq": packed, "time_s": time.perf_counter() - t0}
 
 
-def load_gptq(path) -> dict[str, torch.Tensor]:
-    return dequantize(torch.load(path)["gptq"])
+def load_gptq(path, with_hash: bool = False):
+    """The dequantized GPTQ weights of a ``gptq_weights`` file, verified against its recorded sha256
+    (:func:`lpbench.integrity.load_checked`); ``with_hash``: ``(weights, sha256)``."""
+    from lpbench.integrity import load_checked
+
+    blob, digest = load_checked(path, with_hash=True)
+    weights = dequantize(blob["gptq"])
+    return (weights, digest) if with_hash else weights
 
 
 @register

@@ -13,7 +13,7 @@ from lpbench.archs import get_arch
 from lpbench.data import eval_windows
 from lpbench.jobs import compute, setup
 from lpbench.methods import build_method
-from lpbench.studies.slanc import measure
+from lpbench.studies.slanc.measure import measure
 from lpbench.sources import encoder_ends, load_model, special_tokens
 
 log = setup(snakemake)

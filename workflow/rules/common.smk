@@ -4,6 +4,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 
 from lpbench.config import experiment_triples, method_facts, window_settings
+from lpbench.studies.selection import artifact_paths, eval_paths, model_paths
 
 # unknown model/corpus/method names or bad method parameters: fail now. What the DAG needs of each method
 # is remembered in .snakemake/lpbench/ for the same methods and code, so a no-op run does not import torch.
@@ -115,7 +116,7 @@ def artifact_windows(wc):
 
 
 def eval_results():
-    return [f"results/evals/{m}/{c}/{meth}.json" for m, c, meth in TRIPLES]
+    return eval_paths(TRIPLES)
 
 
 # Extension points: a paper's rule file (workflow/rules/<paper>.smk) appends the files it produces to
@@ -147,36 +148,3 @@ def config_slice_hash(wc):
     return config_hash(config["models"][wc.model], config["corpora"][wc.corpus],
                        config["methods"][wc.method], window_settings(config, wc.model),
                        config["calibration"], config["seed"])
-
-
-# ---- Unified Normalization study (rules in unified_norm.smk) -------------------------------------------
-from lpbench.studies.unified_norm import role as un_role, runs as un_runs, settings as un_settings
-
-UN = un_settings(config.get("unified_norm"))
-UN_RUNS = un_runs(UN)
-for _entry in UN["images"].values():
-    if isinstance(_entry.get("path"), str):
-        _entry["path"] = resolve(_entry["path"])
-
-
-def un_task_inputs(name):
-    task = UN["tasks"][name]
-    if task["kind"] == "vision":
-        return {"images": f"resources/unified_norm/images/{task['data']}.pt"}
-    return {"calibration": f"resources/corpora/{task['data']}/calibration.txt",
-            "evaluation": f"resources/corpora/{task['data']}/evaluation.txt"}
-
-
-def un_train_input(wc):
-    return un_task_inputs(wc.task)
-
-
-def un_run_files(kind, runs=None):
-    pattern = {"json": "results/unified_norm/runs/{t}/{n}/seed{s}.json", "log": "results/data/unified_norm/{t}/{n}/seed{s}.csv",
-               "ckpt": "resources/unified_norm/ckpt/{t}/{n}/seed{s}.pt"}[kind]
-    return [pattern.format(t=t, n=n, s=s) for t, n, s in (runs if runs is not None else UN_RUNS)]
-
-
-def un_speed_runs():
-    seed = UN["seeds"][0]
-    return [(t, n, seed) for t in UN["speed"]["tasks"] for n in ("ln", UN["tasks"][t]["un"])]

@@ -2,19 +2,13 @@
 #
 # IterL2Norm: precision study (ITER-1, ITER-2), norm-macro latency and energy (ITER-3),
 # model level through the shared evaluate rule (methods of kind `iterl2norm`, ITER-4).
-# Settings: the `iterl2norm` config section (defaults in lpbench.studies.iterl2norm.DEFAULTS).
+# Settings: the `iterl2norm` config section (defaults in lpbench.studies.iterl2norm.DEFAULTS); which
+# evaluations and models the rules read: lpbench.studies.iterl2norm.targets.
 
-ITERL2NORM = config.get("iterl2norm") or {}
-ITERL2NORM_METHODS = sorted({meth for _, _, meth in TRIPLES if config["methods"][meth]["method"] == "iterl2norm"})
-ITERL2NORM_TRIPLES = [
-    (m, c, meth)
-    for m, c, meth in TRIPLES
-    if meth in ITERL2NORM_METHODS
-    or (meth == "fp32" and any(m == m2 and c == c2 for m2, c2, x in TRIPLES if x in ITERL2NORM_METHODS))
-]
-_record = ITERL2NORM.get("record") or {}
-ITERL2NORM_RECORD_MODELS = _record.get("models") or sorted({m for m, _, meth in ITERL2NORM_TRIPLES if meth != "fp32"})
-ITERL2NORM_RECORD_CORPUS = _record.get("corpus") or next(iter(config["corpora"]))
+from lpbench.studies import iterl2norm as iterl2norm_study
+
+ITERL2NORM_CFG = config.get("iterl2norm") or {}
+ITERL2NORM = iterl2norm_study.targets(config, TRIPLES)
 
 # seconds on small CSVs / the cost model: run where Snakemake runs, never queued on a cluster
 localrules:
@@ -27,11 +21,11 @@ rule iterl2norm_record:
     """Inputs of every norm of a model on its first calibration windows (forward pre-hooks)."""
     input:
         model="resources/models/{model}/lpbench_model.json",
-        windows=f"resources/calib/{{model}}/{ITERL2NORM_RECORD_CORPUS}.windows.pt",
+        windows=f"resources/calib/{{model}}/{ITERL2NORM.record_corpus}.windows.pt",
     output:
         inputs="resources/iterl2norm/{model}/norm_inputs.pt",
     params:
-        record={k: v for k, v in _record.items() if k in ("windows", "tokens_per_window", "max_vectors")},
+        record=ITERL2NORM.record,
         seed=config["seed"],
     threads: config["threads"]
     resources:
@@ -49,7 +43,7 @@ rule iterl2norm_record:
 rule iterl2norm_precision:
     """Error vs iterations per format and d (synthetic and real inputs); ITER-1 and ITER-2 tables."""
     input:
-        real=expand("resources/iterl2norm/{model}/norm_inputs.pt", model=ITERL2NORM_RECORD_MODELS),
+        real=expand("resources/iterl2norm/{model}/norm_inputs.pt", model=ITERL2NORM.record_models),
     output:
         errors="results/data/iterl2norm_errors.csv",
         conv=report("results/tables/iterl2norm_convergence.csv", caption="../report/iterl2norm_convergence.rst",
@@ -62,7 +56,7 @@ rule iterl2norm_precision:
                     category="IterL2Norm"),
         init_md="results/tables/iterl2norm_init.md",
     params:
-        cfg=ITERL2NORM,
+        cfg=ITERL2NORM_CFG,
     threads: config["threads"]
     resources:
         mem_mb=4000,
@@ -89,7 +83,7 @@ rule iterl2norm_latency:
                       category="IterL2Norm"),
         energy_md="results/tables/iterl2norm_energy.md",
     params:
-        cfg=ITERL2NORM,
+        cfg=ITERL2NORM_CFG,
     benchmark:
         "results/benchmarks/iterl2norm_latency/iterl2norm/latency.tsv",
     log:
@@ -133,7 +127,7 @@ rule iterl2norm_figures:
 rule iterl2norm_model_table:
     """Perplexity vs k (causal LMs) and output error (encoder) of the iterl2norm methods (ITER-4)."""
     input:
-        [f"results/evals/{m}/{c}/{meth}.json" for m, c, meth in ITERL2NORM_TRIPLES],
+        ITERL2NORM.evals,
     output:
         csv=report("results/tables/iterl2norm_model.csv", caption="../report/iterl2norm_model.rst",
                    category="IterL2Norm"),

@@ -4,19 +4,24 @@
 # The RRS-paper methods are ordinary config methods (kinds smoothquant, quarot, rs, rrs; evaluated by the
 # shared `evaluate` rule); this file adds the paper's own outputs: the perplexity table and figure, the
 # activation-outlier figure/table, and the cost table that claim RRS-4 reads.
-# Selection helpers live in targets.smk.
+# Which evaluations and models they read: lpbench.studies.rrs.targets (settings: the `rrs` config section).
+
+from lpbench.studies import rrs as rrs_study
+
+RRS = rrs_study.targets(config, TRIPLES)
+
 
 rule rrs_perplexity:
     """Perplexity of RTN / SmoothQuant / RS / QuaRot / RRS at W4A4, KV16 and KV4."""
     input:
-        evals=_rrs_evals,
+        evals=RRS.evals,
     output:
         csv=report("results/tables/rrs_perplexity.csv", caption="../report/rrs_perplexity.rst", category="RRS"),
         md="results/tables/rrs_perplexity.md",
         png=report("results/figures/rrs_perplexity.png", caption="../report/rrs_perplexity_figure.rst", category="RRS"),
         pdf="results/figures/rrs_perplexity.pdf",
     params:
-        families={m: ("gemma3" if "gemma" in m else "") for m in RRS_MODELS},
+        families=RRS.families,
     benchmark:
         "results/benchmarks/rrs_perplexity/rrs/perplexity.tsv",
     log:
@@ -30,16 +35,16 @@ rule rrs_perplexity:
 rule rrs_outliers:
     """Activation magnitudes of one linear input: original, after RS, after rotation, after RRS."""
     input:
-        model=f"resources/models/{RRS_OUTLIER_MODEL}/lpbench_model.json",
-        tokens=f"resources/tokens/{RRS_OUTLIER_MODEL}/{RRS_OUTLIER_CORPUS}/evaluation.pt",
+        model=f"resources/models/{RRS.outlier_model}/lpbench_model.json",
+        tokens=f"resources/tokens/{RRS.outlier_model}/{RRS.outlier_corpus}/evaluation.pt",
     output:
         csv=report("results/tables/rrs_outliers.csv", caption="../report/rrs_outliers.rst", category="RRS"),
         md="results/tables/rrs_outliers.md",
         png=report("results/figures/rrs_outliers.png", caption="../report/rrs_outliers_figure.rst", category="RRS"),
         pdf="results/figures/rrs_outliers.pdf",
     params:
-        model=RRS_OUTLIER_MODEL,
-        seqlen=lambda wc: window_settings(config, RRS_OUTLIER_MODEL, "evaluation")["seqlen"],
+        model=RRS.outlier_model,
+        seqlen=lambda wc: window_settings(config, RRS.outlier_model, "evaluation")["seqlen"],
         seed=config["seed"],
         group_size=128,
     threads: config["threads"]
@@ -56,14 +61,14 @@ rule rrs_outliers:
 rule rrs_cost:
     """Runtime ops per token of RS / RRS / QuaRot / SmoothQuant beyond plain W4A4, and measured eval time."""
     input:
-        models=expand("resources/models/{model}/lpbench_model.json", model=RRS_MODELS),
+        models=expand("resources/models/{model}/lpbench_model.json", model=RRS.models),
         costs=config["hw_costs"],
-        evals=_rrs_evals,
+        evals=RRS.evals,
     output:
         csv=report("results/tables/rrs_cost.csv", caption="../report/rrs_cost.rst", category="RRS"),
         md="results/tables/rrs_cost.md",
     params:
-        methods=lambda wc: {meth: config["methods"][meth] for _, _, meth in RRS_TRIPLES},
+        methods=lambda wc: {meth: config["methods"][meth] for _, _, meth in RRS.triples},
     benchmark:
         "results/benchmarks/rrs_cost/rrs/cost.tsv",
     log:
@@ -74,7 +79,7 @@ rule rrs_cost:
         "../../scripts/rrs_cost.py"
 
 
-if RRS_TRIPLES:
+if RRS.triples:
     FINAL_OUTPUTS += [
         "results/tables/rrs_perplexity.csv",
         "results/tables/rrs_perplexity.md",
@@ -84,7 +89,7 @@ if RRS_TRIPLES:
         "results/tables/rrs_cost.md",
     ]
     CLAIM_TABLES += ["results/tables/rrs_perplexity.csv", "results/tables/rrs_cost.csv"]
-if RRS_OUTLIER_MODEL:
+if RRS.outlier_model:
     FINAL_OUTPUTS += [
         "results/tables/rrs_outliers.csv",
         "results/tables/rrs_outliers.md",

@@ -2,24 +2,30 @@
 # The methods of kind `slanc` in config.methods (variant none | static | dynamic) are evaluated by the
 # shared evaluate rule (perplexity with every norm in emulated low precision). These rules add the
 # per-norm measurements on real activations, the tables and the Σx² figure.
-# Selection helpers live in targets.smk.
+# Which methods, evaluations and (model, corpus) pairs they read: lpbench.studies.slanc.targets (settings:
+# the `slanc` config section, defaults in lpbench.studies.slanc.DEFAULTS).
+
+from lpbench.studies import slanc as slanc_study
+
+SLANC = slanc_study.targets(config, TRIPLES)
+
 
 rule slanc_measure:
     """Norm inputs of the FP32 model through every variant's emulated low-precision norm."""
     input:
         model="resources/models/{model}/lpbench_model.json",
         tokens="resources/tokens/{model}/{corpus}/evaluation.pt",
-        artifact=lambda wc: f"resources/artifacts/{wc.model}/{wc.corpus}/{SLANC_METHODS['slanc']}.pt",
+        artifact=lambda wc: f"resources/artifacts/{wc.model}/{wc.corpus}/{SLANC.methods['slanc']}.pt",
     output:
         "results/slanc/{model}/{corpus}.pt",
     params:
         settings=lambda wc: window_settings(config, wc.model, "evaluation"),
-        n_windows=SLANC_MEASURE["n_windows"],
-        stress_k=SLANC_MEASURE["stress_k"],
+        n_windows=SLANC.measure["n_windows"],
+        stress_k=SLANC.measure["stress_k"],
         # the static SLaNC method's entry; its fmt/order/target_sumsq/apply_as (defaults included) are
         # resolved by the library (lpbench.methods.slanc) in the script
-        method=lambda wc: SLANC_METHODS["slanc"],
-        entry=lambda wc: _slanc_static_entry(),
+        method=lambda wc: SLANC.methods["slanc"],
+        entry=lambda wc: config["methods"][SLANC.methods["slanc"]],
         seed=config["seed"],
     threads: config["threads"]
     resources:
@@ -36,10 +42,9 @@ rule slanc_measure:
 
 rule slanc_tables:
     input:
-        measures=[f"results/slanc/{m}/{c}.pt" for m, c in SLANC_PAIRS],
-        evals=[f"results/evals/{m}/{c}/{meth}.json" for m, c in SLANC_PAIRS
-               for meth in [*SLANC_METHODS.values(), "fp32"] if (m, c, meth) in TRIPLES],
-        models=[f"resources/models/{m}/lpbench_model.json" for m in sorted({m for m, _ in SLANC_PAIRS})],
+        measures=[f"results/slanc/{m}/{c}.pt" for m, c in SLANC.pairs],
+        evals=SLANC.evals,
+        models=model_paths(sorted({m for m, _ in SLANC.pairs})),
         costs=config["hw_costs"],
     output:
         csv=report("results/tables/slanc.csv", caption="../report/slanc_table.rst", category="SLaNC"),
@@ -49,8 +54,8 @@ rule slanc_tables:
         cost_csv=report("results/tables/slanc_cost.csv", caption="../report/slanc_cost.rst", category="SLaNC"),
         cost_md="results/tables/slanc_cost.md",
     params:
-        variant_methods=SLANC_METHODS,
-        methods={name: config["methods"][name] for name in SLANC_METHODS.values()},
+        variant_methods=SLANC.methods,
+        methods={name: config["methods"][name] for name in SLANC.methods.values()},
         fp32_method="fp32",
     benchmark:
         "results/benchmarks/slanc_tables/slanc_tables.tsv",
@@ -64,7 +69,7 @@ rule slanc_tables:
 
 rule slanc_figure:
     input:
-        measures=[f"results/slanc/{m}/{c}.pt" for m, c in SLANC_PAIRS],
+        measures=[f"results/slanc/{m}/{c}.pt" for m, c in SLANC.pairs],
     output:
         png=report("results/figures/slanc_sumsq.png", caption="../report/slanc_sumsq.rst", category="SLaNC"),
         pdf="results/figures/slanc_sumsq.pdf",
@@ -78,7 +83,7 @@ rule slanc_figure:
         "../../scripts/slanc_figure.py"
 
 
-if "slanc" in SLANC_METHODS and SLANC_PAIRS:
+if SLANC.measured:
     FINAL_OUTPUTS += [
         "results/tables/slanc.csv", "results/tables/slanc.md",
         "results/tables/slanc_layers.csv", "results/tables/slanc_layers.md",

@@ -13,16 +13,21 @@
 #   tender_cost       results/tables/tender_cost.{csv,md}, results/figures/tender_cost.{png,pdf}
 #                     analytical systolic-array model: shift vs explicit requantization (TENDER-4)
 #
-# Which evaluated method plays which role (TENDER_ROLES), the exactness methods and the cost workload
-# are fixed in targets.smk (the config schema has no `tender:` key, so they are not config overrides).
-# Selection helpers live in targets.smk.
+# Which evaluations, models and artifacts they read: lpbench.studies.tender.targets. Which evaluated method
+# plays which role, the exactness methods and the cost workload: the `tender` config section (defaults in
+# lpbench.studies.tender.DEFAULTS).
+
+from lpbench.studies import tender as tender_study
+
+TENDER = tender_study.targets(config, TRIPLES)
+
 
 rule tender_tables:
     """Tender perplexity table (model x method x bits), granularity comparison and the G-sweep figure."""
     input:
-        evals=[f"results/evals/{m}/{c}/{meth}.json" for m, c, meth in TENDER_TRIPLES],
-        models=expand("resources/models/{model}/lpbench_model.json", model=TENDER_MODELS),
-        artifacts=[f"resources/artifacts/{m}/{c}/{meth}.pt" for m, c, meth in TENDER_TRIPLES if _is_tender(meth)],
+        evals=eval_paths(TENDER.triples),
+        models=model_paths(TENDER.models),
+        artifacts=artifact_paths(TENDER.artifacts),
     output:
         csv=report("results/tables/tender_perplexity.csv", caption="../report/tender_perplexity.rst", category="Tender"),
         md="results/tables/tender_perplexity.md",
@@ -35,9 +40,9 @@ rule tender_tables:
         cal_png=report("results/figures/tender_calibration.png", caption="../report/tender_calibration.rst", category="Tender"),
         cal_pdf="results/figures/tender_calibration.pdf",
     params:
-        roles=TENDER_ROLES,
+        roles=TENDER.roles,
         calib_seqlen=config["calibration"]["seqlen"],
-        artifact_triples=[(m, c, meth) for m, c, meth in TENDER_TRIPLES if _is_tender(meth)],
+        artifact_triples=TENDER.artifacts,
     benchmark:
         "results/benchmarks/tender_tables/tender/tables.tsv",
     log:
@@ -52,16 +57,16 @@ rule tender_exactness:
     """TENDER-2: integer-only Tender layers (INT32 accumulator, shifts) vs fake quantization, on real
     layers of every model with a Tender artifact and real activations of one calibration window."""
     input:
-        models=[f"resources/models/{m}/lpbench_model.json" for m, _, _ in TENDER_EXACT],
-        artifacts=[f"resources/artifacts/{m}/{c}/{meth}.pt" for m, c, meth in TENDER_EXACT],
-        tokens=[f"resources/tokens/{m}/{c}/evaluation.pt" for m, c, _ in TENDER_EXACT],
+        models=model_paths(m for m, _, _ in TENDER.exact),
+        artifacts=artifact_paths(TENDER.exact),
+        tokens=[f"resources/tokens/{m}/{c}/evaluation.pt" for m, c, _ in TENDER.exact],
     output:
         csv=report("results/tables/tender_exactness.csv", caption="../report/tender_exactness.rst", category="Tender"),
         md="results/tables/tender_exactness.md",
     params:
-        triples=TENDER_EXACT,
-        entries={meth: config["methods"][meth] for _, _, meth in TENDER_EXACT},
-        settings={m: window_settings(config, m, "evaluation") for m, _, _ in TENDER_EXACT},
+        triples=TENDER.exact,
+        entries={meth: config["methods"][meth] for _, _, meth in TENDER.exact},
+        settings={m: window_settings(config, m, "evaluation") for m, _, _ in TENDER.exact},
         seed=config["seed"],
     threads: config["threads"]
     resources:
@@ -80,8 +85,8 @@ rule tender_cost:
     """TENDER-4: cycles and energy of a transformer layer's GEMMs on the output-stationary array under
     Tender shift accumulation, explicit requantization, per-tensor INT and FP16."""
     input:
-        models=expand("resources/models/{model}/lpbench_model.json", model=TENDER_MODELS),
-        artifacts=[f"resources/artifacts/{m}/{c}/{meth}.pt" for m, c, meth in TENDER_COST_ARTIFACTS],
+        models=model_paths(TENDER.models),
+        artifacts=artifact_paths(TENDER.cost_artifacts),
         costs=config["hw_costs"],
     output:
         csv=report("results/tables/tender_cost.csv", caption="../report/tender_cost.rst", category="Tender"),
@@ -89,9 +94,9 @@ rule tender_cost:
         png=report("results/figures/tender_cost.png", caption="../report/tender_cost_figure.rst", category="Tender"),
         pdf="results/figures/tender_cost.pdf",
     params:
-        cost=TENDER_COST,
-        artifact_triples=TENDER_COST_ARTIFACTS,
-        entries={meth: config["methods"][meth] for _, _, meth in TENDER_COST_ARTIFACTS},
+        cost=TENDER.cost,
+        artifact_triples=TENDER.cost_artifacts,
+        entries={meth: config["methods"][meth] for _, _, meth in TENDER.cost_artifacts},
     benchmark:
         "results/benchmarks/tender_cost/tender/cost.tsv",
     log:
@@ -106,7 +111,7 @@ rule tender_cost:
 FINAL_OUTPUTS += ["results/tables/tender_cost.csv", "results/tables/tender_cost.md",
                   "results/figures/tender_cost.png", "results/figures/tender_cost.pdf"]
 CLAIM_TABLES += ["results/tables/tender_cost.csv"]
-if TENDER_TRIPLES:
+if TENDER.triples:
     FINAL_OUTPUTS += [
         "results/tables/tender_perplexity.csv", "results/tables/tender_perplexity.md",
         "results/tables/tender_granularity.csv", "results/tables/tender_granularity.md",
@@ -115,6 +120,6 @@ if TENDER_TRIPLES:
         "results/figures/tender_calibration.png", "results/figures/tender_calibration.pdf",
     ]
     CLAIM_TABLES += ["results/tables/tender_perplexity.csv", "results/tables/tender_granularity.csv"]
-if TENDER_EXACT:
+if TENDER.exact:
     FINAL_OUTPUTS += ["results/tables/tender_exactness.csv", "results/tables/tender_exactness.md"]
     CLAIM_TABLES += ["results/tables/tender_exactness.csv"]

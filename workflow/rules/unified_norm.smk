@@ -2,8 +2,17 @@
 #
 # One training job per (task, norm, seed) -> checkpoint, per-step log, result JSON with provenance; then
 # the study tables, LN vs folded-UN inference speed / memory, figures (UN-1..3).
-# Settings: the `unified_norm` config section (defaults in lpbench.studies.unified_norm); UN, UN_RUNS and
-# the input helpers are in common.smk.
+# Settings: the `unified_norm` config section (defaults and checks in lpbench.studies.unified_norm, which
+# also lists the runs and the files they read and write).
+
+from lpbench.studies import unified_norm as un_study
+
+UN = un_study.settings(config.get("unified_norm"))
+UN_RUNS = un_study.runs(UN)
+for _entry in UN["images"].values():
+    if isinstance(_entry.get("path"), str):
+        _entry["path"] = resolve(_entry["path"])
+
 
 rule un_images:
     """Fetch an image set (Fashion-MNIST from Debian, SHA256-checked) and store its official splits."""
@@ -26,7 +35,7 @@ rule un_images:
 rule un_train:
     """Train one (task, norm, seed); evaluate on the held-out split."""
     input:
-        unpack(un_train_input),
+        unpack(lambda wc: un_study.task_inputs(UN, wc.task)),
     output:
         result="results/unified_norm/runs/{task}/{norm}/seed{seed}.json",
         log_csv="results/data/unified_norm/{task}/{norm}/seed{seed}.csv",
@@ -34,7 +43,7 @@ rule un_train:
     params:
         task=lambda wc: UN["tasks"][wc.task],
         norm=lambda wc: UN["norms"][wc.norm],
-        role=lambda wc: un_role(UN, wc.task, wc.norm),
+        role=lambda wc: un_study.role(UN, wc.task, wc.norm),
         seed=lambda wc: int(wc.seed),
         device=config.get("device", "cpu"),
     wildcard_constraints:
@@ -57,7 +66,7 @@ rule un_train:
 rule un_tables:
     """Per-seed results, per-(task, norm) summary with gap to LN and CI, filtration table."""
     input:
-        un_run_files("json"),
+        un_study.run_files("json", UN_RUNS),
     output:
         csv=report("results/tables/unified_norm.csv", caption="../report/unified_norm.rst", category="Unified Normalization"),
         md="results/tables/unified_norm.md",
@@ -79,8 +88,8 @@ rule un_tables:
 rule un_speed:
     """LN vs folded UN: latency, peak memory, norm time share, folding check; norm ops and energy."""
     input:
-        ckpts=un_run_files("ckpt", un_speed_runs()),
-        data=sorted({f for t in UN["speed"]["tasks"] for f in un_task_inputs(t).values()}),
+        ckpts=un_study.run_files("ckpt", un_study.speed_runs(UN)),
+        data=sorted({f for t in UN["speed"]["tasks"] for f in un_study.task_inputs(UN, t).values()}),
         costs=config["hw_costs"],
     output:
         csv=report("results/tables/unified_norm_speed.csv", caption="../report/unified_norm_speed.rst",
@@ -90,7 +99,7 @@ rule un_speed:
         energy_md="results/tables/unified_norm_energy.md",
     params:
         cfg=UN,
-        runs=un_speed_runs(),
+        runs=un_study.speed_runs(UN),
         seed=config["seed"],
         torch_threads=config["threads"],
     # a timing job holds every core, so that no other job shares the CPU while it measures (with other
@@ -111,7 +120,7 @@ rule un_speed:
 
 rule un_figures:
     input:
-        logs=un_run_files("log"),
+        logs=un_study.run_files("log", UN_RUNS),
         speed="results/tables/unified_norm_speed.csv",
     output:
         curves=report("results/figures/unified_norm_training.png", caption="../report/unified_norm_training.rst",

@@ -49,6 +49,7 @@ def warn_changed_models():
 warn_changed_models()
 
 ENV = "../../envs/lpbench.yaml"  # for --use-conda; the Makefile's .venv is the default
+PAPER_ENV = "../../../envs/lpbench.yaml"  # the same file, from workflow/rules/papers/
 
 TRIPLES = experiment_triples(config)
 MODELS = sorted({m for m, _, _ in TRIPLES})
@@ -119,22 +120,15 @@ def eval_results():
     return eval_paths(TRIPLES)
 
 
-# Extension points: a paper's rule file (workflow/rules/<paper>.smk) appends the files it produces to
-# FINAL_OUTPUTS, and the tables its claims read to CLAIM_TABLES (a claim's rule names a table by stem).
-FINAL_OUTPUTS = [
-    "results/tables/perplexity.csv",
-    "results/tables/perplexity.md",
-    "results/tables/encoder.csv",
-    "results/tables/hwcost.csv",
-    "results/figures/perplexity.png",
-    "results/claims.md",
-    "results/claims.csv",
-]
-CLAIM_TABLES = [
-    "results/tables/perplexity.csv",
-    "results/tables/encoder.csv",
-    "results/tables/hwcost.csv",
-]
+# Extension points: a rule file appends what a run must produce to FINAL_OUTPUTS (`outputs(rules.<name>)`,
+# after the rule is defined) and the tables its claims read to CLAIM_TABLES (a claim names a table by stem).
+FINAL_OUTPUTS = []
+CLAIM_TABLES = []
+
+
+def outputs(*rule_objects):
+    """Every file the given rules declare as output (``rules.<name>``), as plain paths."""
+    return [str(f) for r in rule_objects for f in r.output]
 
 
 def get_final_output():

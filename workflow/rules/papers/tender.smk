@@ -29,15 +29,19 @@ rule tender_tables:
         models=model_paths(TENDER.models),
         artifacts=artifact_paths(TENDER.artifacts),
     output:
-        csv=report("results/tables/tender_perplexity.csv", caption="../report/tender_perplexity.rst", category="Tender"),
+        csv=report("results/tables/tender_perplexity.csv", caption="../../report/tender_perplexity.rst",
+                   category="Tender"),
         md="results/tables/tender_perplexity.md",
-        gran=report("results/tables/tender_granularity.csv", caption="../report/tender_granularity.rst", category="Tender"),
+        gran=report("results/tables/tender_granularity.csv", caption="../../report/tender_granularity.rst",
+                    category="Tender"),
         gran_md="results/tables/tender_granularity.md",
-        png=report("results/figures/tender_groups.png", caption="../report/tender_groups.rst", category="Tender"),
+        png=report("results/figures/tender_groups.png", caption="../../report/tender_groups.rst", category="Tender"),
         pdf="results/figures/tender_groups.pdf",
-        cal=report("results/tables/tender_calibration.csv", caption="../report/tender_calibration.rst", category="Tender"),
+        cal=report("results/tables/tender_calibration.csv", caption="../../report/tender_calibration.rst",
+                   category="Tender"),
         cal_md="results/tables/tender_calibration.md",
-        cal_png=report("results/figures/tender_calibration.png", caption="../report/tender_calibration.rst", category="Tender"),
+        cal_png=report("results/figures/tender_calibration.png", caption="../../report/tender_calibration.rst",
+                       category="Tender"),
         cal_pdf="results/figures/tender_calibration.pdf",
     params:
         roles=TENDER.roles,
@@ -48,9 +52,9 @@ rule tender_tables:
     log:
         "logs/tender/tables.log",
     conda:
-        ENV
+        PAPER_ENV
     script:
-        "../../scripts/tender_tables.py"
+        "../../../scripts/tender_tables.py"
 
 
 rule tender_exactness:
@@ -61,7 +65,8 @@ rule tender_exactness:
         artifacts=artifact_paths(TENDER.exact),
         tokens=[f"resources/tokens/{m}/{c}/evaluation.pt" for m, c, _ in TENDER.exact],
     output:
-        csv=report("results/tables/tender_exactness.csv", caption="../report/tender_exactness.rst", category="Tender"),
+        csv=report("results/tables/tender_exactness.csv", caption="../../report/tender_exactness.rst",
+                   category="Tender"),
         md="results/tables/tender_exactness.md",
     params:
         triples=TENDER.exact,
@@ -76,9 +81,9 @@ rule tender_exactness:
     log:
         "logs/tender/exactness.log",
     conda:
-        ENV
+        PAPER_ENV
     script:
-        "../../scripts/tender_exactness.py"
+        "../../../scripts/tender_exactness.py"
 
 
 rule tender_cost:
@@ -89,9 +94,9 @@ rule tender_cost:
         artifacts=artifact_paths(TENDER.cost_artifacts),
         costs=config["hw_costs"],
     output:
-        csv=report("results/tables/tender_cost.csv", caption="../report/tender_cost.rst", category="Tender"),
+        csv=report("results/tables/tender_cost.csv", caption="../../report/tender_cost.rst", category="Tender"),
         md="results/tables/tender_cost.md",
-        png=report("results/figures/tender_cost.png", caption="../report/tender_cost_figure.rst", category="Tender"),
+        png=report("results/figures/tender_cost.png", caption="../../report/tender_cost_figure.rst", category="Tender"),
         pdf="results/figures/tender_cost.pdf",
     params:
         cost=TENDER.cost,
@@ -102,24 +107,17 @@ rule tender_cost:
     log:
         "logs/tender/cost.log",
     conda:
-        ENV
+        PAPER_ENV
     script:
-        "../../scripts/tender_cost.py"
+        "../../../scripts/tender_cost.py"
 
 
 # the cost model needs no evaluation (Llama-2-7B shapes alone suffice): always part of the run
-FINAL_OUTPUTS += ["results/tables/tender_cost.csv", "results/tables/tender_cost.md",
-                  "results/figures/tender_cost.png", "results/figures/tender_cost.pdf"]
-CLAIM_TABLES += ["results/tables/tender_cost.csv"]
+FINAL_OUTPUTS += outputs(rules.tender_cost)
+CLAIM_TABLES += [rules.tender_cost.output.csv]
 if TENDER.triples:
-    FINAL_OUTPUTS += [
-        "results/tables/tender_perplexity.csv", "results/tables/tender_perplexity.md",
-        "results/tables/tender_granularity.csv", "results/tables/tender_granularity.md",
-        "results/figures/tender_groups.png", "results/figures/tender_groups.pdf",
-        "results/tables/tender_calibration.csv", "results/tables/tender_calibration.md",
-        "results/figures/tender_calibration.png", "results/figures/tender_calibration.pdf",
-    ]
-    CLAIM_TABLES += ["results/tables/tender_perplexity.csv", "results/tables/tender_granularity.csv"]
+    FINAL_OUTPUTS += outputs(rules.tender_tables)
+    CLAIM_TABLES += [rules.tender_tables.output.csv, rules.tender_tables.output.gran]
 if TENDER.exact:
-    FINAL_OUTPUTS += ["results/tables/tender_exactness.csv", "results/tables/tender_exactness.md"]
-    CLAIM_TABLES += ["results/tables/tender_exactness.csv"]
+    FINAL_OUTPUTS += outputs(rules.tender_exactness)
+    CLAIM_TABLES += [rules.tender_exactness.output.csv]

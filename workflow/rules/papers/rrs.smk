@@ -16,9 +16,10 @@ rule rrs_perplexity:
     input:
         evals=RRS.evals,
     output:
-        csv=report("results/tables/rrs_perplexity.csv", caption="../report/rrs_perplexity.rst", category="RRS"),
+        csv=report("results/tables/rrs_perplexity.csv", caption="../../report/rrs_perplexity.rst", category="RRS"),
         md="results/tables/rrs_perplexity.md",
-        png=report("results/figures/rrs_perplexity.png", caption="../report/rrs_perplexity_figure.rst", category="RRS"),
+        png=report("results/figures/rrs_perplexity.png", caption="../../report/rrs_perplexity_figure.rst",
+                   category="RRS"),
         pdf="results/figures/rrs_perplexity.pdf",
     params:
         families=RRS.families,
@@ -27,9 +28,9 @@ rule rrs_perplexity:
     log:
         "logs/rrs/perplexity.log",
     conda:
-        ENV
+        PAPER_ENV
     script:
-        "../../scripts/rrs_tables.py"
+        "../../../scripts/rrs_tables.py"
 
 
 rule rrs_outliers:
@@ -38,9 +39,9 @@ rule rrs_outliers:
         model=f"resources/models/{RRS.outlier_model}/lpbench_model.json",
         tokens=f"resources/tokens/{RRS.outlier_model}/{RRS.outlier_corpus}/evaluation.pt",
     output:
-        csv=report("results/tables/rrs_outliers.csv", caption="../report/rrs_outliers.rst", category="RRS"),
+        csv=report("results/tables/rrs_outliers.csv", caption="../../report/rrs_outliers.rst", category="RRS"),
         md="results/tables/rrs_outliers.md",
-        png=report("results/figures/rrs_outliers.png", caption="../report/rrs_outliers_figure.rst", category="RRS"),
+        png=report("results/figures/rrs_outliers.png", caption="../../report/rrs_outliers_figure.rst", category="RRS"),
         pdf="results/figures/rrs_outliers.pdf",
     params:
         model=RRS.outlier_model,
@@ -53,9 +54,9 @@ rule rrs_outliers:
     log:
         "logs/rrs/outliers.log",
     conda:
-        ENV
+        PAPER_ENV
     script:
-        "../../scripts/rrs_outliers.py"
+        "../../../scripts/rrs_outliers.py"
 
 
 rule rrs_cost:
@@ -65,7 +66,7 @@ rule rrs_cost:
         costs=config["hw_costs"],
         evals=RRS.evals,
     output:
-        csv=report("results/tables/rrs_cost.csv", caption="../report/rrs_cost.rst", category="RRS"),
+        csv=report("results/tables/rrs_cost.csv", caption="../../report/rrs_cost.rst", category="RRS"),
         md="results/tables/rrs_cost.md",
     params:
         methods=lambda wc: {meth: config["methods"][meth] for _, _, meth in RRS.triples},
@@ -74,25 +75,13 @@ rule rrs_cost:
     log:
         "logs/rrs/cost.log",
     conda:
-        ENV
+        PAPER_ENV
     script:
-        "../../scripts/rrs_cost.py"
+        "../../../scripts/rrs_cost.py"
 
 
 if RRS.triples:
-    FINAL_OUTPUTS += [
-        "results/tables/rrs_perplexity.csv",
-        "results/tables/rrs_perplexity.md",
-        "results/figures/rrs_perplexity.png",
-        "results/figures/rrs_perplexity.pdf",
-        "results/tables/rrs_cost.csv",
-        "results/tables/rrs_cost.md",
-    ]
-    CLAIM_TABLES += ["results/tables/rrs_perplexity.csv", "results/tables/rrs_cost.csv"]
+    FINAL_OUTPUTS += outputs(rules.rrs_perplexity, rules.rrs_cost)
+    CLAIM_TABLES += [rules.rrs_perplexity.output.csv, rules.rrs_cost.output.csv]
 if RRS.outlier_model:
-    FINAL_OUTPUTS += [
-        "results/tables/rrs_outliers.csv",
-        "results/tables/rrs_outliers.md",
-        "results/figures/rrs_outliers.png",
-        "results/figures/rrs_outliers.pdf",
-    ]
+    FINAL_OUTPUTS += outputs(rules.rrs_outliers)

@@ -35,9 +35,9 @@ rule slanc_measure:
     log:
         "logs/slanc_measure/{model}/{corpus}.log",
     conda:
-        ENV
+        PAPER_ENV
     script:
-        "../../scripts/slanc_measure.py"
+        "../../../scripts/slanc_measure.py"
 
 
 rule slanc_tables:
@@ -47,11 +47,11 @@ rule slanc_tables:
         models=model_paths(sorted({m for m, _ in SLANC.pairs})),
         costs=config["hw_costs"],
     output:
-        csv=report("results/tables/slanc.csv", caption="../report/slanc_table.rst", category="SLaNC"),
+        csv=report("results/tables/slanc.csv", caption="../../report/slanc_table.rst", category="SLaNC"),
         md="results/tables/slanc.md",
-        layers_csv=report("results/tables/slanc_layers.csv", caption="../report/slanc_layers.rst", category="SLaNC"),
+        layers_csv=report("results/tables/slanc_layers.csv", caption="../../report/slanc_layers.rst", category="SLaNC"),
         layers_md="results/tables/slanc_layers.md",
-        cost_csv=report("results/tables/slanc_cost.csv", caption="../report/slanc_cost.rst", category="SLaNC"),
+        cost_csv=report("results/tables/slanc_cost.csv", caption="../../report/slanc_cost.rst", category="SLaNC"),
         cost_md="results/tables/slanc_cost.md",
     params:
         variant_methods=SLANC.methods,
@@ -62,32 +62,27 @@ rule slanc_tables:
     log:
         "logs/slanc_tables.log",
     conda:
-        ENV
+        PAPER_ENV
     script:
-        "../../scripts/slanc_tables.py"
+        "../../../scripts/slanc_tables.py"
 
 
 rule slanc_figure:
     input:
         measures=[f"results/slanc/{m}/{c}.pt" for m, c in SLANC.pairs],
     output:
-        png=report("results/figures/slanc_sumsq.png", caption="../report/slanc_sumsq.rst", category="SLaNC"),
+        png=report("results/figures/slanc_sumsq.png", caption="../../report/slanc_sumsq.rst", category="SLaNC"),
         pdf="results/figures/slanc_sumsq.pdf",
     benchmark:
         "results/benchmarks/slanc_figure/slanc_figure.tsv",
     log:
         "logs/slanc_figure.log",
     conda:
-        ENV
+        PAPER_ENV
     script:
-        "../../scripts/slanc_figure.py"
+        "../../../scripts/slanc_figure.py"
 
 
 if SLANC.measured:
-    FINAL_OUTPUTS += [
-        "results/tables/slanc.csv", "results/tables/slanc.md",
-        "results/tables/slanc_layers.csv", "results/tables/slanc_layers.md",
-        "results/tables/slanc_cost.csv", "results/tables/slanc_cost.md",
-        "results/figures/slanc_sumsq.png", "results/figures/slanc_sumsq.pdf",
-    ]
-    CLAIM_TABLES += ["results/tables/slanc.csv", "results/tables/slanc_cost.csv"]
+    FINAL_OUTPUTS += outputs(rules.slanc_tables, rules.slanc_figure)
+    CLAIM_TABLES += [rules.slanc_tables.output.csv, rules.slanc_tables.output.cost_csv]

@@ -35,9 +35,9 @@ rule iterl2norm_record:
     log:
         "logs/iterl2norm/record/{model}.log",
     conda:
-        ENV
+        PAPER_ENV
     script:
-        "../../scripts/iterl2norm_record.py"
+        "../../../scripts/iterl2norm_record.py"
 
 
 rule iterl2norm_precision:
@@ -46,13 +46,13 @@ rule iterl2norm_precision:
         real=expand("resources/iterl2norm/{model}/norm_inputs.pt", model=ITERL2NORM.record_models),
     output:
         errors="results/data/iterl2norm_errors.csv",
-        conv=report("results/tables/iterl2norm_convergence.csv", caption="../report/iterl2norm_convergence.rst",
+        conv=report("results/tables/iterl2norm_convergence.csv", caption="../../report/iterl2norm_convergence.rst",
                     category="IterL2Norm"),
         conv_md="results/tables/iterl2norm_convergence.md",
-        wins=report("results/tables/iterl2norm_wins.csv", caption="../report/iterl2norm_wins.rst",
+        wins=report("results/tables/iterl2norm_wins.csv", caption="../../report/iterl2norm_wins.rst",
                     category="IterL2Norm"),
         wins_md="results/tables/iterl2norm_wins.md",
-        init=report("results/tables/iterl2norm_init.csv", caption="../report/iterl2norm_init.rst",
+        init=report("results/tables/iterl2norm_init.csv", caption="../../report/iterl2norm_init.rst",
                     category="IterL2Norm"),
         init_md="results/tables/iterl2norm_init.md",
     params:
@@ -65,9 +65,9 @@ rule iterl2norm_precision:
     log:
         "logs/iterl2norm/precision.log",
     conda:
-        ENV
+        PAPER_ENV
     script:
-        "../../scripts/iterl2norm_precision.py"
+        "../../../scripts/iterl2norm_precision.py"
 
 
 rule iterl2norm_latency:
@@ -75,11 +75,11 @@ rule iterl2norm_latency:
     input:
         costs=config["hw_costs"],
     output:
-        lat=report("results/tables/iterl2norm_latency.csv", caption="../report/iterl2norm_latency_table.rst",
+        lat=report("results/tables/iterl2norm_latency.csv", caption="../../report/iterl2norm_latency_table.rst",
                    category="IterL2Norm"),
         lat_md="results/tables/iterl2norm_latency.md",
         curve="results/data/iterl2norm_latency_curve.csv",
-        energy=report("results/tables/iterl2norm_energy.csv", caption="../report/iterl2norm_energy.rst",
+        energy=report("results/tables/iterl2norm_energy.csv", caption="../../report/iterl2norm_energy.rst",
                       category="IterL2Norm"),
         energy_md="results/tables/iterl2norm_energy.md",
     params:
@@ -89,9 +89,9 @@ rule iterl2norm_latency:
     log:
         "logs/iterl2norm/latency.log",
     conda:
-        ENV
+        PAPER_ENV
     script:
-        "../../scripts/iterl2norm_latency.py"
+        "../../../scripts/iterl2norm_latency.py"
 
 
 rule iterl2norm_figures:
@@ -102,16 +102,16 @@ rule iterl2norm_figures:
         lat="results/tables/iterl2norm_latency.csv",
         init="results/tables/iterl2norm_init.csv",
     output:
-        err_png=report("results/figures/iterl2norm_error.png", caption="../report/iterl2norm_error.rst",
+        err_png=report("results/figures/iterl2norm_error.png", caption="../../report/iterl2norm_error.rst",
                        category="IterL2Norm"),
         err_pdf="results/figures/iterl2norm_error.pdf",
         real_png=report("results/figures/iterl2norm_error_real.png",
-                        caption="../report/iterl2norm_error_real.rst", category="IterL2Norm"),
+                        caption="../../report/iterl2norm_error_real.rst", category="IterL2Norm"),
         real_pdf="results/figures/iterl2norm_error_real.pdf",
-        lat_png=report("results/figures/iterl2norm_latency.png", caption="../report/iterl2norm_latency.rst",
+        lat_png=report("results/figures/iterl2norm_latency.png", caption="../../report/iterl2norm_latency.rst",
                        category="IterL2Norm"),
         lat_pdf="results/figures/iterl2norm_latency.pdf",
-        init_png=report("results/figures/iterl2norm_init.png", caption="../report/iterl2norm_init_figure.rst",
+        init_png=report("results/figures/iterl2norm_init.png", caption="../../report/iterl2norm_init_figure.rst",
                         category="IterL2Norm"),
         init_pdf="results/figures/iterl2norm_init.pdf",
     benchmark:
@@ -119,9 +119,9 @@ rule iterl2norm_figures:
     log:
         "logs/iterl2norm/figures.log",
     conda:
-        ENV
+        PAPER_ENV
     script:
-        "../../scripts/iterl2norm_figures.py"
+        "../../../scripts/iterl2norm_figures.py"
 
 
 rule iterl2norm_model_table:
@@ -129,7 +129,7 @@ rule iterl2norm_model_table:
     input:
         ITERL2NORM.evals,
     output:
-        csv=report("results/tables/iterl2norm_model.csv", caption="../report/iterl2norm_model.rst",
+        csv=report("results/tables/iterl2norm_model.csv", caption="../../report/iterl2norm_model.rst",
                    category="IterL2Norm"),
         md="results/tables/iterl2norm_model.md",
     benchmark:
@@ -137,27 +137,17 @@ rule iterl2norm_model_table:
     log:
         "logs/iterl2norm/model_table.log",
     conda:
-        ENV
+        PAPER_ENV
     script:
-        "../../scripts/iterl2norm_model_table.py"
+        "../../../scripts/iterl2norm_model_table.py"
 
 
-FINAL_OUTPUTS += [
-    "results/tables/iterl2norm_convergence.md",
-    "results/tables/iterl2norm_wins.md",
-    "results/tables/iterl2norm_latency.md",
-    "results/tables/iterl2norm_energy.md",
-    "results/tables/iterl2norm_model.md",
-    "results/tables/iterl2norm_init.md",
-    "results/figures/iterl2norm_init.pdf",
-    "results/figures/iterl2norm_error.pdf",
-    "results/figures/iterl2norm_error_real.pdf",
-    "results/figures/iterl2norm_latency.pdf",
-]
+FINAL_OUTPUTS += outputs(rules.iterl2norm_precision, rules.iterl2norm_latency, rules.iterl2norm_figures,
+                         rules.iterl2norm_model_table)
 CLAIM_TABLES += [
-    "results/tables/iterl2norm_convergence.csv",
-    "results/tables/iterl2norm_wins.csv",
-    "results/tables/iterl2norm_init.csv",
-    "results/tables/iterl2norm_latency.csv",
-    "results/tables/iterl2norm_model.csv",
+    rules.iterl2norm_precision.output.conv,
+    rules.iterl2norm_precision.output.wins,
+    rules.iterl2norm_precision.output.init,
+    rules.iterl2norm_latency.output.lat,
+    rules.iterl2norm_model_table.output.csv,
 ]

@@ -27,9 +27,9 @@ rule un_images:
     log:
         "logs/unified_norm/images/{images}.log",
     conda:
-        ENV
+        PAPER_ENV
     script:
-        "../../scripts/un_images.py"
+        "../../../scripts/un_images.py"
 
 
 rule un_train:
@@ -58,9 +58,9 @@ rule un_train:
     log:
         "logs/unified_norm/train/{task}/{norm}/seed{seed}.log",
     conda:
-        ENV
+        PAPER_ENV
     script:
-        "../../scripts/un_train.py"
+        "../../../scripts/un_train.py"
 
 
 rule un_tables:
@@ -68,9 +68,10 @@ rule un_tables:
     input:
         un_study.run_files("json", UN_RUNS),
     output:
-        csv=report("results/tables/unified_norm.csv", caption="../report/unified_norm.rst", category="Unified Normalization"),
+        csv=report("results/tables/unified_norm.csv", caption="../../report/unified_norm.rst",
+                   category="Unified Normalization"),
         md="results/tables/unified_norm.md",
-        summary=report("results/tables/unified_norm_summary.csv", caption="../report/unified_norm_summary.rst",
+        summary=report("results/tables/unified_norm_summary.csv", caption="../../report/unified_norm_summary.rst",
                        category="Unified Normalization"),
         summary_md="results/tables/unified_norm_summary.md",
         filtration="results/tables/unified_norm_filtration.csv",
@@ -80,9 +81,9 @@ rule un_tables:
     log:
         "logs/unified_norm/tables.log",
     conda:
-        ENV
+        PAPER_ENV
     script:
-        "../../scripts/un_tables.py"
+        "../../../scripts/un_tables.py"
 
 
 rule un_speed:
@@ -92,7 +93,7 @@ rule un_speed:
         data=sorted({f for t in UN["speed"]["tasks"] for f in un_study.task_inputs(UN, t).values()}),
         costs=config["hw_costs"],
     output:
-        csv=report("results/tables/unified_norm_speed.csv", caption="../report/unified_norm_speed.rst",
+        csv=report("results/tables/unified_norm_speed.csv", caption="../../report/unified_norm_speed.rst",
                    category="Unified Normalization"),
         md="results/tables/unified_norm_speed.md",
         energy="results/tables/unified_norm_energy.csv",
@@ -113,9 +114,9 @@ rule un_speed:
     log:
         "logs/unified_norm/speed.log",
     conda:
-        ENV
+        PAPER_ENV
     script:
-        "../../scripts/un_speed.py"
+        "../../../scripts/un_speed.py"
 
 
 rule un_figures:
@@ -123,13 +124,13 @@ rule un_figures:
         logs=un_study.run_files("log", UN_RUNS),
         speed="results/tables/unified_norm_speed.csv",
     output:
-        curves=report("results/figures/unified_norm_training.png", caption="../report/unified_norm_training.rst",
+        curves=report("results/figures/unified_norm_training.png", caption="../../report/unified_norm_training.rst",
                       category="Unified Normalization"),
         curves_pdf="results/figures/unified_norm_training.pdf",
-        stat=report("results/figures/unified_norm_statistic.png", caption="../report/unified_norm_statistic.rst",
+        stat=report("results/figures/unified_norm_statistic.png", caption="../../report/unified_norm_statistic.rst",
                     category="Unified Normalization"),
         stat_pdf="results/figures/unified_norm_statistic.pdf",
-        speed=report("results/figures/unified_norm_speed.png", caption="../report/unified_norm_speed_figure.rst",
+        speed=report("results/figures/unified_norm_speed.png", caption="../../report/unified_norm_speed_figure.rst",
                      category="Unified Normalization"),
         speed_pdf="results/figures/unified_norm_speed.pdf",
     params:
@@ -140,24 +141,11 @@ rule un_figures:
     log:
         "logs/unified_norm/figures.log",
     conda:
-        ENV
+        PAPER_ENV
     script:
-        "../../scripts/un_figures.py"
+        "../../../scripts/un_figures.py"
 
 
 if UN_RUNS:
-    FINAL_OUTPUTS += [
-        "results/tables/unified_norm.md",
-        "results/tables/unified_norm_summary.md",
-        "results/tables/unified_norm_filtration.md",
-        "results/figures/unified_norm_training.pdf",
-        "results/figures/unified_norm_statistic.pdf",
-        "results/tables/unified_norm_speed.md",
-        "results/tables/unified_norm_energy.md",
-        "results/figures/unified_norm_speed.pdf",
-    ]
-    CLAIM_TABLES += [
-        "results/tables/unified_norm_summary.csv",
-        "results/tables/unified_norm_filtration.csv",
-        "results/tables/unified_norm_speed.csv",
-    ]
+    FINAL_OUTPUTS += outputs(rules.un_tables, rules.un_figures, rules.un_speed)
+    CLAIM_TABLES += [rules.un_tables.output.summary, rules.un_tables.output.filtration, rules.un_speed.output.csv]

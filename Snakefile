@@ -42,13 +42,13 @@ include: "workflow/rules/calibrate.smk"
 include: "workflow/rules/quantize.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/hwcost.smk"
-include: "workflow/rules/targets.smk"
-include: "workflow/rules/rrs.smk"
-include: "workflow/rules/tender.smk"
-include: "workflow/rules/slanc.smk"
-include: "workflow/rules/iterl2norm.smk"
-include: "workflow/rules/unified_norm.smk"
 include: "workflow/rules/report.smk"
+
+
+# One rule file per paper, each with its own rules, target selection (lpbench.studies.<paper>) and
+# FINAL_OUTPUTS / CLAIM_TABLES entries: docs/extending.md, "Add a paper".
+for _paper in sorted((Path(workflow.basedir) / "workflow" / "rules" / "papers").glob("*.smk")):
+    include: f"workflow/rules/papers/{_paper.name}"
 
 
 rule all:

@@ -5,7 +5,7 @@ delegate()  # under `make run`: this job runs in the pre-loaded worker (lpbench.
 
 import pandas as pd
 
-from lpbench.studies.iterl2norm import error_figure, init_figure, latency_figure, real_error_figure
+from lpbench.studies.iterl2norm.figures import error_figure, init_figure, latency_figure, real_error_figure
 from lpbench.jobs import setup
 from lpbench.plots import save
 

@@ -5,7 +5,8 @@ from lpbench.worker import delegate
 delegate()  # under `make run`: this job runs in the pre-loaded worker (lpbench.worker)
 
 from lpbench.hwcost import load_costs
-from lpbench.studies.iterl2norm import energy_table, latency_table, settings
+from lpbench.studies.iterl2norm import settings
+from lpbench.studies.iterl2norm.hardware import energy_table, latency_table
 from lpbench.jobs import setup
 from lpbench.tables import write_table
 

@@ -4,7 +4,7 @@ from lpbench.worker import delegate
 
 delegate()  # under `make run`: this job runs in the pre-loaded worker (lpbench.worker)
 
-from lpbench.studies.iterl2norm import model_table
+from lpbench.studies.iterl2norm.models import model_table
 from lpbench.jobs import setup
 from lpbench.tables import load_results, write_table
 

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import torch
 
-from lpbench.studies.iterl2norm import convergence_table, init_table, precision_study, settings, wins_by_init
+from lpbench.studies.iterl2norm import settings
+from lpbench.studies.iterl2norm.precision import convergence_table, init_table, precision_study, wins_by_init
 from lpbench.jobs import compute, setup
 from lpbench.tables import write_table
 

@@ -12,7 +12,8 @@ import torch
 
 from lpbench.archs import get_arch
 from lpbench.integrity import load_checked
-from lpbench.studies.iterl2norm import DEFAULTS, record_norm_inputs
+from lpbench.studies.iterl2norm import DEFAULTS
+from lpbench.studies.iterl2norm.models import record_norm_inputs
 from lpbench.jobs import compute, mock_snakemake, setup
 from lpbench.sources import load_model
 

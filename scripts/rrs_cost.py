@@ -12,7 +12,7 @@ from lpbench.archs import spec_for_model_type
 from lpbench.hwcost import load_costs
 from lpbench.jobs import setup
 from lpbench.methods import ModelDims
-from lpbench.studies.rrs import cost_rows
+from lpbench.studies.rrs.analysis import cost_rows
 from lpbench.tables import load_results, write_table
 
 log = setup(snakemake)

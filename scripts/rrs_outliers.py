@@ -13,7 +13,7 @@ from lpbench.data import eval_windows
 from lpbench.jobs import compute, setup
 from lpbench.limits import check_job_seqlen
 from lpbench.plots import save
-from lpbench.studies.rrs import capture_inputs, layer_table, outlier_figure, pick_figure_input
+from lpbench.studies.rrs.analysis import capture_inputs, layer_table, outlier_figure, pick_figure_input
 from lpbench.sources import load_model, special_tokens
 from lpbench.tables import write_table
 

@@ -7,7 +7,7 @@ import pandas as pd
 
 from lpbench.jobs import setup
 from lpbench.plots import save
-from lpbench.studies.rrs import perplexity_figure, perplexity_rows
+from lpbench.studies.rrs.analysis import perplexity_figure, perplexity_rows
 from lpbench.tables import load_results, write_table
 
 log = setup(snakemake)

@@ -8,7 +8,7 @@ import torch
 
 from lpbench.jobs import setup
 from lpbench.plots import save
-from lpbench.studies.slanc import sumsq_figure, sumsq_long
+from lpbench.studies.slanc.tables import sumsq_figure, sumsq_long
 
 setup(snakemake)
 rows, lim = [], None

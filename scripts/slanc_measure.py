@@ -15,7 +15,7 @@ from lpbench.integrity import load_checked
 from lpbench.jobs import compute, setup
 from lpbench.limits import check_job_seqlen
 from lpbench.methods import build_method
-from lpbench.studies.slanc import measure
+from lpbench.studies.slanc.measure import measure
 from lpbench.sources import encoder_ends, load_model, special_tokens
 
 log = setup(snakemake)

@@ -11,7 +11,7 @@ import torch
 
 from lpbench.hwcost import load_costs
 from lpbench.jobs import setup
-from lpbench.studies.slanc import cost_table, measurement_tables
+from lpbench.studies.slanc.tables import cost_table, measurement_tables
 from lpbench.tables import write_table
 
 log = setup(snakemake)

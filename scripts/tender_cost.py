@@ -11,7 +11,7 @@ from lpbench.hwcost import load_costs
 from lpbench.integrity import load_checked
 from lpbench.jobs import setup
 from lpbench.plots import save
-from lpbench.studies.tender import cost_figure, cost_table, measured_groups, model_shapes
+from lpbench.studies.tender.analysis import cost_figure, cost_table, measured_groups, model_shapes
 from lpbench.tables import write_table
 
 log = setup(snakemake)

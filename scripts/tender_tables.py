@@ -10,7 +10,7 @@ from lpbench.claims import load_nll
 from lpbench.integrity import load_checked
 from lpbench.jobs import setup
 from lpbench.plots import save
-from lpbench.studies.tender import (calibration_figure, calibration_rows, granularity, groups_figure,
+from lpbench.studies.tender.analysis import (calibration_figure, calibration_rows, granularity, groups_figure,
                                     tender_perplexity)
 from lpbench.tables import load_results, perplexity_table, write_table
 

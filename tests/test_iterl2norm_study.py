@@ -10,6 +10,7 @@ import torch
 
 from helpers import tiny_model
 from lpbench.studies import iterl2norm as st
+from lpbench.studies.iterl2norm import figures, hardware, models, precision
 from lpbench.accel import norm_macro
 from lpbench.archs import get_arch
 from lpbench.hwcost import load_costs
@@ -65,8 +66,8 @@ def test_settings_merge_and_reject_unknown_keys():
 
 
 def test_unit_scale_is_exact_power_of_two():
-    y = st.synthetic("student_t3", 50, 96, 0) * 1e3
-    s = st.unit_scale(y)
+    y = precision.synthetic("student_t3", 50, 96, 0) * 1e3
+    s = precision.unit_scale(y)
     ratio = s / y
     assert torch.equal(ratio, ratio[:, :1].expand_as(ratio))      # one factor per row
     assert torch.equal(torch.frexp(ratio[:, 0])[0], torch.full((50,), 0.5, dtype=F64))   # powers of two
@@ -79,14 +80,14 @@ def test_unit_scale_is_exact_power_of_two():
 
 
 def test_error_curves_floors_and_fp64_convergence():
-    y = st.unit_scale(st.synthetic("gaussian", 64, 256, 3))
-    rows, floors = st.error_curves(y, "fp64", {"it": {"algorithm": "iterl2norm"}, "fisr": {"algorithm": "fisr"}},
+    y = precision.unit_scale(precision.synthetic("gaussian", 64, 256, 3))
+    rows, floors = precision.error_curves(y, "fp64", {"it": {"algorithm": "iterl2norm"}, "fisr": {"algorithm": "fisr"}},
                                    max_iters=7)
     assert floors["E_round"] == 0 and floors["E_dp"] < 1e-15
     last = {r["algorithm"]: r for r in rows if r["iters"] == 7}
     assert last["it"]["err_max"] < 1e-14 and last["fisr"]["err_max"] < 1e-14
     # bf16: the exactly rounded result is the floor of everything; 0 iterations = the initial guess
-    rows, floors = st.error_curves(y, "bf16", {"it": {"algorithm": "iterl2norm"}}, max_iters=6)
+    rows, floors = precision.error_curves(y, "bf16", {"it": {"algorithm": "iterl2norm"}}, max_iters=6)
     u = FORMATS["bf16"].u
     assert 0.2 * u < floors["E_round"] < u and floors["E_round"] <= floors["E_dp"] < 3 * u
     errs = [r["err_mean"] for r in rows]
@@ -95,11 +96,11 @@ def test_error_curves_floors_and_fp64_convergence():
 
 
 def test_sign_test_and_paired_counts():
-    assert st.sign_test(0, 0) == 1.0 and st.sign_test(5, 5) == 1.0
-    assert st.sign_test(10, 0) == pytest.approx(2 / 2 ** 10)
-    assert st.sign_test(2, 8) == pytest.approx(2 * (1 + 10 + 45) / 2 ** 10)
-    y = st.unit_scale(st.synthetic("gaussian", 32, 64, 5))
-    _, cell = st.error_curves(y, "bf16", {"iterl2norm": {}, "fisr": {"algorithm": "fisr"}}, max_iters=5)
+    assert precision.sign_test(0, 0) == 1.0 and precision.sign_test(5, 5) == 1.0
+    assert precision.sign_test(10, 0) == pytest.approx(2 / 2 ** 10)
+    assert precision.sign_test(2, 8) == pytest.approx(2 * (1 + 10 + 45) / 2 ** 10)
+    y = precision.unit_scale(precision.synthetic("gaussian", 32, 64, 5))
+    _, cell = precision.error_curves(y, "bf16", {"iterl2norm": {}, "fisr": {"algorithm": "fisr"}}, max_iters=5)
     assert cell["paired_better"] + cell["paired_worse"] <= 32 and 0 < cell["paired_p"] <= 1
 
 
@@ -115,7 +116,7 @@ def _fake_errors():
 
 
 def test_convergence_table_by_hand():
-    c = st.convergence_table(_fake_errors(), max_iters=4).set_index("algorithm")
+    c = precision.convergence_table(_fake_errors(), max_iters=4).set_index("algorithm")
     assert c.loc["iterl2norm", "iterations_to_format_precision"] == 3 and c.loc["iterl2norm", "reached"]
     assert c.loc["fisr", "iterations_to_format_precision"] == 5 and not c.loc["fisr", "reached"]  # K + 1
     assert c.loc["fisr", "iterations_truncation_mean"] == 0 and c.loc["fisr", "iterations_truncation_max"] == 1
@@ -129,7 +130,7 @@ def test_wins_table_by_hand():
             rows += [{"fmt": fmt, "input": "gaussian", "d": d, "algorithm": "iterl2norm", "iters": 5, "err_mean": ours},
                      {"fmt": fmt, "input": "gaussian", "d": d, "algorithm": "fisr", "iters": 5, "err_mean": theirs}]
     rows.append({"fmt": "fp32", "input": "real:m", "d": 768, "algorithm": "fisr", "iters": 5, "err_mean": 0.0})
-    w = st.wins_table(pd.DataFrame(rows)).set_index("fmt")
+    w = precision.wins_table(pd.DataFrame(rows)).set_index("fmt")
     assert (w.loc["fp32", ["wins", "ties", "losses", "paper_wins", "wins_minus_paper"]].tolist()
             == [5, 1, 3, 6, -1])
     assert w.loc["fp32", "paper_case"] and not w.loc["fp16", "paper_case"]
@@ -140,13 +141,13 @@ def test_precision_study_small_config_runs_and_real_rows_are_separate():
     cfg = st.settings({"dims": [64], "opt_dims": [768], "formats": ["fp32", "bf16"], "n_vectors": 8,
                        "max_iters": 6, "inputs": ["gaussian"]})
     real = {"m": {32: torch.randn(5, 32, dtype=F64) * 300}}
-    df = st.precision_study(cfg, real)
+    df = precision.precision_study(cfg, real)
     assert set(df["input"]) == {"gaussian", "real:m"}
     assert len(df) == 2 * 3 * len(cfg["variants"]) * 7
     assert df.loc[df["input"] == "real:m", "fp16_overflow_unscaled"].eq(5).all()   # 32·300² > 65504
-    conv = st.convergence_table(df)
+    conv = precision.convergence_table(df)
     assert set(conv["algorithm"]) == set(cfg["variants"])
-    assert st.wins_table(df, dims=[768])["cases"].eq(1).all()
+    assert precision.wins_table(df, dims=[768])["cases"].eq(1).all()
 
 
 @pytest.mark.parametrize("family, widths", [("llama", {64}), ("bert", {64}), ("gemma3", {64, 16})])
@@ -154,7 +155,7 @@ def test_record_norm_inputs(family, widths):
     model = tiny_model(family)
     arch = get_arch(model)
     windows = torch.randint(3, 100, (2, 12), generator=torch.Generator().manual_seed(0))
-    rec = st.record_norm_inputs(model, arch, windows, tokens_per_window=4, max_vectors=1000)
+    rec = models.record_norm_inputs(model, arch, windows, tokens_per_window=4, max_vectors=1000)
     assert set(rec) == widths
     n_hidden = len([n for n in arch.norm_names(model) if "q_norm" not in n and "k_norm" not in n])
     assert rec[64].shape == (2 * 4 * n_hidden, 64)
@@ -169,7 +170,7 @@ def test_latency_table_anchor_and_prediction():
     assert norm_macro.cycles(64, lanes=16, mem_width=16, **r["overrides"]) == 116
     base = norm_macro.cycles(64, lanes=16, mem_width=16)          # fixed = 0
     assert r["fixed"] == 116 - base and r["feasible"]
-    lat, curve = st.latency_table({"lanes": 16, "mem_width": 16}, [8, 16])
+    lat, curve = hardware.latency_table({"lanes": 16, "mem_width": 16}, [8, 16])
     conf = lat[lat["configured"]].set_index("d")
     assert conf.loc[64, "model_cycles"] == 116 and conf.loc[64, "rel_error"] == 0
     # predicted: the same overhead plus 2 passes of (1024 − 64)/16 more beats
@@ -179,7 +180,7 @@ def test_latency_table_anchor_and_prediction():
 
 def test_energy_table_inverse_sqrt_part_by_hand():
     costs = load_costs(ROOT / "config" / "hw_costs.yaml")
-    e = st.energy_table(costs, [64], ["fp32", "bf16"], [4]).set_index(["fmt", "datapath"])
+    e = hardware.energy_table(costs, [64], ["fp32", "bf16"], [4]).set_index(["fmt", "datapath"])
     em, ea, ei = 3.7, 0.9, 0.1
     assert e.loc[("fp32", "iterl2norm"), "inverse_sqrt_part_pj"] == pytest.approx(5 * (4 * em + 2 * ea) + 2 * ei)
     assert e.loc[("fp32", "sqrtdiv-recip"), "inverse_sqrt_part_pj"] == pytest.approx(2 * 4 * em)
@@ -199,21 +200,21 @@ def test_model_table_from_results():
                res("enc", "iterl2norm-5", "iterl2norm", {"kind": "encoder_error", "relative_error": 1e-6,
                                                          "cosine": 1.0}, p),
                res("lm", "rtn", "rtn", {"kind": "perplexity", "perplexity": 20.0})]
-    df = st.model_table(results).set_index("model")
+    df = models.model_table(results).set_index("model")
     assert list(df.index) == ["enc", "lm"]
     assert df.loc["lm", "rel_change_vs_fp32"] == pytest.approx(0.01)
     assert df.loc["enc", "relative_error"] == 1e-6 and math.isnan(df.loc["enc", "perplexity"])
-    assert st.model_table([]).empty
+    assert models.model_table([]).empty
 
 
 def test_figures_render(tmp_path):
     from lpbench.plots import save
     cfg = st.settings({"dims": [64], "opt_dims": [768], "formats": ["bf16"], "n_vectors": 4, "max_iters": 3,
                        "inputs": ["gaussian"], "variants": {"iterl2norm": {}, "fisr": {"algorithm": "fisr"}}})
-    df = st.precision_study(cfg, {"m": {16: torch.randn(4, 16, dtype=F64)}})
-    conv = st.convergence_table(df)
-    lat, curve = st.latency_table({"lanes": 16}, [16])
-    for name, fig in (("e", st.error_figure(df, conv)), ("r", st.real_error_figure(df, conv)),
-                      ("l", st.latency_figure(curve, lat))):
+    df = precision.precision_study(cfg, {"m": {16: torch.randn(4, 16, dtype=F64)}})
+    conv = precision.convergence_table(df)
+    lat, curve = hardware.latency_table({"lanes": 16}, [16])
+    for name, fig in (("e", figures.error_figure(df, conv)), ("r", figures.real_error_figure(df, conv)),
+                      ("l", figures.latency_figure(curve, lat))):
         save(fig, tmp_path / f"{name}.png", tmp_path / f"{name}.pdf")
         assert (tmp_path / f"{name}.png").stat().st_size > 5000

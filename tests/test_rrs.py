@@ -10,7 +10,7 @@ from helpers import tiny_model
 from lpbench.archs import get_arch, get_submodule
 from lpbench.methods import ModelDims, build_method
 from lpbench.methods.runtime_smooth import runtime_smooth_quant, runtime_smooth_scales
-from lpbench.studies.rrs import Rotations, capture_inputs, outlier_stats
+from lpbench.studies.rrs.analysis import Rotations, capture_inputs, outlier_stats
 from lpbench.quant import QuantLinear, QuantSpec, fake_quant
 from lpbench.kvcache import KVQuant
 from lpbench.quant import mse_clip_scale
@@ -247,7 +247,7 @@ def test_perplexity_figure_one_bar_per_configuration_with_its_interval():
     import matplotlib.pyplot as plt
     import pandas as pd
 
-    from lpbench.studies.rrs import CONFIG_PALETTE, perplexity_figure
+    from lpbench.studies.rrs.analysis import CONFIG_PALETTE, perplexity_figure
 
     rows = []
     for model, scale in (("a", 1.0), ("b", 2.0)):

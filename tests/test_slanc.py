@@ -11,7 +11,8 @@ from lpbench.lowprec import emulated_norm
 from lpbench.methods import ModelDims, build_method
 from lpbench.lowprec import native_norm
 from lpbench.methods.slanc import LowPrecNorm, lowprec_norm, slanc_scales
-from lpbench.studies.slanc import measure, reparametrize, restore, summary_rows
+from lpbench.studies.slanc.measure import measure, reparametrize, restore
+from lpbench.studies.slanc.tables import summary_rows
 
 F64 = torch.float64
 
@@ -194,7 +195,7 @@ def test_bad_parameters_are_rejected():
 
 
 def test_scope_of_marks_the_papers_block_types_in_scope():
-    from lpbench.studies.slanc import scope_of
+    from lpbench.studies.slanc.measure import scope_of
     assert scope_of("pre", ["attn_in", "mlp_in", "final"])[0] == "in-scope"
     assert scope_of("post", ["attn_out", "mlp_out"])[0] == "in-scope"
     scope, why = scope_of("sandwich", ["attn_in", "attn_out", "q_norm", "k_norm", "mlp_in", "mlp_out", "final"])

@@ -4,7 +4,7 @@ import json
 import pandas as pd
 import pytest
 
-from lpbench.studies import tender as tt
+from lpbench.studies.tender import analysis as tt
 
 ROLES = {"tender": {8: "tender-int8", 4: "tender-int4"}, "per_tensor": {8: "pt8", 4: "pt4"},
          "per_row": {8: "rtn-w8a8", 4: "rtn-w4a4"}, "per_column": {8: "pc8", 4: "pc4"},

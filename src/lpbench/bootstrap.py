@@ -1,35 +1,19 @@
 """Paired block bootstrap of perplexity ratios (the confidence intervals of the claims ledger).
 
-What is resampled
-    Every causal evaluation stores one NLL per predicted token (``metrics["token_nll"]``, see
-    :mod:`lpbench.evaluate`), in the same order for every method of a (model, corpus). The perplexity
-    ratio of method A over method B on those N tokens is
-
-        R = ppl_A / ppl_B = exp(mean_t nll_A(t) − mean_t nll_B(t)) = exp(mean_t δ(t)),  δ = nll_A − nll_B,
-
-    so a *paired* comparison resamples the tokens once and applies the same resampled positions to both
-    methods (here: to δ, and for a ratio against the best of several methods to every method at once).
-
-Why blocks, and which
-    Token NLLs of running text are autocorrelated (a hard passage is hard for every token in it and for
-    every method), so resampling single tokens would understate the variance. We use the circular
-    moving-block bootstrap (Künsch 1989; Politis & Romano 1992): the windows are concatenated in text
-    order (they are consecutive non-overlapping chunks of the evaluation text) into one series of N
-    tokens, each resample draws ⌈N/L⌉ block starts uniformly from 0 … N−1 and takes L consecutive
-    tokens from each (wrapping around at the end), so a resample holds ⌈N/L⌉·L tokens.
-
-    ``BLOCK = 32`` tokens (≈ one or two sentences of prose; N^(1/3) ≈ 13 is the classical rate for
-    N = 2044 tokens, a longer block is the conservative side when the dependence range is unknown).
-    ``RESAMPLES = 2000``, percentile interval at 95 %, ``SEED = 0`` (numpy PCG64). All three are fixed
-    here, before any interval was computed, and are never tuned per claim.
-
-Cost
-    A resample's mean is a sum of ⌈N/L⌉ precomputed circular block sums (a cumulative sum gives all N of
-    them), so one interval is a (RESAMPLES × ⌈N/L⌉) gather: no Python loop over resamples or tokens;
-    about a millisecond for the default 2044 tokens.
+Every causal evaluation stores one NLL per predicted token, in the same order for every method of a
+(model, corpus), so the perplexity ratio of method A over method B is R = exp(mean_t δ(t)) with
+δ = nll_A − nll_B, and a *paired* comparison resamples the token positions once for both methods
+(:func:`ratio_ci`; against the best of several methods, :func:`ratio_to_best_ci`). Token NLLs of running
+text are autocorrelated, so the resampling is the circular moving-block bootstrap (Künsch 1989; Politis &
+Romano 1992) over the windows concatenated in text order: ``BLOCK = 32`` tokens, ``RESAMPLES = 2000``,
+95 % percentile interval, ``SEED = 0`` — fixed here before any interval was computed, never tuned per
+claim. One interval is a vectorised gather over precomputed circular block sums (about a millisecond for
+2044 tokens). :func:`decide` / :func:`combine` turn intervals into verdicts.
 
 Known answers (tests/test_bootstrap.py): identical methods give R = 1 with the interval [1, 1]; a
 constant per-token shift c gives exactly exp(c) for the point and both ends.
+
+Why blocks of 32, the resampling step by step and the cost: docs/statistics.md.
 """
 from __future__ import annotations
 

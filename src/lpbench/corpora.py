@@ -2,17 +2,14 @@
 
 Every corpus entry becomes two text files, ``calibration.txt`` and ``evaluation.txt``, plus
 ``corpus.json`` with provenance. The split is part of the entry and is checked so that calibration text
-and evaluation text never overlap.
-
-Sources (``corpora.<id>.source``):
+and evaluation text never overlap. Sources (``corpora.<id>.source``; every key: config/README.md):
 
 ``debian``  a Debian package fetched with ``apt-get download`` (checked against the archive's SHA256),
             unpacked with ``dpkg-deb -x``. Reader ``janeaustenr``: the R lazy-load database of the
             ``r-cran-janeaustenr`` package (six public-domain Jane Austen novels), read with ``rdata``.
             Splits name novels, e.g. evaluation ``[persuasion]``, calibration the others.
-``hf``      a Hugging Face dataset repo at a pinned revision (e.g. ``Salesforce/wikitext``,
-            ``wikitext-2-raw-v1``): parquet files per split, text column joined the way the
-            quantization literature does (WikiText-2: rows joined with "\\n\\n").
+``hf``      a Hugging Face dataset repo at a pinned revision: parquet files per split, text column joined
+            the way the quantization literature does (WikiText-2: rows joined with "\\n\\n").
 ``local``   a text file; split at a paragraph boundary by ``evaluation_fraction`` (the tail is the
             evaluation text, the head calibration), or two files ``calibration`` / ``evaluation``.
 

@@ -1,9 +1,8 @@
 """The one fake-quantization primitive every method uses, and the quantized linear layer.
 
 Fake quantization = quantize to integer codes, then dequantize back to float, in one pass, so a
-quantized model runs as an ordinary float model (the way the official code of QuaRot, RRS and Tender
-evaluates). Codes are never materialized on the hot path; :func:`quantize_codes` exists for integer
-emulation and tests.
+quantized model runs as an ordinary float model (as the official code of QuaRot, RRS and Tender evaluates);
+:func:`quantize_codes` materializes the codes, for integer emulation and tests.
 
 Granularity names are explicit about which axis a scale is shared along, because "per-channel" means
 different things for weights and activations:
@@ -22,10 +21,7 @@ Symmetric unsigned (non-negative inputs, e.g. post-ReLU): scale = clip·max(x) /
 codes in [0, 2^b - 1] (the min/max range is shrunk by the clip ratio, as in QuaRot's asymmetric mode).
 An all-zero slice gets scale 1 (its codes are 0), never a division by zero.
 
-Shared W4A4 helpers (the ``smoothquant``, ``quarot``, ``rs`` and ``rrs`` kinds differ only in the transform
-they apply, never in how they quantize): ``weight_quant`` (symmetric per-output-channel INT-b weights;
-``clip="mse"`` is QuaRot's ``--w_clip`` search) and ``act_spec`` (symmetric per-token INT-b inputs of every
-block linear). How they follow the official RRS/QuaRot code: docs/papers/rrs.md ("W4A4 weights and activations").
+The W4A4 helpers ``weight_quant`` / ``act_spec`` and the official code: docs/papers/rrs.md ("W4A4 weights ...").
 """
 from __future__ import annotations
 

@@ -4,6 +4,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 
 from lpbench.config import experiment_triples, load_yaml, method_facts, window_settings
+from lpbench.studies.selection import artifact_paths, eval_paths, model_paths
 
 # unknown model/corpus/method names or bad method parameters: fail now. What the DAG needs of each method
 # is remembered in .snakemake/lpbench/ for the same methods and code, so a no-op run does not import torch.
@@ -57,6 +58,7 @@ def warn_changed_models():
 warn_changed_models()
 
 ENV = "../../envs/lpbench.yaml"  # for --use-conda; the Makefile's .venv is the default
+PAPER_ENV = "../../../envs/lpbench.yaml"  # the same file, from workflow/rules/papers/
 
 TRIPLES = experiment_triples(config)
 MODELS = sorted({m for m, _, _ in TRIPLES})
@@ -124,25 +126,18 @@ def artifact_windows(wc):
 
 
 def eval_results():
-    return [f"results/evals/{m}/{c}/{meth}.json" for m, c, meth in TRIPLES]
+    return eval_paths(TRIPLES)
 
 
-# Extension points: a paper's rule file (workflow/rules/<paper>.smk) appends the files it produces to
-# FINAL_OUTPUTS, and the tables its claims read to CLAIM_TABLES (a claim's rule names a table by stem).
-FINAL_OUTPUTS = [
-    "results/tables/perplexity.csv",
-    "results/tables/perplexity.md",
-    "results/tables/encoder.csv",
-    "results/tables/hwcost.csv",
-    "results/figures/perplexity.png",
-    "results/claims.md",
-    "results/claims.csv",
-]
-CLAIM_TABLES = [
-    "results/tables/perplexity.csv",
-    "results/tables/encoder.csv",
-    "results/tables/hwcost.csv",
-]
+# Extension points: a rule file appends what a run must produce to FINAL_OUTPUTS (`outputs(rules.<name>)`,
+# after the rule is defined) and the tables its claims read to CLAIM_TABLES (a claim names a table by stem).
+FINAL_OUTPUTS = []
+CLAIM_TABLES = []
+
+
+def outputs(*rule_objects):
+    """Every file the given rules declare as output (``rules.<name>``), as plain paths."""
+    return [str(f) for r in rule_objects for f in r.output]
 
 
 def get_final_output():
@@ -156,36 +151,3 @@ def config_slice_hash(wc):
     return config_hash(config["models"][wc.model], config["corpora"][wc.corpus],
                        config["methods"][wc.method], window_settings(config, wc.model),
                        config["calibration"], config["seed"])
-
-
-# ---- Unified Normalization study (rules in unified_norm.smk) -------------------------------------------
-from lpbench.studies.unified_norm import role as un_role, runs as un_runs, settings as un_settings
-
-UN = un_settings(config.get("unified_norm"))
-UN_RUNS = un_runs(UN)
-for _entry in UN["images"].values():
-    if isinstance(_entry.get("path"), str):
-        _entry["path"] = resolve(_entry["path"])
-
-
-def un_task_inputs(name):
-    task = UN["tasks"][name]
-    if task["kind"] == "vision":
-        return {"images": f"resources/unified_norm/images/{task['data']}.pt"}
-    return {"calibration": f"resources/corpora/{task['data']}/calibration.txt",
-            "evaluation": f"resources/corpora/{task['data']}/evaluation.txt"}
-
-
-def un_train_input(wc):
-    return un_task_inputs(wc.task)
-
-
-def un_run_files(kind, runs=None):
-    pattern = {"json": "results/unified_norm/runs/{t}/{n}/seed{s}.json", "log": "results/data/unified_norm/{t}/{n}/seed{s}.csv",
-               "ckpt": "resources/unified_norm/ckpt/{t}/{n}/seed{s}.pt"}[kind]
-    return [pattern.format(t=t, n=n, s=s) for t, n, s in (runs if runs is not None else UN_RUNS)]
-
-
-def un_speed_runs():
-    seed = UN["seeds"][0]
-    return [(t, n, seed) for t in UN["speed"]["tasks"] for n in ("ln", UN["tasks"][t]["un"])]

@@ -17,3 +17,7 @@ rule hwcost:
         ENV
     script:
         "../../scripts/hwcost.py"
+
+
+FINAL_OUTPUTS += outputs(rules.hwcost)
+CLAIM_TABLES += [rules.hwcost.output.csv]

@@ -59,3 +59,7 @@ rule claims:
         ENV
     script:
         "../../scripts/claims.py"
+
+
+FINAL_OUTPUTS += outputs(rules.aggregate, rules.figures, rules.claims)
+CLAIM_TABLES += [rules.aggregate.output.ppl, rules.aggregate.output.enc]

@@ -2,7 +2,9 @@
 fold UN into the linears, measure CPU latency / memory and the norms' per-token ops.
 
 Settings come from the ``unified_norm`` config block; :func:`settings` fills defaults and checks names,
-:func:`runs` lists the (task, norm, seed) training jobs.
+:func:`runs` lists the (task, norm, seed) training jobs, :func:`task_inputs`, :func:`run_files` and
+:func:`speed_runs` the files the rules read. This module imports no torch: the Snakefile imports it (the
+training, folding, timing and tables are in its submodules).
 """
 from __future__ import annotations
 
@@ -60,3 +62,29 @@ def role(cfg: dict, task: str, norm: str) -> str:
 
 def runs(cfg: dict) -> list[tuple[str, str, int]]:
     return [(t, n, s) for t, task in cfg["tasks"].items() for n in task["norms"] for s in cfg["seeds"]]
+
+
+#: the files of one training run (rule un_train), by kind
+RUN_FILES = {"json": "results/unified_norm/runs/{t}/{n}/seed{s}.json",
+             "log": "results/data/unified_norm/{t}/{n}/seed{s}.csv",
+             "ckpt": "resources/unified_norm/ckpt/{t}/{n}/seed{s}.pt"}
+
+
+def task_inputs(cfg: dict, name: str) -> dict[str, str]:
+    """The data files a task trains and evaluates on: its image set, or its corpus's two splits."""
+    task = cfg["tasks"][name]
+    if task["kind"] == "vision":
+        return {"images": f"resources/unified_norm/images/{task['data']}.pt"}
+    return {"calibration": f"resources/corpora/{task['data']}/calibration.txt",
+            "evaluation": f"resources/corpora/{task['data']}/evaluation.txt"}
+
+
+def run_files(kind: str, runs: list[tuple[str, str, int]]) -> list[str]:
+    """One file of each (task, norm, seed) run: ``json`` result, ``log`` per-step CSV or ``ckpt``."""
+    return [RUN_FILES[kind].format(t=t, n=n, s=s) for t, n, s in runs]
+
+
+def speed_runs(cfg: dict) -> list[tuple[str, str, int]]:
+    """The trained runs the speed study folds and times: LN and the task's UN norm, first seed."""
+    seed = cfg["seeds"][0]
+    return [(t, n, seed) for t in cfg["speed"]["tasks"] for n in ("ln", cfg["tasks"][t]["un"])]

@@ -2,8 +2,17 @@
 #
 # One training job per (task, norm, seed) -> checkpoint, per-step log, result JSON with provenance; then
 # the study tables, LN vs folded-UN inference speed / memory, figures (UN-1..3).
-# Settings: the `unified_norm` config section (defaults in lpbench.studies.unified_norm); UN, UN_RUNS and
-# the input helpers are in common.smk.
+# Settings: the `unified_norm` config section (defaults and checks in lpbench.studies.unified_norm, which
+# also lists the runs and the files they read and write).
+
+from lpbench.studies import unified_norm as un_study
+
+UN = un_study.settings(config.get("unified_norm"))
+UN_RUNS = un_study.runs(UN)
+for _entry in UN["images"].values():
+    if isinstance(_entry.get("path"), str):
+        _entry["path"] = resolve(_entry["path"])
+
 
 rule un_images:
     """Fetch an image set (Fashion-MNIST from Debian, SHA256-checked) and store its official splits."""
@@ -18,15 +27,15 @@ rule un_images:
     log:
         "logs/unified_norm/images/{images}.log",
     conda:
-        ENV
+        PAPER_ENV
     script:
-        "../../scripts/un_images.py"
+        "../../../scripts/un_images.py"
 
 
 rule un_train:
     """Train one (task, norm, seed); evaluate on the held-out split."""
     input:
-        unpack(un_train_input),
+        unpack(lambda wc: un_study.task_inputs(UN, wc.task)),
     output:
         result="results/unified_norm/runs/{task}/{norm}/seed{seed}.json",
         log_csv="results/data/unified_norm/{task}/{norm}/seed{seed}.csv",
@@ -34,7 +43,7 @@ rule un_train:
     params:
         task=lambda wc: UN["tasks"][wc.task],
         norm=lambda wc: UN["norms"][wc.norm],
-        role=lambda wc: un_role(UN, wc.task, wc.norm),
+        role=lambda wc: un_study.role(UN, wc.task, wc.norm),
         seed=lambda wc: int(wc.seed),
         device=config.get("device", "cpu"),
     wildcard_constraints:
@@ -49,19 +58,20 @@ rule un_train:
     log:
         "logs/unified_norm/train/{task}/{norm}/seed{seed}.log",
     conda:
-        ENV
+        PAPER_ENV
     script:
-        "../../scripts/un_train.py"
+        "../../../scripts/un_train.py"
 
 
 rule un_tables:
     """Per-seed results, per-(task, norm) summary with gap to LN and CI, filtration table, UN-3 outcome."""
     input:
-        un_run_files("json"),
+        un_study.run_files("json", UN_RUNS),
     output:
-        csv=report("results/tables/unified_norm.csv", caption="../report/unified_norm.rst", category="Unified Normalization"),
+        csv=report("results/tables/unified_norm.csv", caption="../../report/unified_norm.rst",
+                   category="Unified Normalization"),
         md="results/tables/unified_norm.md",
-        summary=report("results/tables/unified_norm_summary.csv", caption="../report/unified_norm_summary.rst",
+        summary=report("results/tables/unified_norm_summary.csv", caption="../../report/unified_norm_summary.rst",
                        category="Unified Normalization"),
         summary_md="results/tables/unified_norm_summary.md",
         filtration="results/tables/unified_norm_filtration.csv",
@@ -73,26 +83,26 @@ rule un_tables:
     log:
         "logs/unified_norm/tables.log",
     conda:
-        ENV
+        PAPER_ENV
     script:
-        "../../scripts/un_tables.py"
+        "../../../scripts/un_tables.py"
 
 
 rule un_speed:
     """LN vs folded UN: latency, peak memory, norm time share, folding check; norm ops and energy."""
     input:
-        ckpts=un_run_files("ckpt", un_speed_runs()),
-        data=sorted({f for t in UN["speed"]["tasks"] for f in un_task_inputs(t).values()}),
+        ckpts=un_study.run_files("ckpt", un_study.speed_runs(UN)),
+        data=sorted({f for t in UN["speed"]["tasks"] for f in un_study.task_inputs(UN, t).values()}),
         costs=config["hw_costs"],
     output:
-        csv=report("results/tables/unified_norm_speed.csv", caption="../report/unified_norm_speed.rst",
+        csv=report("results/tables/unified_norm_speed.csv", caption="../../report/unified_norm_speed.rst",
                    category="Unified Normalization"),
         md="results/tables/unified_norm_speed.md",
         energy="results/tables/unified_norm_energy.csv",
         energy_md="results/tables/unified_norm_energy.md",
     params:
         cfg=UN,
-        runs=un_speed_runs(),
+        runs=un_study.speed_runs(UN),
         seed=config["seed"],
         torch_threads=config["threads"],
     # a timing job holds every core, so that no other job shares the CPU while it measures (with other
@@ -106,23 +116,23 @@ rule un_speed:
     log:
         "logs/unified_norm/speed.log",
     conda:
-        ENV
+        PAPER_ENV
     script:
-        "../../scripts/un_speed.py"
+        "../../../scripts/un_speed.py"
 
 
 rule un_figures:
     input:
-        logs=un_run_files("log"),
+        logs=un_study.run_files("log", UN_RUNS),
         speed="results/tables/unified_norm_speed.csv",
     output:
-        curves=report("results/figures/unified_norm_training.png", caption="../report/unified_norm_training.rst",
+        curves=report("results/figures/unified_norm_training.png", caption="../../report/unified_norm_training.rst",
                       category="Unified Normalization"),
         curves_pdf="results/figures/unified_norm_training.pdf",
-        stat=report("results/figures/unified_norm_statistic.png", caption="../report/unified_norm_statistic.rst",
+        stat=report("results/figures/unified_norm_statistic.png", caption="../../report/unified_norm_statistic.rst",
                     category="Unified Normalization"),
         stat_pdf="results/figures/unified_norm_statistic.pdf",
-        speed=report("results/figures/unified_norm_speed.png", caption="../report/unified_norm_speed_figure.rst",
+        speed=report("results/figures/unified_norm_speed.png", caption="../../report/unified_norm_speed_figure.rst",
                      category="Unified Normalization"),
         speed_pdf="results/figures/unified_norm_speed.pdf",
     params:
@@ -133,26 +143,12 @@ rule un_figures:
     log:
         "logs/unified_norm/figures.log",
     conda:
-        ENV
+        PAPER_ENV
     script:
-        "../../scripts/un_figures.py"
+        "../../../scripts/un_figures.py"
 
 
 if UN_RUNS:
-    FINAL_OUTPUTS += [
-        "results/tables/unified_norm.md",
-        "results/tables/unified_norm_summary.md",
-        "results/tables/unified_norm_filtration.md",
-        "results/tables/unified_norm_un3.md",
-        "results/figures/unified_norm_training.pdf",
-        "results/figures/unified_norm_statistic.pdf",
-        "results/tables/unified_norm_speed.md",
-        "results/tables/unified_norm_energy.md",
-        "results/figures/unified_norm_speed.pdf",
-    ]
-    CLAIM_TABLES += [
-        "results/tables/unified_norm_summary.csv",
-        "results/tables/unified_norm_filtration.csv",
-        "results/tables/unified_norm_un3.csv",
-        "results/tables/unified_norm_speed.csv",
-    ]
+    FINAL_OUTPUTS += outputs(rules.un_tables, rules.un_figures, rules.un_speed)
+    CLAIM_TABLES += [rules.un_tables.output.summary, rules.un_tables.output.filtration, rules.un_tables.output.un3,
+                     rules.un_speed.output.csv]

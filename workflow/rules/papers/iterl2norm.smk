@@ -2,19 +2,13 @@
 #
 # IterL2Norm: precision study (ITER-1, ITER-2), norm-macro latency and energy (ITER-3),
 # model level through the shared evaluate rule (methods of kind `iterl2norm`, ITER-4).
-# Settings: the `iterl2norm` config section (defaults in lpbench.studies.iterl2norm.DEFAULTS).
+# Settings: the `iterl2norm` config section (defaults in lpbench.studies.iterl2norm.DEFAULTS); which
+# evaluations and models the rules read: lpbench.studies.iterl2norm.targets.
 
-ITERL2NORM = config.get("iterl2norm") or {}
-ITERL2NORM_METHODS = sorted({meth for _, _, meth in TRIPLES if config["methods"][meth]["method"] == "iterl2norm"})
-ITERL2NORM_TRIPLES = [
-    (m, c, meth)
-    for m, c, meth in TRIPLES
-    if meth in ITERL2NORM_METHODS
-    or (meth == "fp32" and any(m == m2 and c == c2 for m2, c2, x in TRIPLES if x in ITERL2NORM_METHODS))
-]
-_record = ITERL2NORM.get("record") or {}
-ITERL2NORM_RECORD_MODELS = _record.get("models") or sorted({m for m, _, meth in ITERL2NORM_TRIPLES if meth != "fp32"})
-ITERL2NORM_RECORD_CORPUS = _record.get("corpus") or next(iter(config["corpora"]))
+from lpbench.studies import iterl2norm as iterl2norm_study
+
+ITERL2NORM_CFG = config.get("iterl2norm") or {}
+ITERL2NORM = iterl2norm_study.targets(config, TRIPLES)
 
 # seconds on small CSVs / the cost model: run where Snakemake runs, never queued on a cluster
 localrules:
@@ -27,11 +21,11 @@ rule iterl2norm_record:
     """Inputs of every norm of a model on its first calibration windows (forward pre-hooks)."""
     input:
         model="resources/models/{model}/lpbench_model.json",
-        windows=f"resources/calib/{{model}}/{ITERL2NORM_RECORD_CORPUS}.windows.pt",
+        windows=f"resources/calib/{{model}}/{ITERL2NORM.record_corpus}.windows.pt",
     output:
         inputs="resources/iterl2norm/{model}/norm_inputs.pt",
     params:
-        record={k: v for k, v in _record.items() if k in ("windows", "tokens_per_window", "max_vectors")},
+        record=ITERL2NORM.record,
         seed=config["seed"],
     threads: config["threads"]
     resources:
@@ -41,28 +35,28 @@ rule iterl2norm_record:
     log:
         "logs/iterl2norm/record/{model}.log",
     conda:
-        ENV
+        PAPER_ENV
     script:
-        "../../scripts/iterl2norm_record.py"
+        "../../../scripts/iterl2norm_record.py"
 
 
 rule iterl2norm_precision:
     """Error vs iterations per format and d (synthetic and real inputs); ITER-1 and ITER-2 tables."""
     input:
-        real=expand("resources/iterl2norm/{model}/norm_inputs.pt", model=ITERL2NORM_RECORD_MODELS),
+        real=expand("resources/iterl2norm/{model}/norm_inputs.pt", model=ITERL2NORM.record_models),
     output:
         errors="results/data/iterl2norm_errors.csv",
-        conv=report("results/tables/iterl2norm_convergence.csv", caption="../report/iterl2norm_convergence.rst",
+        conv=report("results/tables/iterl2norm_convergence.csv", caption="../../report/iterl2norm_convergence.rst",
                     category="IterL2Norm"),
         conv_md="results/tables/iterl2norm_convergence.md",
-        wins=report("results/tables/iterl2norm_wins.csv", caption="../report/iterl2norm_wins.rst",
+        wins=report("results/tables/iterl2norm_wins.csv", caption="../../report/iterl2norm_wins.rst",
                     category="IterL2Norm"),
         wins_md="results/tables/iterl2norm_wins.md",
-        init=report("results/tables/iterl2norm_init.csv", caption="../report/iterl2norm_init.rst",
+        init=report("results/tables/iterl2norm_init.csv", caption="../../report/iterl2norm_init.rst",
                     category="IterL2Norm"),
         init_md="results/tables/iterl2norm_init.md",
     params:
-        cfg=ITERL2NORM,
+        cfg=ITERL2NORM_CFG,
     threads: config["threads"]
     resources:
         mem_mb=4000,
@@ -71,9 +65,9 @@ rule iterl2norm_precision:
     log:
         "logs/iterl2norm/precision.log",
     conda:
-        ENV
+        PAPER_ENV
     script:
-        "../../scripts/iterl2norm_precision.py"
+        "../../../scripts/iterl2norm_precision.py"
 
 
 rule iterl2norm_latency:
@@ -81,23 +75,23 @@ rule iterl2norm_latency:
     input:
         costs=config["hw_costs"],
     output:
-        lat=report("results/tables/iterl2norm_latency.csv", caption="../report/iterl2norm_latency_table.rst",
+        lat=report("results/tables/iterl2norm_latency.csv", caption="../../report/iterl2norm_latency_table.rst",
                    category="IterL2Norm"),
         lat_md="results/tables/iterl2norm_latency.md",
         curve="results/data/iterl2norm_latency_curve.csv",
-        energy=report("results/tables/iterl2norm_energy.csv", caption="../report/iterl2norm_energy.rst",
+        energy=report("results/tables/iterl2norm_energy.csv", caption="../../report/iterl2norm_energy.rst",
                       category="IterL2Norm"),
         energy_md="results/tables/iterl2norm_energy.md",
     params:
-        cfg=ITERL2NORM,
+        cfg=ITERL2NORM_CFG,
     benchmark:
         "results/benchmarks/iterl2norm_latency/iterl2norm/latency.tsv",
     log:
         "logs/iterl2norm/latency.log",
     conda:
-        ENV
+        PAPER_ENV
     script:
-        "../../scripts/iterl2norm_latency.py"
+        "../../../scripts/iterl2norm_latency.py"
 
 
 rule iterl2norm_figures:
@@ -108,16 +102,16 @@ rule iterl2norm_figures:
         lat="results/tables/iterl2norm_latency.csv",
         init="results/tables/iterl2norm_init.csv",
     output:
-        err_png=report("results/figures/iterl2norm_error.png", caption="../report/iterl2norm_error.rst",
+        err_png=report("results/figures/iterl2norm_error.png", caption="../../report/iterl2norm_error.rst",
                        category="IterL2Norm"),
         err_pdf="results/figures/iterl2norm_error.pdf",
         real_png=report("results/figures/iterl2norm_error_real.png",
-                        caption="../report/iterl2norm_error_real.rst", category="IterL2Norm"),
+                        caption="../../report/iterl2norm_error_real.rst", category="IterL2Norm"),
         real_pdf="results/figures/iterl2norm_error_real.pdf",
-        lat_png=report("results/figures/iterl2norm_latency.png", caption="../report/iterl2norm_latency.rst",
+        lat_png=report("results/figures/iterl2norm_latency.png", caption="../../report/iterl2norm_latency.rst",
                        category="IterL2Norm"),
         lat_pdf="results/figures/iterl2norm_latency.pdf",
-        init_png=report("results/figures/iterl2norm_init.png", caption="../report/iterl2norm_init_figure.rst",
+        init_png=report("results/figures/iterl2norm_init.png", caption="../../report/iterl2norm_init_figure.rst",
                         category="IterL2Norm"),
         init_pdf="results/figures/iterl2norm_init.pdf",
     benchmark:
@@ -125,17 +119,17 @@ rule iterl2norm_figures:
     log:
         "logs/iterl2norm/figures.log",
     conda:
-        ENV
+        PAPER_ENV
     script:
-        "../../scripts/iterl2norm_figures.py"
+        "../../../scripts/iterl2norm_figures.py"
 
 
 rule iterl2norm_model_table:
     """Perplexity vs k (causal LMs) and output error (encoder) of the iterl2norm methods (ITER-4)."""
     input:
-        [f"results/evals/{m}/{c}/{meth}.json" for m, c, meth in ITERL2NORM_TRIPLES],
+        ITERL2NORM.evals,
     output:
-        csv=report("results/tables/iterl2norm_model.csv", caption="../report/iterl2norm_model.rst",
+        csv=report("results/tables/iterl2norm_model.csv", caption="../../report/iterl2norm_model.rst",
                    category="IterL2Norm"),
         md="results/tables/iterl2norm_model.md",
     benchmark:
@@ -143,27 +137,17 @@ rule iterl2norm_model_table:
     log:
         "logs/iterl2norm/model_table.log",
     conda:
-        ENV
+        PAPER_ENV
     script:
-        "../../scripts/iterl2norm_model_table.py"
+        "../../../scripts/iterl2norm_model_table.py"
 
 
-FINAL_OUTPUTS += [
-    "results/tables/iterl2norm_convergence.md",
-    "results/tables/iterl2norm_wins.md",
-    "results/tables/iterl2norm_latency.md",
-    "results/tables/iterl2norm_energy.md",
-    "results/tables/iterl2norm_model.md",
-    "results/tables/iterl2norm_init.md",
-    "results/figures/iterl2norm_init.pdf",
-    "results/figures/iterl2norm_error.pdf",
-    "results/figures/iterl2norm_error_real.pdf",
-    "results/figures/iterl2norm_latency.pdf",
-]
+FINAL_OUTPUTS += outputs(rules.iterl2norm_precision, rules.iterl2norm_latency, rules.iterl2norm_figures,
+                         rules.iterl2norm_model_table)
 CLAIM_TABLES += [
-    "results/tables/iterl2norm_convergence.csv",
-    "results/tables/iterl2norm_wins.csv",
-    "results/tables/iterl2norm_init.csv",
-    "results/tables/iterl2norm_latency.csv",
-    "results/tables/iterl2norm_model.csv",
+    rules.iterl2norm_precision.output.conv,
+    rules.iterl2norm_precision.output.wins,
+    rules.iterl2norm_precision.output.init,
+    rules.iterl2norm_latency.output.lat,
+    rules.iterl2norm_model_table.output.csv,
 ]

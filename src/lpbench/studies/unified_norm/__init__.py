@@ -43,7 +43,6 @@ def settings(block: dict | None) -> dict:
         if task.get("outliers") is not None:
             if task["kind"] != "vision":
                 raise ValueError(f"unified_norm.tasks.{name}: outliers are implemented for vision tasks only")
-            from .outliers import outlier_settings
             outlier_settings(task["outliers"])
         if task["kind"] == "vision" and task.get("data") not in cfg["images"]:
             raise ValueError(f"unified_norm.tasks.{name}: image set '{task.get('data')}' is not in unified_norm.images")
@@ -88,3 +87,21 @@ def speed_runs(cfg: dict) -> list[tuple[str, str, int]]:
     """The trained runs the speed study folds and times: LN and the task's UN norm, first seed."""
     seed = cfg["seeds"][0]
     return [(t, n, seed) for t in cfg["speed"]["tasks"] for n in ("ln", cfg["tasks"][t]["un"])]
+
+
+#: the injected-outlier schedule of a stress task (UN-3); drawn in lpbench.studies.unified_norm.outliers
+OUTLIER_DEFAULTS = {"step_prob": 0.1, "token_frac": 0.01, "scale": 100.0, "start_frac": 0.1, "stop_frac": 0.9}
+
+
+def outlier_settings(block: dict | None) -> dict:
+    cfg = {**OUTLIER_DEFAULTS, **(block or {})}
+    unknown = sorted(set(cfg) - set(OUTLIER_DEFAULTS))
+    if unknown:
+        raise ValueError(f"outliers: unknown key(s) {unknown}; known: {sorted(OUTLIER_DEFAULTS)}")
+    if not 0 <= cfg["step_prob"] <= 1 or not 0 < cfg["token_frac"] <= 1:
+        raise ValueError("outliers: step_prob must be in [0, 1] and token_frac in (0, 1]")
+    if not 0 <= cfg["start_frac"] <= cfg["stop_frac"] <= 1:
+        raise ValueError("outliers: need 0 <= start_frac <= stop_frac <= 1")
+    if cfg["scale"] <= 0:
+        raise ValueError("outliers: scale must be positive")
+    return cfg

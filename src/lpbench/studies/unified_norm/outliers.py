@@ -24,22 +24,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-OUTLIER_DEFAULTS = {"step_prob": 0.1, "token_frac": 0.01, "scale": 100.0, "start_frac": 0.1, "stop_frac": 0.9}
+from lpbench.studies.unified_norm import OUTLIER_DEFAULTS, outlier_settings  # noqa: F401 (re-exported)
+
 _STREAM = 0x5EED  # fixed sub-stream id: the outlier draws never share the data-order stream
-
-
-def outlier_settings(block: dict | None) -> dict:
-    cfg = {**OUTLIER_DEFAULTS, **(block or {})}
-    unknown = sorted(set(cfg) - set(OUTLIER_DEFAULTS))
-    if unknown:
-        raise ValueError(f"outliers: unknown key(s) {unknown}; known: {sorted(OUTLIER_DEFAULTS)}")
-    if not 0 <= cfg["step_prob"] <= 1 or not 0 < cfg["token_frac"] <= 1:
-        raise ValueError("outliers: step_prob must be in [0, 1] and token_frac in (0, 1]")
-    if not 0 <= cfg["start_frac"] <= cfg["stop_frac"] <= 1:
-        raise ValueError("outliers: need 0 <= start_frac <= stop_frac <= 1")
-    if cfg["scale"] <= 0:
-        raise ValueError("outliers: scale must be positive")
-    return cfg
 
 
 def outlier_schedule(cfg: dict, steps: int, batch: int, tokens: int, seed: int) -> dict[int, np.ndarray]:

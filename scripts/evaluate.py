@@ -31,8 +31,13 @@ has_artifact = "artifact" in snakemake.input.keys()
 artifact = torch.load(snakemake.input.artifact)["artifact"] if has_artifact else {}
 if "gptq" in snakemake.input.keys():
     artifact = {**artifact, "gptq_weights": load_gptq(snakemake.input.gptq)}
+# causal LMs: the FP32 job (rule evaluate_reference) also writes the reference distribution, every other
+# evaluation reads it (rule evaluate, input "reference"); encoders have neither
+reference = snakemake.input.reference if "reference" in snakemake.input.keys() else None
+reference_out = snakemake.output.reference if "reference" in snakemake.output.keys() else None
 result = run_evaluation(Path(snakemake.input.model).parent, method, artifact, ids, snakemake.params.settings,
-                        device=snakemake.params.device)
+                        device=snakemake.params.device, reference=reference, reference_out=reference_out,
+                        top_k=getattr(snakemake.params, "top_k", None), reference_method=snakemake.wildcards.method)
 corpus = json.loads(Path(snakemake.input.corpus).read_text())
 result["corpus"] = {"id": snakemake.wildcards.corpus, "label": corpus["label"], "split": "evaluation"}
 result["provenance"] = {"config_hash": snakemake.params.config_hash, "seed": snakemake.params.seed,
@@ -45,7 +50,9 @@ result["provenance"] = {"config_hash": snakemake.params.config_hash, "seed": sna
                                    "tokens_sha256": tokens_meta["tokens"]["sha256"],
                                    "artifact_sha256": sha256_file(Path(snakemake.input.artifact)) if has_artifact else None,
                                    "gptq_sha256": sha256_file(Path(snakemake.input.gptq))
-                                   if "gptq" in snakemake.input.keys() else None},
+                                   if "gptq" in snakemake.input.keys() else None,
+                                   "reference_sha256": sha256_file(Path(reference)) if reference else None},
                         "wall_time_s": round(time.perf_counter() - t0, 2)}
 write_json(snakemake.output[0], result)
-log.info("%s", {k: result["metrics"].get(k) for k in ("perplexity", "relative_error", "error")})
+log.info("%s", {k: result["metrics"].get(k) for k in ("perplexity", "mean_kl", "top1_agreement", "relative_error",
+                                                      "sqnr_db", "error")})

@@ -37,6 +37,7 @@ include: "workflow/rules/tender.smk"
 include: "workflow/rules/slanc.smk"
 include: "workflow/rules/iterl2norm.smk"
 include: "workflow/rules/unified_norm.smk"
+include: "workflow/rules/fidelity.smk"
 include: "workflow/rules/report.smk"
 
 

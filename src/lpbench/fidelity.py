@@ -35,6 +35,7 @@ test, on mean KL, labelled *supporting* — the verdict stays decided on the pap
 """
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -97,7 +98,9 @@ def kl_ratio_to_best_ci(kl_a: np.ndarray, others: Sequence[np.ndarray], **kw) ->
 def sqnr_ci(signal: np.ndarray, noise: np.ndarray, **kw) -> dict:
     """SQNR = 10·log10(Σ signal / Σ noise) in dB with its paired block-bootstrap CI (inf if noise is 0)."""
     x = _paired(signal, [noise])
-    with np.errstate(divide="ignore"):
+    if x[1].sum() == 0:                                           # the reference itself: no noise anywhere
+        return {"sqnr_db": math.inf, "ci_low": math.inf, "ci_high": math.inf}
+    with np.errstate(divide="ignore", invalid="ignore"):
         point = 10 * np.log10(x[0].sum() / x[1].sum())
         m = resampled_means(x, **kw)
         lo, hi = _percentiles(10 * np.log10(m[0] / m[1]))

@@ -59,6 +59,7 @@ if REFERENCE_METHOD is not None and CAUSAL:
         threads: config["threads"]
         resources:
             mem_mb=12000,
+        priority: 5  # every other evaluation of the model waits for it (after the GPTQ chain, priority 10)
         benchmark:
             "results/benchmarks/evaluate/{model}/{corpus}/{method}.tsv"
         log:

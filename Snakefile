@@ -42,6 +42,7 @@ include: "workflow/rules/calibrate.smk"
 include: "workflow/rules/quantize.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/hwcost.smk"
+include: "workflow/rules/fidelity.smk"
 include: "workflow/rules/report.smk"
 
 

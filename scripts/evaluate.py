@@ -19,6 +19,7 @@ from lpbench.limits import check_job_device, check_job_seqlen
 from lpbench.methods import build_method
 from lpbench.methods.gptq import load_gptq
 from lpbench.provenance import code_revision, package_versions
+from lpbench.sources import sha256_file
 
 log = setup(snakemake)
 t0 = time.perf_counter()
@@ -36,8 +37,13 @@ if has_artifact:
 if "gptq" in snakemake.input.keys():
     gptq, gptq_sha256 = load_gptq(snakemake.input.gptq, with_hash=True)
     artifact = {**artifact, "gptq_weights": gptq}
+# causal LMs: the FP32 job (rule evaluate_reference) also writes the reference distribution, every other
+# evaluation reads it (rule evaluate, input "reference"); encoders have neither
+reference = snakemake.input.reference if "reference" in snakemake.input.keys() else None
+reference_out = snakemake.output.reference if "reference" in snakemake.output.keys() else None
 result = run_evaluation(Path(snakemake.input.model).parent, method, artifact, ids, snakemake.params.settings,
-                        device=snakemake.params.device)
+                        device=snakemake.params.device, reference=reference, reference_out=reference_out,
+                        top_k=getattr(snakemake.params, "top_k", None), reference_method=snakemake.wildcards.method)
 corpus = json.loads(Path(snakemake.input.corpus).read_text())
 result["corpus"] = {"id": snakemake.wildcards.corpus, "label": corpus["label"], "split": "evaluation"}
 result["provenance"] = {"config_hash": snakemake.params.config_hash, "seed": snakemake.params.seed,
@@ -48,7 +54,9 @@ result["provenance"] = {"config_hash": snakemake.params.config_hash, "seed": sna
                                    "tokenizer_sha256": model_meta["tokenizer_sha256"],
                                    "text_sha256": tokens_meta["text"]["sha256"],
                                    "tokens_sha256": tokens_meta["tokens"]["sha256"],
-                                   "artifact_sha256": artifact_sha256, "gptq_sha256": gptq_sha256},
+                                   "artifact_sha256": artifact_sha256, "gptq_sha256": gptq_sha256,
+                                   "reference_sha256": sha256_file(Path(reference)) if reference else None},
                         "wall_time_s": round(time.perf_counter() - t0, 2)}
 write_json(snakemake.output[0], result)
-log.info("%s", {k: result["metrics"].get(k) for k in ("perplexity", "relative_error", "error")})
+log.info("%s", {k: result["metrics"].get(k) for k in ("perplexity", "mean_kl", "top1_agreement", "relative_error",
+                                                      "sqnr_db", "error")})

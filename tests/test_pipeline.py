@@ -2,6 +2,7 @@
 import json
 import re
 
+import numpy as np
 import pandas as pd
 import pytest
 import yaml
@@ -67,6 +68,23 @@ def test_end_to_end_on_the_test_config(e2e_local_run):
     assert claims["basis"].isin(["official code", "paper text", "our reconstruction"]).all()
     assert ppl[["ppl_ci_low", "ppl_ci_high"]].notna().all().all()
     assert (ppl["ppl_ci_low"] <= ppl["perplexity"]).all() and (ppl["perplexity"] <= ppl["ppl_ci_high"]).all()
+    # fidelity to FP32 beside the NLLs (one value per predicted token, same layout), the FP32 reference once
+    # per causal model, the fidelity tables and figure
+    assert [len(w) for w in one["metrics"]["kl"]] == [len(w) for w in nll] == [len(w) for w in one["metrics"]["dp"]]
+    assert set(np.concatenate(one["metrics"]["top1_agree"])) <= {0, 1} and one["metrics"]["mean_kl"] > 0
+    assert one["provenance"]["inputs"]["reference_sha256"]
+    assert sorted(p.parent.name for p in (tmp_path / "resources" / "reference").rglob("fp32.topk.pt")) == \
+        ["tiny", "tiny"]
+    fid = pd.read_csv(res / "tables" / "fidelity.csv")
+    assert set(zip(fid["model"], fid["method"])) == set(zip(ppl["model"], ppl["method"]))
+    assert (fid.loc[fid["method"] == "fp32", ["mean_kl", "dp_p1", "dp_p99"]] == 0).all().all()
+    assert (fid.loc[fid["method"] == "fp32", "top1_agreement"] == 1).all()
+    rest = fid[fid["method"] != "fp32"]
+    assert (rest["mean_kl"] > 0).all() and (rest["kl_ci_low"] <= rest["mean_kl"]).all()
+    assert (rest["mean_kl"] <= rest["kl_ci_high"]).all() and rest["ppl_ratio_ci_low"].notna().all()
+    enc_fid = pd.read_csv(res / "tables" / "fidelity_encoder.csv")
+    assert set(enc_fid["method"]) == set(enc["method"]) and enc_fid["mean_token_cosine"].notna().all()
+    assert (res / "figures" / "fidelity.png").stat().st_size > 10_000 and (res / "figures" / "fidelity.pdf").is_file()
     init = pd.read_csv(res / "tables" / "iterl2norm_init.csv")
     assert set(init["init"]) == {"pow2", "centred", "magic"} and set(init["fmt"]) == {"fp32", "bf16", "fp16"}
     summary_header = r"\|\s*id\s*\|\s*verdict\s*\|\s*CI\s*\|\s*basis\s*\|\s*reason\s*\|"
@@ -97,7 +115,7 @@ def test_end_to_end_on_the_test_config(e2e_local_run):
     stats = _job_stats(plan.stdout + plan.stderr)
     assert stats.get("evaluate") == 1 and "wildcards: model=tiny-llama, corpus=tiny, method=rtn-w6a6" in plan.stdout
     heavy = {"download_model", "download_corpus", "tokenize", "calibrate", "method_artifact", "un_train",
-             "un_images", "slanc_measure", "iterl2norm_record", "iterl2norm_precision"}
+             "un_images", "slanc_measure", "iterl2norm_record", "iterl2norm_precision", "evaluate_reference"}
     assert not heavy & set(stats), stats
 
 

@@ -277,8 +277,10 @@ def experiment_triples(config: dict) -> list[tuple[str, str, str]]:
 
 
 def window_settings(config: dict, model: str, kind: str = "evaluation") -> dict:
-    """Evaluation window settings with the model's own overrides (e.g. a shorter position table)."""
-    base = dict(config[kind])
+    """Evaluation window settings with the model's own overrides (e.g. a shorter position table). Without
+    ``top_k`` (the FP32 reference's size, read by rule evaluate_reference only), so changing it reruns
+    only what depends on the reference."""
+    base = {k: v for k, v in config[kind].items() if k != "top_k"}
     if kind == "evaluation":
         base.update(config["models"][model].get("eval", {}))
     return base

@@ -85,3 +85,45 @@ def perplexity_by_method(df: pd.DataFrame):
         ax.set_xlabel("perplexity (log scale)")
     fig.tight_layout()
     return fig
+
+
+def fidelity_by_method(df: pd.DataFrame):
+    """Fidelity to FP32 per method, one row of panels per model: mean KL(P_fp32 ‖ Q) over the FP32 top-K +
+    tail (log scale; the FP32 reference itself, KL 0, is left out) and top-1 agreement with FP32, error bars
+    = 95 % block-bootstrap CI (``lpbench.fidelity``); runs without finite metrics are labelled, not drawn."""
+    sns.set_theme(style="whitegrid", context="paper")
+    models = list(dict.fromkeys(df["model"])) or [""]
+    sizes = [max(df[df["model"] == m]["method"].nunique(), 1) for m in models]
+    fig, axes = plt.subplots(len(models), 2, figsize=(10, 1.0 + 0.2 * sum(sizes) + 0.6 * len(models)),
+                             squeeze=False, gridspec_kw={"height_ratios": sizes})
+    for (ax_kl, ax_top), model in zip(axes, models):
+        sub = df[df["model"] == model]
+        order = list(dict.fromkeys(sub["method"]))
+        d = sub.drop_duplicates("method").set_index("method").reindex(order)
+        kl = pd.to_numeric(d["mean_kl"], errors="coerce")
+        top = pd.to_numeric(d["top1_agreement"], errors="coerce")
+        y = np.arange(len(order))
+        ax_kl.barh(y, kl.where(kl > 0).to_numpy(float), color="#4c72b0")
+        interval_errorbars(ax_kl, y, kl.where(kl > 0), d["kl_ci_low"], d["kl_ci_high"], horizontal=True)
+        ax_top.barh(y, top.to_numpy(float), color="#55a868")
+        interval_errorbars(ax_top, y, top, d["top1_ci_low"], d["top1_ci_high"], horizontal=True)
+        ax_kl.set_xscale("log")
+        for ax in (ax_kl, ax_top):
+            ax.set_yticks(y, order)
+            ax.invert_yaxis()
+            ax.set_ylabel("")
+        ax_top.set_yticklabels([])
+        left = ax_kl.get_xlim()[0]
+        for i, (k, t) in enumerate(zip(kl, top)):
+            note = "FP32 reference (KL 0)" if k == 0 else "NaN/inf (reported, not averaged)" if pd.isna(k) else ""
+            if note:
+                ax_kl.text(left, i, "  " + note, va="center", ha="left", fontsize=7,
+                           color="k" if k == 0 else "crimson")
+        lo = np.nanmin(np.r_[top.to_numpy(float), 1.0])
+        ax_top.set_xlim(max(0.0, lo - 0.05), 1.0)
+        ax_kl.set_title(f"{model}: mean KL(FP32 ‖ method), nats/token")
+        ax_top.set_title(f"{model}: top-1 agreement with FP32")
+    axes[-1][0].set_xlabel("KL over the FP32 top-K + tail (log scale; lower bound of the full KL)")
+    axes[-1][1].set_xlabel("fraction of tokens whose argmax equals FP32's")
+    fig.tight_layout()
+    return fig

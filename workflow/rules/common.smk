@@ -1,3 +1,4 @@
+import re
 import sys
 from pathlib import Path
 
@@ -129,6 +130,30 @@ def eval_results():
     return eval_paths(TRIPLES)
 
 
+def _reference_method():
+    """The configured method whose evaluation is the FP32 reference: ``fp32`` if it is the plain fp32 kind,
+    else the first such entry; None (no fidelity metrics) if there is none."""
+    plain = [n for n, e in config["methods"].items() if e == {"method": "fp32"}]
+    return "fp32" if "fp32" in plain else (plain[0] if plain else None)
+
+
+#: evaluations of the causal models other than this one read its FP32 reference distribution (rule
+#: evaluate_reference writes it); encoders compare with FP32 inside their own job
+REFERENCE_METHOD = _reference_method()
+
+
+def reference_path(model, corpus):
+    return f"resources/reference/{model}/{corpus}/{REFERENCE_METHOD}.topk.pt"
+
+
+def fidelity_reference_input(wc):
+    """The FP32 reference distribution a causal evaluation compares with (a DAG edge to the reference's
+    evaluation, which runs once per (model, corpus)); none for the reference itself and for encoders."""
+    if REFERENCE_METHOD is None or wc.method == REFERENCE_METHOD or wc.model not in CAUSAL:
+        return {}
+    return {"reference": reference_path(wc.model, wc.corpus)}
+
+
 # Extension points: a rule file appends what a run must produce to FINAL_OUTPUTS (`outputs(rules.<name>)`,
 # after the rule is defined) and the tables its claims read to CLAIM_TABLES (a claim names a table by stem).
 FINAL_OUTPUTS = []
@@ -142,6 +167,16 @@ def outputs(*rule_objects):
 
 def get_final_output():
     return FINAL_OUTPUTS
+
+
+#: params of rules evaluate and evaluate_reference (the same job for a different method)
+EVALUATE_PARAMS = {
+    "entry": lambda wc: config["methods"][wc.method],
+    "settings": lambda wc: window_settings(config, wc.model, "evaluation"),
+    "seed": config["seed"],
+    "device": config["device"],
+    "config_hash": lambda wc: config_slice_hash(wc),
+}
 
 
 def config_slice_hash(wc):

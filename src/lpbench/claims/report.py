@@ -36,6 +36,8 @@ def _section(r) -> str:
              f"- **Paper:** {_text(r['paper_value'])}", f"- **Ours:** {_text(r['ours']) or '—'}",
              f"- **Verdict:** {verdict}" + (f"; 95 % CI {ci}" if ci else ""), f"- **Basis:** {basis}",
              f"- **Deviations:** {_text(r['deviations'])}", f"- **Reason:** {_text(r['reason'])}"]
+    if _text(r.get("kl_check", "")):
+        lines.append(f"- **KL check (supporting):** {_text(r['kl_check'])}")
     if _text(r["note"]):
         lines.append(f"- **Note:** {r['note']}")
     return "\n".join(lines) + "\n"

@@ -12,7 +12,6 @@ sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 from lpbench.claims.ledger import check_ledger
 from lpbench.config import check_entries, config_overrides, load_yaml
 
-
 # One effective config: `--configfile X` means X alone (not X merged into config/config.yaml); without
 # it, the default experiment. `--config key=value` still overlays single values on either.
 # Every config file is read strictly first: a syntax error names file and line, a key given twice names
@@ -21,6 +20,7 @@ if not workflow.overwrite_configfiles:
     load_yaml(Path(workflow.basedir) / "config" / "config.yaml")
 
     configfile: "config/config.yaml"
+
 else:
     for _configfile in workflow.overwrite_configfiles:
         load_yaml(_configfile)
@@ -49,10 +49,11 @@ include: "workflow/rules/report.smk"
 # One rule file per paper, each with its own rules, target selection (lpbench.studies.<paper>) and
 # FINAL_OUTPUTS / CLAIM_TABLES entries: docs/extending.md, "Add a paper".
 for _paper in sorted((Path(workflow.basedir) / "workflow" / "rules" / "papers").glob("*.smk")):
+
     include: f"workflow/rules/papers/{_paper.name}"
 
 
 rule all:
+    default_target: True
     input:
         get_final_output(),
-    default_target: True

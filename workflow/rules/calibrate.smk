@@ -10,18 +10,18 @@ rule calibrate:
         windows="resources/calib/{model}/{corpus}.windows.pt",
         stats_sha256="resources/calib/{model}/{corpus}.pt.sha256",
         windows_sha256="resources/calib/{model}/{corpus}.windows.pt.sha256",
-    params:
-        settings=lambda wc: window_settings(config, wc.model, "calibration"),
-        seed=config["seed"],
+    log:
+        "logs/calibrate/{model}/{corpus}.log",
+    benchmark:
+        "results/benchmarks/calibrate/{model}/{corpus}.tsv"
+    priority: 10  # the chain to the GPTQ weights is the pipeline's critical path: start it first
+    conda:
+        ENV
     threads: config["threads"]
     resources:
         mem_mb=8000,
-    priority: 10  # the chain to the GPTQ weights is the pipeline's critical path: start it first
-    benchmark:
-        "results/benchmarks/calibrate/{model}/{corpus}.tsv",
-    log:
-        "logs/calibrate/{model}/{corpus}.log",
-    conda:
-        ENV
+    params:
+        settings=lambda wc: window_settings(config, wc.model, "calibration"),
+        seed=config["seed"],
     script:
         "../../scripts/calibrate.py"

@@ -37,6 +37,7 @@ from lpbench.limits import check_device, check_positions
 check_positions(config)
 check_device(config, local_exec=workflow.local_exec)
 
+
 def warn_changed_models():
     """A stat per file: models whose files are missing or changed size since download_model wrote them
     (jobs that load them will stop with the fix; this says so even when there is nothing to run)."""
@@ -51,8 +52,11 @@ def warn_changed_models():
         for name, rec in files.items():
             p = meta.parent / name
             if not p.is_file() or p.stat().st_size != rec["bytes"]:
-                print(f"lpbench: WARNING {p} is missing or changed size since rule download_model wrote it; "
-                      f"jobs that load model '{m}' will fail; fix: snakemake --forcerun {meta}", file=sys.stderr)
+                print(
+                    f"lpbench: WARNING {p} is missing or changed size since rule download_model wrote it; "
+                    f"jobs that load model '{m}' will fail; fix: snakemake --forcerun {meta}",
+                    file=sys.stderr,
+                )
                 break
 
 
@@ -183,6 +187,11 @@ def config_slice_hash(wc):
     """Hash of every config value one evaluation depends on (recorded in its result JSON)."""
     from lpbench.provenance import config_hash
 
-    return config_hash(config["models"][wc.model], config["corpora"][wc.corpus],
-                       config["methods"][wc.method], window_settings(config, wc.model),
-                       config["calibration"], config["seed"])
+    return config_hash(
+        config["models"][wc.model],
+        config["corpora"][wc.corpus],
+        config["methods"][wc.method],
+        window_settings(config, wc.model),
+        config["calibration"],
+        config["seed"],
+    )

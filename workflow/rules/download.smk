@@ -5,18 +5,18 @@ rule download_model:
         unpack(local_source_input("models")),
     output:
         meta="resources/models/{model}/lpbench_model.json",
+    log:
+        "logs/download_model/{model}.log",
+    benchmark:
+        "results/benchmarks/download_model/{model}.tsv"
+    priority: 10  # the chain to the GPTQ weights is the pipeline's critical path: start it first
+    conda:
+        ENV
+    resources:
+        mem_mb=8000,
     params:
         entry=lambda wc: config["models"][wc.model],
         work=lambda wc: f"resources/downloads/models/{wc.model}",
-    priority: 10  # the chain to the GPTQ weights is the pipeline's critical path: start it first
-    benchmark:
-        "results/benchmarks/download_model/{model}.tsv",
-    log:
-        "logs/download_model/{model}.log",
-    resources:
-        mem_mb=8000,
-    conda:
-        ENV
     script:
         "../../scripts/download_model.py"
 
@@ -29,15 +29,15 @@ rule download_corpus:
         meta="resources/corpora/{corpus}/corpus.json",
         calibration="resources/corpora/{corpus}/calibration.txt",
         evaluation="resources/corpora/{corpus}/evaluation.txt",
+    log:
+        "logs/download_corpus/{corpus}.log",
+    benchmark:
+        "results/benchmarks/download_corpus/{corpus}.tsv"
+    conda:
+        ENV
     params:
         entry=lambda wc: config["corpora"][wc.corpus],
         work=lambda wc: f"resources/downloads/corpora/{wc.corpus}",
-    benchmark:
-        "results/benchmarks/download_corpus/{corpus}.tsv",
-    log:
-        "logs/download_corpus/{corpus}.log",
-    conda:
-        ENV
     script:
         "../../scripts/download_corpus.py"
 
@@ -52,11 +52,11 @@ rule tokenize:
     output:
         tokens="resources/tokens/{model}/{corpus}/{split}.pt",
         meta="resources/tokens/{model}/{corpus}/{split}.json",
-    priority: 10  # the chain to the GPTQ weights is the pipeline's critical path: start it first
-    benchmark:
-        "results/benchmarks/tokenize/{model}/{corpus}/{split}.tsv",
     log:
         "logs/tokenize/{model}/{corpus}/{split}.log",
+    benchmark:
+        "results/benchmarks/tokenize/{model}/{corpus}/{split}.tsv"
+    priority: 10  # the chain to the GPTQ weights is the pipeline's critical path: start it first
     conda:
         ENV
     script:

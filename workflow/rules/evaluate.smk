@@ -12,17 +12,17 @@ rule evaluate:
         corpus="resources/corpora/{corpus}/corpus.json",
     output:
         "results/evals/{model}/{corpus}/{method}.json",
-    params:
-        **EVALUATE_PARAMS,
+    log:
+        "logs/evaluate/{model}/{corpus}/{method}.log",
+    benchmark:
+        "results/benchmarks/evaluate/{model}/{corpus}/{method}.tsv"
+    conda:
+        ENV
     threads: config["threads"]
     resources:
         mem_mb=12000,
-    benchmark:
-        "results/benchmarks/evaluate/{model}/{corpus}/{method}.tsv"
-    log:
-        "logs/evaluate/{model}/{corpus}/{method}.log",
-    conda:
-        ENV
+    params:
+        **EVALUATE_PARAMS,
     script:
         "../../scripts/evaluate.py"
 
@@ -50,21 +50,21 @@ if REFERENCE_METHOD is not None and CAUSAL:
         output:
             json="results/evals/{model}/{corpus}/{method}.json",
             reference="resources/reference/{model}/{corpus}/{method}.topk.pt",
-        params:
-            **EVALUATE_PARAMS,
-            top_k=config["evaluation"]["top_k"],
+        log:
+            "logs/evaluate/{model}/{corpus}/{method}.log",
+        benchmark:
+            "results/benchmarks/evaluate/{model}/{corpus}/{method}.tsv"
         wildcard_constraints:
             method=re.escape(REFERENCE_METHOD),
             model="|".join(re.escape(m) for m in CAUSAL),
+        priority: 5  # every other evaluation of the model waits for it (after the GPTQ chain, priority 10)
+        conda:
+            ENV
         threads: config["threads"]
         resources:
             mem_mb=12000,
-        priority: 5  # every other evaluation of the model waits for it (after the GPTQ chain, priority 10)
-        benchmark:
-            "results/benchmarks/evaluate/{model}/{corpus}/{method}.tsv"
-        log:
-            "logs/evaluate/{model}/{corpus}/{method}.log",
-        conda:
-            ENV
+        params:
+            **EVALUATE_PARAMS,
+            top_k=config["evaluation"]["top_k"],
         script:
             "../../scripts/evaluate.py"

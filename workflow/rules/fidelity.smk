@@ -2,6 +2,7 @@
 # (written by rule evaluate against the reference of rule evaluate_reference), per-token cosine / SQNR of
 # every encoder evaluation, aggregated with block-bootstrap CIs (lpbench.fidelity). Appends to FINAL_OUTPUTS.
 
+
 localrules:
     fidelity_tables,
 
@@ -13,15 +14,16 @@ rule fidelity_tables:
     output:
         csv=report("results/tables/fidelity.csv", caption="../report/fidelity.rst", category="Tables"),
         md="results/tables/fidelity.md",
-        enc_csv=report("results/tables/fidelity_encoder.csv", caption="../report/fidelity_encoder.rst",
-                       category="Tables"),
+        enc_csv=report(
+            "results/tables/fidelity_encoder.csv", caption="../report/fidelity_encoder.rst", category="Tables"
+        ),
         enc_md="results/tables/fidelity_encoder.md",
         png=report("results/figures/fidelity.png", caption="../report/fidelity_figure.rst", category="Figures"),
         pdf="results/figures/fidelity.pdf",
-    benchmark:
-        "results/benchmarks/fidelity_tables/fidelity.tsv"
     log:
         "logs/fidelity_tables.log",
+    benchmark:
+        "results/benchmarks/fidelity_tables/fidelity.tsv"
     conda:
         ENV
     script:

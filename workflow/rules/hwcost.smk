@@ -6,15 +6,15 @@ rule hwcost:
     output:
         csv=report("results/tables/hwcost.csv", caption="../report/hwcost.rst", category="Hardware cost"),
         md="results/tables/hwcost.md",
+    log:
+        "logs/hwcost.log",
+    benchmark:
+        "results/benchmarks/hwcost/hwcost.tsv"
+    conda:
+        ENV
     params:
         methods=lambda wc: {meth: config["methods"][meth] for _, _, meth in TRIPLES},
         pairs=sorted({(m, meth) for m, _, meth in TRIPLES}),
-    benchmark:
-        "results/benchmarks/hwcost/hwcost.tsv",
-    log:
-        "logs/hwcost.log",
-    conda:
-        ENV
     script:
         "../../scripts/hwcost.py"
 

@@ -8,18 +8,18 @@ rule method_artifact:
     output:
         "resources/artifacts/{model}/{corpus}/{method}.pt",
         "resources/artifacts/{model}/{corpus}/{method}.pt.sha256",
-    params:
-        entry=lambda wc: config["methods"][wc.method],
-        seed=config["seed"],
+    log:
+        "logs/method_artifact/{model}/{corpus}/{method}.log",
+    benchmark:
+        "results/benchmarks/method_artifact/{model}/{corpus}/{method}.tsv"
+    conda:
+        ENV
     threads: config["threads"]
     resources:
         mem_mb=8000,
-    benchmark:
-        "results/benchmarks/method_artifact/{model}/{corpus}/{method}.tsv",
-    log:
-        "logs/method_artifact/{model}/{corpus}/{method}.log",
-    conda:
-        ENV
+    params:
+        entry=lambda wc: config["methods"][wc.method],
+        seed=config["seed"],
     script:
         "../../scripts/method_artifact.py"
 
@@ -34,19 +34,19 @@ rule gptq_weights:
     output:
         "resources/gptq/{model}/{corpus}/{key}.pt",
         "resources/gptq/{model}/{corpus}/{key}.pt.sha256",
-    params:
-        entry=lambda wc: GPTQ_ENTRIES[wc.key],
-        seed=config["seed"],
+    log:
+        "logs/gptq_weights/{model}/{corpus}/{key}.log",
+    benchmark:
+        "results/benchmarks/gptq_weights/{model}/{corpus}/{key}.tsv"
+    priority: 10  # the chain to the GPTQ weights is the pipeline's critical path: start it first
+    conda:
+        ENV
     threads: config["threads"]
     resources:
         mem_mb=8000,
-    priority: 10  # the chain to the GPTQ weights is the pipeline's critical path: start it first
-    benchmark:
-        "results/benchmarks/gptq_weights/{model}/{corpus}/{key}.tsv"
-    log:
-        "logs/gptq_weights/{model}/{corpus}/{key}.log",
-    conda:
-        ENV
+    params:
+        entry=lambda wc: GPTQ_ENTRIES[wc.key],
+        seed=config["seed"],
     script:
         "../../scripts/gptq_weights.py"
 
@@ -60,16 +60,16 @@ rule calib_windows:
     output:
         "resources/calib_windows/{model}/{corpus}/n{n}.pt",
         "resources/calib_windows/{model}/{corpus}/n{n}.pt.sha256",
+    log:
+        "logs/calib_windows/{model}/{corpus}/n{n}.log",
+    benchmark:
+        "results/benchmarks/calib_windows/{model}/{corpus}/n{n}.tsv"
     wildcard_constraints:
         n="[0-9]+",
+    conda:
+        ENV
     params:
         settings=lambda wc: window_settings(config, wc.model, "calibration"),
         seed=config["seed"],
-    benchmark:
-        "results/benchmarks/calib_windows/{model}/{corpus}/n{n}.tsv"
-    log:
-        "logs/calib_windows/{model}/{corpus}/n{n}.log",
-    conda:
-        ENV
     script:
         "../../scripts/calib_windows.py"

@@ -15,10 +15,10 @@ rule aggregate:
         ppl_md="results/tables/perplexity.md",
         enc=report("results/tables/encoder.csv", caption="../report/encoder.rst", category="Tables"),
         enc_md="results/tables/encoder.md",
-    benchmark:
-        "results/benchmarks/aggregate/aggregate.tsv",
     log:
         "logs/aggregate.log",
+    benchmark:
+        "results/benchmarks/aggregate/aggregate.tsv"
     conda:
         ENV
     script:
@@ -31,10 +31,10 @@ rule figures:
     output:
         png=report("results/figures/perplexity.png", caption="../report/perplexity_figure.rst", category="Figures"),
         pdf="results/figures/perplexity.pdf",
-    benchmark:
-        "results/benchmarks/figures/figures.tsv",
     log:
         "logs/figures.log",
+    benchmark:
+        "results/benchmarks/figures/figures.tsv"
     conda:
         ENV
     script:
@@ -51,10 +51,10 @@ rule claims:
     output:
         md=report("results/claims.md", caption="../report/claims.rst", category="Claims"),
         csv="results/claims.csv",
-    benchmark:
-        "results/benchmarks/claims/claims.tsv",
     log:
         "logs/claims.log",
+    benchmark:
+        "results/benchmarks/claims/claims.tsv"
     conda:
         ENV
     script:

@@ -10,6 +10,7 @@ from lpbench.studies import iterl2norm as iterl2norm_study
 ITERL2NORM_CFG = config.get("iterl2norm") or {}
 ITERL2NORM = iterl2norm_study.targets(config, TRIPLES)
 
+
 # seconds on small CSVs / the cost model: run where Snakemake runs, never queued on a cluster
 localrules:
     iterl2norm_latency,
@@ -24,18 +25,18 @@ rule iterl2norm_record:
         windows=f"resources/calib/{{model}}/{ITERL2NORM.record_corpus}.windows.pt",
     output:
         inputs="resources/iterl2norm/{model}/norm_inputs.pt",
-    params:
-        record=ITERL2NORM.record,
-        seed=config["seed"],
+    log:
+        "logs/iterl2norm/record/{model}.log",
+    benchmark:
+        "results/benchmarks/iterl2norm_record/iterl2norm/record/{model}.tsv"
+    conda:
+        PAPER_ENV
     threads: config["threads"]
     resources:
         mem_mb=6000,
-    benchmark:
-        "results/benchmarks/iterl2norm_record/iterl2norm/record/{model}.tsv",
-    log:
-        "logs/iterl2norm/record/{model}.log",
-    conda:
-        PAPER_ENV
+    params:
+        record=ITERL2NORM.record,
+        seed=config["seed"],
     script:
         "../../../scripts/iterl2norm_record.py"
 
@@ -46,26 +47,31 @@ rule iterl2norm_precision:
         real=expand("resources/iterl2norm/{model}/norm_inputs.pt", model=ITERL2NORM.record_models),
     output:
         errors="results/data/iterl2norm_errors.csv",
-        conv=report("results/tables/iterl2norm_convergence.csv", caption="../../report/iterl2norm_convergence.rst",
-                    category="IterL2Norm"),
+        conv=report(
+            "results/tables/iterl2norm_convergence.csv",
+            caption="../../report/iterl2norm_convergence.rst",
+            category="IterL2Norm",
+        ),
         conv_md="results/tables/iterl2norm_convergence.md",
-        wins=report("results/tables/iterl2norm_wins.csv", caption="../../report/iterl2norm_wins.rst",
-                    category="IterL2Norm"),
+        wins=report(
+            "results/tables/iterl2norm_wins.csv", caption="../../report/iterl2norm_wins.rst", category="IterL2Norm"
+        ),
         wins_md="results/tables/iterl2norm_wins.md",
-        init=report("results/tables/iterl2norm_init.csv", caption="../../report/iterl2norm_init.rst",
-                    category="IterL2Norm"),
+        init=report(
+            "results/tables/iterl2norm_init.csv", caption="../../report/iterl2norm_init.rst", category="IterL2Norm"
+        ),
         init_md="results/tables/iterl2norm_init.md",
-    params:
-        cfg=ITERL2NORM_CFG,
+    log:
+        "logs/iterl2norm/precision.log",
+    benchmark:
+        "results/benchmarks/iterl2norm_precision/iterl2norm/precision.tsv"
+    conda:
+        PAPER_ENV
     threads: config["threads"]
     resources:
         mem_mb=4000,
-    benchmark:
-        "results/benchmarks/iterl2norm_precision/iterl2norm/precision.tsv"
-    log:
-        "logs/iterl2norm/precision.log",
-    conda:
-        PAPER_ENV
+    params:
+        cfg=ITERL2NORM_CFG,
     script:
         "../../../scripts/iterl2norm_precision.py"
 
@@ -75,21 +81,25 @@ rule iterl2norm_latency:
     input:
         costs=config["hw_costs"],
     output:
-        lat=report("results/tables/iterl2norm_latency.csv", caption="../../report/iterl2norm_latency_table.rst",
-                   category="IterL2Norm"),
+        lat=report(
+            "results/tables/iterl2norm_latency.csv",
+            caption="../../report/iterl2norm_latency_table.rst",
+            category="IterL2Norm",
+        ),
         lat_md="results/tables/iterl2norm_latency.md",
         curve="results/data/iterl2norm_latency_curve.csv",
-        energy=report("results/tables/iterl2norm_energy.csv", caption="../../report/iterl2norm_energy.rst",
-                      category="IterL2Norm"),
+        energy=report(
+            "results/tables/iterl2norm_energy.csv", caption="../../report/iterl2norm_energy.rst", category="IterL2Norm"
+        ),
         energy_md="results/tables/iterl2norm_energy.md",
-    params:
-        cfg=ITERL2NORM_CFG,
-    benchmark:
-        "results/benchmarks/iterl2norm_latency/iterl2norm/latency.tsv",
     log:
         "logs/iterl2norm/latency.log",
+    benchmark:
+        "results/benchmarks/iterl2norm_latency/iterl2norm/latency.tsv"
     conda:
         PAPER_ENV
+    params:
+        cfg=ITERL2NORM_CFG,
     script:
         "../../../scripts/iterl2norm_latency.py"
 
@@ -102,22 +112,32 @@ rule iterl2norm_figures:
         lat="results/tables/iterl2norm_latency.csv",
         init="results/tables/iterl2norm_init.csv",
     output:
-        err_png=report("results/figures/iterl2norm_error.png", caption="../../report/iterl2norm_error.rst",
-                       category="IterL2Norm"),
+        err_png=report(
+            "results/figures/iterl2norm_error.png", caption="../../report/iterl2norm_error.rst", category="IterL2Norm"
+        ),
         err_pdf="results/figures/iterl2norm_error.pdf",
-        real_png=report("results/figures/iterl2norm_error_real.png",
-                        caption="../../report/iterl2norm_error_real.rst", category="IterL2Norm"),
+        real_png=report(
+            "results/figures/iterl2norm_error_real.png",
+            caption="../../report/iterl2norm_error_real.rst",
+            category="IterL2Norm",
+        ),
         real_pdf="results/figures/iterl2norm_error_real.pdf",
-        lat_png=report("results/figures/iterl2norm_latency.png", caption="../../report/iterl2norm_latency.rst",
-                       category="IterL2Norm"),
+        lat_png=report(
+            "results/figures/iterl2norm_latency.png",
+            caption="../../report/iterl2norm_latency.rst",
+            category="IterL2Norm",
+        ),
         lat_pdf="results/figures/iterl2norm_latency.pdf",
-        init_png=report("results/figures/iterl2norm_init.png", caption="../../report/iterl2norm_init_figure.rst",
-                        category="IterL2Norm"),
+        init_png=report(
+            "results/figures/iterl2norm_init.png",
+            caption="../../report/iterl2norm_init_figure.rst",
+            category="IterL2Norm",
+        ),
         init_pdf="results/figures/iterl2norm_init.pdf",
-    benchmark:
-        "results/benchmarks/iterl2norm_figures/iterl2norm/figures.tsv",
     log:
         "logs/iterl2norm/figures.log",
+    benchmark:
+        "results/benchmarks/iterl2norm_figures/iterl2norm/figures.tsv"
     conda:
         PAPER_ENV
     script:
@@ -129,21 +149,23 @@ rule iterl2norm_model_table:
     input:
         ITERL2NORM.evals,
     output:
-        csv=report("results/tables/iterl2norm_model.csv", caption="../../report/iterl2norm_model.rst",
-                   category="IterL2Norm"),
+        csv=report(
+            "results/tables/iterl2norm_model.csv", caption="../../report/iterl2norm_model.rst", category="IterL2Norm"
+        ),
         md="results/tables/iterl2norm_model.md",
-    benchmark:
-        "results/benchmarks/iterl2norm_model_table/iterl2norm/model_table.tsv",
     log:
         "logs/iterl2norm/model_table.log",
+    benchmark:
+        "results/benchmarks/iterl2norm_model_table/iterl2norm/model_table.tsv"
     conda:
         PAPER_ENV
     script:
         "../../../scripts/iterl2norm_model_table.py"
 
 
-FINAL_OUTPUTS += outputs(rules.iterl2norm_precision, rules.iterl2norm_latency, rules.iterl2norm_figures,
-                         rules.iterl2norm_model_table)
+FINAL_OUTPUTS += outputs(
+    rules.iterl2norm_precision, rules.iterl2norm_latency, rules.iterl2norm_figures, rules.iterl2norm_model_table
+)
 CLAIM_TABLES += [
     rules.iterl2norm_precision.output.conv,
     rules.iterl2norm_precision.output.wins,

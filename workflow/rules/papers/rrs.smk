@@ -18,17 +18,18 @@ rule rrs_perplexity:
     output:
         csv=report("results/tables/rrs_perplexity.csv", caption="../../report/rrs_perplexity.rst", category="RRS"),
         md="results/tables/rrs_perplexity.md",
-        png=report("results/figures/rrs_perplexity.png", caption="../../report/rrs_perplexity_figure.rst",
-                   category="RRS"),
+        png=report(
+            "results/figures/rrs_perplexity.png", caption="../../report/rrs_perplexity_figure.rst", category="RRS"
+        ),
         pdf="results/figures/rrs_perplexity.pdf",
-    params:
-        families=RRS.families,
-    benchmark:
-        "results/benchmarks/rrs_perplexity/rrs/perplexity.tsv",
     log:
         "logs/rrs/perplexity.log",
+    benchmark:
+        "results/benchmarks/rrs_perplexity/rrs/perplexity.tsv"
     conda:
         PAPER_ENV
+    params:
+        families=RRS.families,
     script:
         "../../../scripts/rrs_tables.py"
 
@@ -43,18 +44,18 @@ rule rrs_outliers:
         md="results/tables/rrs_outliers.md",
         png=report("results/figures/rrs_outliers.png", caption="../../report/rrs_outliers_figure.rst", category="RRS"),
         pdf="results/figures/rrs_outliers.pdf",
+    log:
+        "logs/rrs/outliers.log",
+    benchmark:
+        "results/benchmarks/rrs_outliers/rrs/outliers.tsv"
+    conda:
+        PAPER_ENV
+    threads: config["threads"]
     params:
         model=RRS.outlier_model,
         seqlen=lambda wc: window_settings(config, RRS.outlier_model, "evaluation")["seqlen"],
         seed=config["seed"],
         group_size=128,
-    threads: config["threads"]
-    benchmark:
-        "results/benchmarks/rrs_outliers/rrs/outliers.tsv",
-    log:
-        "logs/rrs/outliers.log",
-    conda:
-        PAPER_ENV
     script:
         "../../../scripts/rrs_outliers.py"
 
@@ -68,14 +69,14 @@ rule rrs_cost:
     output:
         csv=report("results/tables/rrs_cost.csv", caption="../../report/rrs_cost.rst", category="RRS"),
         md="results/tables/rrs_cost.md",
-    params:
-        methods=lambda wc: {meth: config["methods"][meth] for _, _, meth in RRS.triples},
-    benchmark:
-        "results/benchmarks/rrs_cost/rrs/cost.tsv",
     log:
         "logs/rrs/cost.log",
+    benchmark:
+        "results/benchmarks/rrs_cost/rrs/cost.tsv"
     conda:
         PAPER_ENV
+    params:
+        methods=lambda wc: {meth: config["methods"][meth] for _, _, meth in RRS.triples},
     script:
         "../../../scripts/rrs_cost.py"
 

@@ -18,6 +18,15 @@ rule slanc_measure:
         artifact=lambda wc: f"resources/artifacts/{wc.model}/{wc.corpus}/{SLANC.methods['slanc']}.pt",
     output:
         "results/slanc/{model}/{corpus}.pt",
+    log:
+        "logs/slanc_measure/{model}/{corpus}.log",
+    benchmark:
+        "results/benchmarks/slanc_measure/{model}/{corpus}.tsv"
+    conda:
+        PAPER_ENV
+    threads: config["threads"]
+    resources:
+        mem_mb=8000,
     params:
         settings=lambda wc: window_settings(config, wc.model, "evaluation"),
         n_windows=SLANC.measure["n_windows"],
@@ -27,15 +36,6 @@ rule slanc_measure:
         method=lambda wc: SLANC.methods["slanc"],
         entry=lambda wc: config["methods"][SLANC.methods["slanc"]],
         seed=config["seed"],
-    threads: config["threads"]
-    resources:
-        mem_mb=8000,
-    benchmark:
-        "results/benchmarks/slanc_measure/{model}/{corpus}.tsv"
-    log:
-        "logs/slanc_measure/{model}/{corpus}.log",
-    conda:
-        PAPER_ENV
     script:
         "../../../scripts/slanc_measure.py"
 
@@ -53,16 +53,16 @@ rule slanc_tables:
         layers_md="results/tables/slanc_layers.md",
         cost_csv=report("results/tables/slanc_cost.csv", caption="../../report/slanc_cost.rst", category="SLaNC"),
         cost_md="results/tables/slanc_cost.md",
+    log:
+        "logs/slanc_tables.log",
+    benchmark:
+        "results/benchmarks/slanc_tables/slanc_tables.tsv"
+    conda:
+        PAPER_ENV
     params:
         variant_methods=SLANC.methods,
         methods={name: config["methods"][name] for name in SLANC.methods.values()},
         fp32_method="fp32",
-    benchmark:
-        "results/benchmarks/slanc_tables/slanc_tables.tsv",
-    log:
-        "logs/slanc_tables.log",
-    conda:
-        PAPER_ENV
     script:
         "../../../scripts/slanc_tables.py"
 
@@ -73,10 +73,10 @@ rule slanc_figure:
     output:
         png=report("results/figures/slanc_sumsq.png", caption="../../report/slanc_sumsq.rst", category="SLaNC"),
         pdf="results/figures/slanc_sumsq.pdf",
-    benchmark:
-        "results/benchmarks/slanc_figure/slanc_figure.tsv",
     log:
         "logs/slanc_figure.log",
+    benchmark:
+        "results/benchmarks/slanc_figure/slanc_figure.tsv"
     conda:
         PAPER_ENV
     script:

@@ -29,31 +29,35 @@ rule tender_tables:
         models=model_paths(TENDER.models),
         artifacts=artifact_paths(TENDER.artifacts),
     output:
-        csv=report("results/tables/tender_perplexity.csv", caption="../../report/tender_perplexity.rst",
-                   category="Tender"),
+        csv=report(
+            "results/tables/tender_perplexity.csv", caption="../../report/tender_perplexity.rst", category="Tender"
+        ),
         md="results/tables/tender_perplexity.md",
-        gran=report("results/tables/tender_granularity.csv", caption="../../report/tender_granularity.rst",
-                    category="Tender"),
+        gran=report(
+            "results/tables/tender_granularity.csv", caption="../../report/tender_granularity.rst", category="Tender"
+        ),
         gran_md="results/tables/tender_granularity.md",
         png=report("results/figures/tender_groups.png", caption="../../report/tender_groups.rst", category="Tender"),
         pdf="results/figures/tender_groups.pdf",
-        cal=report("results/tables/tender_calibration.csv", caption="../../report/tender_calibration.rst",
-                   category="Tender"),
+        cal=report(
+            "results/tables/tender_calibration.csv", caption="../../report/tender_calibration.rst", category="Tender"
+        ),
         cal_md="results/tables/tender_calibration.md",
-        cal_png=report("results/figures/tender_calibration.png", caption="../../report/tender_calibration.rst",
-                       category="Tender"),
+        cal_png=report(
+            "results/figures/tender_calibration.png", caption="../../report/tender_calibration.rst", category="Tender"
+        ),
         cal_pdf="results/figures/tender_calibration.pdf",
+    log:
+        "logs/tender/tables.log",
+    benchmark:
+        "results/benchmarks/tender_tables/tender/tables.tsv"
+    conda:
+        PAPER_ENV
     params:
         roles=TENDER.roles,
         variants=TENDER.weight_variants,
         calib_seqlen=config["calibration"]["seqlen"],
         artifact_triples=TENDER.artifacts,
-    benchmark:
-        "results/benchmarks/tender_tables/tender/tables.tsv",
-    log:
-        "logs/tender/tables.log",
-    conda:
-        PAPER_ENV
     script:
         "../../../scripts/tender_tables.py"
 
@@ -66,23 +70,24 @@ rule tender_exactness:
         artifacts=artifact_paths(TENDER.exact),
         tokens=[f"resources/tokens/{m}/{c}/evaluation.pt" for m, c, _ in TENDER.exact],
     output:
-        csv=report("results/tables/tender_exactness.csv", caption="../../report/tender_exactness.rst",
-                   category="Tender"),
+        csv=report(
+            "results/tables/tender_exactness.csv", caption="../../report/tender_exactness.rst", category="Tender"
+        ),
         md="results/tables/tender_exactness.md",
+    log:
+        "logs/tender/exactness.log",
+    benchmark:
+        "results/benchmarks/tender_exactness/tender/exactness.tsv"
+    conda:
+        PAPER_ENV
+    threads: config["threads"]
+    resources:
+        mem_mb=8000,
     params:
         triples=TENDER.exact,
         entries={meth: config["methods"][meth] for _, _, meth in TENDER.exact},
         settings={m: window_settings(config, m, "evaluation") for m, _, _ in TENDER.exact},
         seed=config["seed"],
-    threads: config["threads"]
-    resources:
-        mem_mb=8000,
-    benchmark:
-        "results/benchmarks/tender_exactness/tender/exactness.tsv",
-    log:
-        "logs/tender/exactness.log",
-    conda:
-        PAPER_ENV
     script:
         "../../../scripts/tender_exactness.py"
 
@@ -99,16 +104,16 @@ rule tender_cost:
         md="results/tables/tender_cost.md",
         png=report("results/figures/tender_cost.png", caption="../../report/tender_cost_figure.rst", category="Tender"),
         pdf="results/figures/tender_cost.pdf",
+    log:
+        "logs/tender/cost.log",
+    benchmark:
+        "results/benchmarks/tender_cost/tender/cost.tsv"
+    conda:
+        PAPER_ENV
     params:
         cost=TENDER.cost,
         artifact_triples=TENDER.cost_artifacts,
         entries={meth: config["methods"][meth] for _, _, meth in TENDER.cost_artifacts},
-    benchmark:
-        "results/benchmarks/tender_cost/tender/cost.tsv",
-    log:
-        "logs/tender/cost.log",
-    conda:
-        PAPER_ENV
     script:
         "../../../scripts/tender_cost.py"
 

@@ -19,15 +19,15 @@ rule un_images:
     output:
         data="resources/unified_norm/images/{images}.pt",
         meta="resources/unified_norm/images/{images}.json",
+    log:
+        "logs/unified_norm/images/{images}.log",
+    benchmark:
+        "results/benchmarks/un_images/{images}.tsv"
+    conda:
+        PAPER_ENV
     params:
         entry=lambda wc: UN["images"][wc.images],
         work=lambda wc: f"resources/downloads/images/{wc.images}",
-    benchmark:
-        "results/benchmarks/un_images/{images}.tsv"
-    log:
-        "logs/unified_norm/images/{images}.log",
-    conda:
-        PAPER_ENV
     script:
         "../../../scripts/un_images.py"
 
@@ -40,25 +40,25 @@ rule un_train:
         result="results/unified_norm/runs/{task}/{norm}/seed{seed}.json",
         log_csv="results/data/unified_norm/{task}/{norm}/seed{seed}.csv",
         ckpt="resources/unified_norm/ckpt/{task}/{norm}/seed{seed}.pt",
+    log:
+        "logs/unified_norm/train/{task}/{norm}/seed{seed}.log",
+    benchmark:
+        "results/benchmarks/un_train/{task}/{norm}/seed{seed}.tsv"
+    wildcard_constraints:
+        task="[A-Za-z0-9][A-Za-z0-9_.+-]*",
+        norm="[A-Za-z0-9][A-Za-z0-9_.+-]*",
+        seed="[0-9]+",
+    conda:
+        PAPER_ENV
+    threads: config["threads"]
+    resources:
+        mem_mb=2000,
     params:
         task=lambda wc: UN["tasks"][wc.task],
         norm=lambda wc: UN["norms"][wc.norm],
         role=lambda wc: un_study.role(UN, wc.task, wc.norm),
         seed=lambda wc: int(wc.seed),
         device=config.get("device", "cpu"),
-    wildcard_constraints:
-        task="[A-Za-z0-9][A-Za-z0-9_.+-]*",
-        norm="[A-Za-z0-9][A-Za-z0-9_.+-]*",
-        seed="[0-9]+",
-    threads: config["threads"]
-    resources:
-        mem_mb=2000,
-    benchmark:
-        "results/benchmarks/un_train/{task}/{norm}/seed{seed}.tsv"
-    log:
-        "logs/unified_norm/train/{task}/{norm}/seed{seed}.log",
-    conda:
-        PAPER_ENV
     script:
         "../../../scripts/un_train.py"
 
@@ -68,20 +68,26 @@ rule un_tables:
     input:
         un_study.run_files("json", UN_RUNS),
     output:
-        csv=report("results/tables/unified_norm.csv", caption="../../report/unified_norm.rst",
-                   category="Unified Normalization"),
+        csv=report(
+            "results/tables/unified_norm.csv",
+            caption="../../report/unified_norm.rst",
+            category="Unified Normalization",
+        ),
         md="results/tables/unified_norm.md",
-        summary=report("results/tables/unified_norm_summary.csv", caption="../../report/unified_norm_summary.rst",
-                       category="Unified Normalization"),
+        summary=report(
+            "results/tables/unified_norm_summary.csv",
+            caption="../../report/unified_norm_summary.rst",
+            category="Unified Normalization",
+        ),
         summary_md="results/tables/unified_norm_summary.md",
         filtration="results/tables/unified_norm_filtration.csv",
         filtration_md="results/tables/unified_norm_filtration.md",
         un3="results/tables/unified_norm_un3.csv",
         un3_md="results/tables/unified_norm_un3.md",
-    benchmark:
-        "results/benchmarks/un_tables/unified_norm.tsv"
     log:
         "logs/unified_norm/tables.log",
+    benchmark:
+        "results/benchmarks/un_tables/unified_norm.tsv"
     conda:
         PAPER_ENV
     script:
@@ -95,28 +101,31 @@ rule un_speed:
         data=sorted({f for t in UN["speed"]["tasks"] for f in un_study.task_inputs(UN, t).values()}),
         costs=config["hw_costs"],
     output:
-        csv=report("results/tables/unified_norm_speed.csv", caption="../../report/unified_norm_speed.rst",
-                   category="Unified Normalization"),
+        csv=report(
+            "results/tables/unified_norm_speed.csv",
+            caption="../../report/unified_norm_speed.rst",
+            category="Unified Normalization",
+        ),
         md="results/tables/unified_norm_speed.md",
         energy="results/tables/unified_norm_energy.csv",
         energy_md="results/tables/unified_norm_energy.md",
-    params:
-        cfg=UN,
-        runs=un_study.speed_runs(UN),
-        seed=config["seed"],
-        torch_threads=config["threads"],
+    log:
+        "logs/unified_norm/speed.log",
+    benchmark:
+        "results/benchmarks/un_speed/unified_norm.tsv"
+    conda:
+        PAPER_ENV
     # a timing job holds every core, so that no other job shares the CPU while it measures (with other
     # jobs beside it, the SmolLM2-shape 1x64 speedup read 1.13 in one run and 1.45 in the next); it still
     # times with `torch_threads` threads (profiles/slurm sets 1: a SLURM job is alone on its CPUs)
     threads: workflow.cores
     resources:
         mem_mb=4000,
-    benchmark:
-        "results/benchmarks/un_speed/unified_norm.tsv"
-    log:
-        "logs/unified_norm/speed.log",
-    conda:
-        PAPER_ENV
+    params:
+        cfg=UN,
+        runs=un_study.speed_runs(UN),
+        seed=config["seed"],
+        torch_threads=config["threads"],
     script:
         "../../../scripts/un_speed.py"
 
@@ -126,29 +135,42 @@ rule un_figures:
         logs=un_study.run_files("log", UN_RUNS),
         speed="results/tables/unified_norm_speed.csv",
     output:
-        curves=report("results/figures/unified_norm_training.png", caption="../../report/unified_norm_training.rst",
-                      category="Unified Normalization"),
+        curves=report(
+            "results/figures/unified_norm_training.png",
+            caption="../../report/unified_norm_training.rst",
+            category="Unified Normalization",
+        ),
         curves_pdf="results/figures/unified_norm_training.pdf",
-        stat=report("results/figures/unified_norm_statistic.png", caption="../../report/unified_norm_statistic.rst",
-                    category="Unified Normalization"),
+        stat=report(
+            "results/figures/unified_norm_statistic.png",
+            caption="../../report/unified_norm_statistic.rst",
+            category="Unified Normalization",
+        ),
         stat_pdf="results/figures/unified_norm_statistic.pdf",
-        speed=report("results/figures/unified_norm_speed.png", caption="../../report/unified_norm_speed_figure.rst",
-                     category="Unified Normalization"),
+        speed=report(
+            "results/figures/unified_norm_speed.png",
+            caption="../../report/unified_norm_speed_figure.rst",
+            category="Unified Normalization",
+        ),
         speed_pdf="results/figures/unified_norm_speed.pdf",
+    log:
+        "logs/unified_norm/figures.log",
+    benchmark:
+        "results/benchmarks/un_figures/unified_norm.tsv"
+    conda:
+        PAPER_ENV
     params:
         runs=UN_RUNS,
         stat_tasks=[t for t, task in UN["tasks"].items() if task["kind"] == "vision"],
-    benchmark:
-        "results/benchmarks/un_figures/unified_norm.tsv"
-    log:
-        "logs/unified_norm/figures.log",
-    conda:
-        PAPER_ENV
     script:
         "../../../scripts/un_figures.py"
 
 
 if UN_RUNS:
     FINAL_OUTPUTS += outputs(rules.un_tables, rules.un_figures, rules.un_speed)
-    CLAIM_TABLES += [rules.un_tables.output.summary, rules.un_tables.output.filtration, rules.un_tables.output.un3,
-                     rules.un_speed.output.csv]
+    CLAIM_TABLES += [
+        rules.un_tables.output.summary,
+        rules.un_tables.output.filtration,
+        rules.un_tables.output.un3,
+        rules.un_speed.output.csv,
+    ]

@@ -53,8 +53,11 @@ report: $(VENV)/.installed
 test: $(VENV)/.installed $(VENV)/.slurm-installed
 	$(PY) -m pytest -q
 
+# the config check, ruff (pycodestyle + pyflakes, pyproject.toml), snakefmt --check and Snakemake's own lint
 lint: $(VENV)/.installed
 	$(PY) -m lpbench.config $(CONFIG)
+	$(VENV)/bin/ruff check src scripts tests benchmarks
+	$(VENV)/bin/snakefmt --check Snakefile workflow
 	$(SMK) --lint --configfile $(CONFIG)
 
 bench: $(VENV)/.installed

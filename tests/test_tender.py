@@ -386,7 +386,6 @@ def test_mse_clipped_weights_option(monkeypatch):
     one clip search per weight within a job (calibration installs the model three times), the default is
     unchanged, and the integer emulation refuses it (its weight codes are absmax)."""
     import lpbench.methods.tender.method as MT
-    from lpbench.quant import weight_quant
     model = _tiny_llama()
     arch = get_arch(model)
     calib = torch.randint(0, 128, (2, 40), generator=torch.Generator().manual_seed(2))

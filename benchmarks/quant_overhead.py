@@ -42,7 +42,8 @@ def prepared_model(model_dir, name, entry, calib=None, gptq_dir=None, seed=0):
     artifact = {}
     if has_offline_step(entry):
         torch.manual_seed(seed)          # as the pipeline's jobs (lpbench.jobs.setup): same rotation as its GPTQ set
-        artifact = method.calibrate(model, get_arch(model), torch.load(f"{calib}.pt"), torch.load(f"{calib}.windows.pt"))
+        artifact = method.calibrate(model, get_arch(model), torch.load(f"{calib}.pt"),
+                                    torch.load(f"{calib}.windows.pt"))
         model, _, _ = load_model(model_dir)
     key = gptq_key(method)
     if key is not None:                  # the pipeline's shared GPTQ weight set (gptq_weights rule)

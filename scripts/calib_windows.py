@@ -17,7 +17,8 @@ from lpbench.limits import check_job_seqlen
 log = setup(snakemake)
 check_job_seqlen(Path(snakemake.input.model).parent, snakemake.params.settings["seqlen"], "calibration")
 meta = json.loads(Path(snakemake.input.model).read_text())
-bos = AutoTokenizer.from_pretrained(Path(snakemake.input.model).parent).bos_token_id if meta.get("bos_per_window") else None
+bos = (AutoTokenizer.from_pretrained(Path(snakemake.input.model).parent).bos_token_id
+       if meta.get("bos_per_window") else None)
 n = int(snakemake.wildcards.n)
 windows = calibration_windows(torch.load(snakemake.input.tokens), snakemake.params.settings["seqlen"], n,
                               snakemake.params.seed, bos_id=bos, source=snakemake.input.tokens)

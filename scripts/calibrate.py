@@ -5,7 +5,6 @@ delegate()  # under `make run`: this job runs in the pre-loaded worker (lpbench.
 
 from pathlib import Path
 
-
 from lpbench.archs import get_arch
 from lpbench.calibration import collect_stats
 from lpbench.data import calibration_windows, load_tokens

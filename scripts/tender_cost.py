@@ -21,7 +21,8 @@ energy = {op: e["value"] for op, e in costs["energy_pj"].items()}
 accel = {k: v["value"] for k, v in costs.get("tender_accelerator", {}).items()}
 shapes = model_shapes([Path(m).parent for m in snakemake.input.models], p["extra_models"])
 measured = measured_groups([(m, meth, snakemake.params.entries[meth], load_checked(path)["artifact"])
-                            for (m, _c, meth), path in zip(snakemake.params.artifact_triples, snakemake.input.artifacts)])
+                            for (m, _c, meth), path in zip(snakemake.params.artifact_triples,
+                                                           snakemake.input.artifacts)])
 df = cost_table(shapes, measured, p["bits"], p["seqlen"], accel, energy)
 write_table(df, snakemake.output.csv, snakemake.output.md,
             f"TENDER-4 mechanism: prefill of {p['seqlen']} tokens through every block's linears on a "

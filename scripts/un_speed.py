@@ -16,7 +16,8 @@ torch.set_num_threads(int(p.torch_threads))    # the job holds every core (no ne
 with compute():
     speed, energy = speed_job(p.cfg, [tuple(r) for r in p.runs], list(snakemake.input.ckpts),
                               snakemake.input.costs, p.seed)
-write_table(speed, out.csv, out.md, "LN vs folded UN inference on this CPU (1 thread; per-call process CPU time, minimum of interleaved "
+write_table(speed, out.csv, out.md,
+            "LN vs folded UN inference on this CPU (1 thread; per-call process CPU time, minimum of interleaved "
             "repeats; peak = activation peak + parameters). Paper: 31 % faster, 18 % less memory (GPU)")
 write_table(energy, out.energy, out.energy_md, "Norm ops and energy per token (FP32, Horowitz 45 nm; "
             "sqrt/divide charged as one FP32 multiply, a lower bound)")

@@ -117,7 +117,8 @@ def test_paired_ratio_ci_known_answers():
 
     b = np.array([1.0, 2.0, 0.5, 3.0, 1.5])
     r = paired_ratio_ci(1.25 * b, b)                       # a constant ratio: point and both ends exact
-    assert r["ratio"] == pytest.approx(1.25) and r["ci_low"] == pytest.approx(1.25) and r["ci_high"] == pytest.approx(1.25)
+    assert (r["ratio"] == pytest.approx(1.25) and r["ci_low"] == pytest.approx(1.25)
+            and r["ci_high"] == pytest.approx(1.25))
     a = np.array([1.1, 0.9, 1.05, 0.95, 1.0])            # noise around 1: the interval straddles 1
     r = paired_ratio_ci(a, np.ones(5))
     assert r["ci_low"] < 1.0 < r["ci_high"]

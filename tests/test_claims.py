@@ -134,7 +134,8 @@ def test_sensitivity_reports_other_choices_without_deciding():
 
 def test_every_claim_has_a_basis_and_deviations_and_the_csv_columns():
     claims = load_ledger(Path(__file__).parents[1] / "config" / "claims.yaml")
-    assert all(c.get("basis").split(" (")[0] in BASES and c.get("basis_pointer") and c.get("deviations") for c in claims)
+    assert all(c.get("basis").split(" (")[0] in BASES and c.get("basis_pointer") and c.get("deviations")
+               for c in claims)
     df = evaluate_ledger(claims, {})
     assert list(df.columns) == COLUMNS and len(df) == 18
     assert {"basis", "deviations", "ci_low", "ci_high"} <= set(df.columns)

@@ -5,12 +5,15 @@ models and the test corpus, now ends in a clear error naming the file or key, or
 |---|---|
 | weights corrupted in place, same size | test_weights_corrupted_in_place_fail_naming_file_and_heal |
 | weights truncated | test_truncated_weights_name_the_file_and_the_rule |
-| model re-materialised with other weights | test_new_local_weights_rerun_exactly_the_dependents, test_hf_moved_branch_changes_the_model_record |
-| evaluation.txt truncated | test_truncated_evaluation_text_stops_tokenize, test_fewer_windows_than_requested_is_an_error |
+| model re-materialised with other weights | test_new_local_weights_rerun_exactly_the_dependents, \
+test_hf_moved_branch_changes_the_model_record |
+| evaluation.txt truncated | test_truncated_evaluation_text_stops_tokenize, \
+test_fewer_windows_than_requested_is_an_error |
 | typo inside a model/corpus entry | test_typos_in_entries_fail_the_dry_run_listing_allowed_keys |
 | bad method parameters | test_bad_method_parameters_fail_the_dry_run_naming_the_method |
 | hub that never answers | test_silent_hub_fails_within_the_stated_timeout |
-| failing job, empty log | test_weights_corrupted_in_place_fail_naming_file_and_heal (log checks), test_errors_go_to_the_rule_log |
+| failing job, empty log | test_weights_corrupted_in_place_fail_naming_file_and_heal (log checks), \
+test_errors_go_to_the_rule_log |
 | --configfile merged into config/config.yaml | test_configfile_is_the_whole_config |
 """
 from __future__ import annotations
@@ -72,7 +75,8 @@ def test_model_record_holds_a_hash_of_every_file(random_model):
     on_disk = {p.name for p in random_model.iterdir() if p.is_file()} - {sources.META_FILE, sources.STAT_FILE}
     assert set(meta["files"]) == on_disk and "model.safetensors" in on_disk and "tokenizer.json" in on_disk
     for name, rec in meta["files"].items():
-        assert rec == {"sha256": sources.sha256_file(random_model / name), "bytes": (random_model / name).stat().st_size}
+        assert rec == {"sha256": sources.sha256_file(random_model / name),
+                       "bytes": (random_model / name).stat().st_size}
     assert all(len(meta[k]) == 64 for k in ("content_sha256", "weights_sha256", "tokenizer_sha256"))
 
 
@@ -319,7 +323,8 @@ def _faults_config(root: Path) -> Path:
             if p.is_file() and not p.name.startswith((".", "lpbench")):
                 shutil.copy(p, local_src / p.name)
     cfg = yaml.safe_load((ROOT / "config" / "test.yaml").read_text())
-    cfg["models"] = {"tiny-llama": cfg["models"]["tiny-llama"], "tiny-local": {"source": "local", "path": str(local_src)}}
+    cfg["models"] = {"tiny-llama": cfg["models"]["tiny-llama"],
+                     "tiny-local": {"source": "local", "path": str(local_src)}}
     cfg["corpora"]["tiny"]["path"] = str(ROOT / "tests" / "data" / "tiny_corpus.txt")
     cfg["experiments"] = [{"models": ["tiny-llama", "tiny-local"], "corpora": ["tiny"], "methods": ["fp32"]}]
     path = root / "faults.yaml"
@@ -396,7 +401,8 @@ def test_new_local_weights_rerun_exactly_the_dependents(pipeline, tmp_path):
     assert after["tiny-local"]["metrics"] != before["tiny-local"]["metrics"]
     new_in, old_in = after["tiny-local"]["provenance"]["inputs"], before["tiny-local"]["provenance"]["inputs"]
     assert new_in["weights_sha256"] != old_in["weights_sha256"]
-    assert new_in["tokenizer_sha256"] == old_in["tokenizer_sha256"] and new_in["tokens_sha256"] == old_in["tokens_sha256"]
+    assert (new_in["tokenizer_sha256"] == old_in["tokenizer_sha256"]
+            and new_in["tokens_sha256"] == old_in["tokens_sha256"])
 
 
 @pytest.mark.slow

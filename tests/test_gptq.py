@@ -189,7 +189,8 @@ def test_gemma3_rotation_is_exact_on_the_real_model():
     """Gemma-3-270M, every layer: QuaRot's sandwich rotation (online after the pre-norm gains) leaves the FP32
     logits unchanged to FP32 tolerance."""
     model = _real("gemma3-270m")
-    ids = torch.cat([torch.tensor([[2]]), torch.randint(1000, 30000, (1, 63), generator=torch.Generator().manual_seed(0))], 1)
+    ids = torch.cat([torch.tensor([[2]]),
+                     torch.randint(1000, 30000, (1, 63), generator=torch.Generator().manual_seed(0))], 1)
     with torch.inference_mode():
         ref = model(ids).logits
         rot = build_method("q", {"method": "quarot", "w_bits": 16, "a_bits": 16, "rotation_seed": 0})

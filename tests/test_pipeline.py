@@ -55,7 +55,8 @@ def test_end_to_end_on_the_test_config(e2e_local_run):
     assert len(un) == 12 and un["value"].notna().all()
     speed = pd.read_csv(res / "tables" / "unified_norm_speed.csv")
     assert (speed["fold_max_rel_err"] < 1e-5).all() and (speed["ln_ms"] > 0).all()
-    assert set(claims.loc[claims["id"].str.startswith("UN-"), "verdict"]) <= {"reproduced", "not reproduced", "inconclusive"}
+    assert (set(claims.loc[claims["id"].str.startswith("UN-"), "verdict"])
+            <= {"reproduced", "not reproduced", "inconclusive"})
     run = json.loads((res / "unified_norm" / "runs" / "vision" / "un" / "seed1.json").read_text())
     assert run["provenance"]["config_hash"] and run["settings"]["norm_resolved"]["warmup_iters"] == 5
     assert (res / "figures" / "unified_norm_statistic.png").is_file()

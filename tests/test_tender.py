@@ -47,7 +47,8 @@ def _brute_force(parts, qw, bits, groups, unsigned):
             acc += (2 ** (g - i_min)) * (codes.long() @ qw[:, cols].T)
         accs.append(acc)
         units.append((tmax[c] / 2 ** (groups - 1 - i_min) / qmax).clamp(min=1e-9))
-    return torch.stack(accs).reshape(*parts.deq.shape[:-1], qw.shape[0]), torch.stack(units).reshape(parts.deq.shape[:-2])
+    return (torch.stack(accs).reshape(*parts.deq.shape[:-1], qw.shape[0]),
+            torch.stack(units).reshape(parts.deq.shape[:-2]))
 
 
 CASES = [  # (batch, tokens, K, N, bits, groups, chunk, bias, unsigned)
@@ -309,7 +310,8 @@ def test_calib_windows_limits_the_pass():
     model = _tiny_llama()
     arch = get_arch(model)
     calib = torch.randint(0, 128, (4, 40), generator=torch.Generator().manual_seed(2))
-    a = build_method("t", {"method": "tender", "bits": 8, "chunk": 16, "calib_windows": 2}).calibrate(model, arch, {}, calib)
+    a = build_method("t", {"method": "tender", "bits": 8, "chunk": 16, "calib_windows": 2}).calibrate(
+        model, arch, {}, calib)
     b = build_method("t", {"method": "tender", "bits": 8, "chunk": 16}).calibrate(model, arch, {}, calib[:2])
     assert int(a["meta/calib_windows"]) == 2
     assert all(torch.equal(a[k], b[k]) for k in b if k != "meta/calib_windows")

@@ -48,7 +48,8 @@ def test_roles_groups_and_granularity(tmp_path):
     # INT4: SmoothQuant (15) is the best claimed baseline, per-column missing
     assert g.loc[4, "best_claim_baseline"] == "smoothquant"
     assert g.loc[4, "coarse_over_tender"] == pytest.approx(15 / 12)
-    assert pd.isna(g.loc[4, "tender_over_per_column"]) and g.loc[8, "tender_over_per_column"] == pytest.approx(10.1 / 10.02)
+    assert (pd.isna(g.loc[4, "tender_over_per_column"])
+            and g.loc[8, "tender_over_per_column"] == pytest.approx(10.1 / 10.02))
     fig = tt.groups_figure(df)
     assert len(fig.axes) == 1
 
@@ -73,9 +74,11 @@ def test_calibration_rows_relative_to_largest_with_paired_interval(tmp_path):
     df = tt.tender_perplexity(ppl, ROLES, {"m": d}, arts)
     cal = tt.calibration_rows(df, 512, nll).set_index("method")
     assert list(cal["calib_windows"]) == [2, 8, 32, 8]
-    for meth, c in (("tender-int8-c2", 0.2), ("tender-int8", 0.05), ("tender-int8-c32", 0.0), ("tender-int8-dyn", -0.1)):
+    for meth, c in (("tender-int8-c2", 0.2), ("tender-int8", 0.05), ("tender-int8-c32", 0.0),
+                    ("tender-int8-dyn", -0.1)):
         assert cal.loc[meth, "rel_to_largest"] == pytest.approx(np.exp(c))
-        assert cal.loc[meth, "rel_ci_low"] == pytest.approx(np.exp(c)) and cal.loc[meth, "rel_ci_high"] == pytest.approx(np.exp(c))
+        assert (cal.loc[meth, "rel_ci_low"] == pytest.approx(np.exp(c))
+                and cal.loc[meth, "rel_ci_high"] == pytest.approx(np.exp(c)))
     assert cal.loc["tender-int8", "default"] and cal.loc["tender-int8-dyn", "tmax"].startswith("runtime")
     no_nll = tt.calibration_rows(df, 512)
     assert no_nll["rel_ci_low"].isna().all()

@@ -56,7 +56,8 @@ class Reference:
         else:
             var = np.prod(np.stack(self.win), axis=0) ** (1.0 / m)
         r = np.sqrt(var + self.eps) / np.sqrt(self.rv + self.eps)
-        r = np.ones_like(r) if (t <= self.clamp_start or skip) else np.minimum(np.maximum(r, 1 / self.clamp), self.clamp)
+        r = (np.ones_like(r) if (t <= self.clamp_start or skip)
+             else np.minimum(np.maximum(r, 1 / self.clamp), self.clamp))
         z = x / np.sqrt(var + self.eps)
         y = w * z + b
         self.rv = self.mom * self.rv + (1 - self.mom) * var
@@ -89,7 +90,8 @@ def _run_both(steps, scales, **kw):
         y = mod(x)
         (y * dy).sum().backward()
         ry, rdx, rdw, rdb, rskip, r = ref.step(x.detach().reshape(n, c).numpy(), w, b, dy.reshape(n, c).numpy())
-        np.testing.assert_allclose(y.detach().reshape(n, c).numpy(), ry, rtol=1e-10, atol=1e-12, err_msg=f"y step {i + 1}")
+        np.testing.assert_allclose(y.detach().reshape(n, c).numpy(), ry, rtol=1e-10, atol=1e-12,
+                                   err_msg=f"y step {i + 1}")
         np.testing.assert_allclose(x.grad.reshape(n, c).numpy(), rdx, rtol=1e-9, atol=1e-12, err_msg=f"dx step {i + 1}")
         np.testing.assert_allclose(mod.weight.grad.numpy(), rdw, rtol=1e-9, atol=1e-12, err_msg=f"dw step {i + 1}")
         np.testing.assert_allclose(mod.bias.grad.numpy(), rdb, rtol=1e-10, atol=1e-12)
@@ -253,7 +255,8 @@ def test_welch_ci_by_hand():
 def _runs_df():
     rows = []
     for norm, role_, vals, coll in (("ln", "ln", [80, 81, 82], [0, 0, 0]), ("bn", "bn", [70, 72, 74], [0, 0, 0]),
-                                    ("un", "un", [79, 81, 80], [0, 0, 0]), ("un-nofilt", "ablation", [81, 10, 80], [0, 1, 0])):
+                                    ("un", "un", [79, 81, 80], [0, 0, 0]),
+                                    ("un-nofilt", "ablation", [81, 10, 80], [0, 1, 0])):
         for s, (v, c) in enumerate(zip(vals, coll)):
             rows.append({"task": "vision", "norm": norm, "seed": s, "stress": 0, "role": role_, "metric": "top1",
                          "value": float(v), "collapsed": c, "collapse_reason": "", "final_train_loss": 0.5,

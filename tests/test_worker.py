@@ -146,7 +146,8 @@ def _state(pid: int) -> str:
 
 
 def test_no_server_runs_in_own_process(tmp_path):
-    script = _script(tmp_path, "here.py", HEAD + "print('WHERE', os.getpid(), os.environ.get('LPBENCH_WORKER_CHILD'))\n")
+    script = _script(tmp_path, "here.py",
+                     HEAD + "print('WHERE', os.getpid(), os.environ.get('LPBENCH_WORKER_CHILD'))\n")
     p = _run(script, socket_path=tmp_path / "nobody-listens.sock")
     assert p.returncode == 0, p.stderr
     assert _field(p.stdout, "WHERE")[1] == "None"

@@ -65,7 +65,8 @@ def _run(cmd: list[str], timeout: float, **kw) -> subprocess.CompletedProcess:
 
 
 def _apt_opts(timeout: float) -> list[str]:
-    return ["-o", f"Acquire::http::Timeout={int(max(1, timeout))}", "-o", f"Acquire::https::Timeout={int(max(1, timeout))}",
+    return ["-o", f"Acquire::http::Timeout={int(max(1, timeout))}",
+            "-o", f"Acquire::https::Timeout={int(max(1, timeout))}",
             "-o", "Acquire::Retries=0"]
 
 

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pandas as pd
 
-PPL_COLUMNS = ["model", "corpus", "method", "kind", "params", "perplexity", "ppl_ci_low", "ppl_ci_high", "mean_nll", "windows",
-               "seqlen", "nonfinite_windows", "error", "caveat"]
+PPL_COLUMNS = ["model", "corpus", "method", "kind", "params", "perplexity", "ppl_ci_low", "ppl_ci_high", "mean_nll",
+               "windows", "seqlen", "nonfinite_windows", "error", "caveat"]
 ENC_COLUMNS = ["model", "corpus", "method", "kind", "params", "relative_error", "cosine", "windows",
                "nonfinite_windows", "error"]
 

@@ -105,7 +105,8 @@ def cluster(tmp_path_factory):
 
 
 def sacct(env, job_ids):
-    out = subprocess.run(["sacct", "-X", "-n", "-P", "-j", ",".join(job_ids), "-o", "JobID,JobName,State,ExitCode,Elapsed"],
+    out = subprocess.run(["sacct", "-X", "-n", "-P", "-j", ",".join(job_ids),
+                          "-o", "JobID,JobName,State,ExitCode,Elapsed"],
                          capture_output=True, text=True, env=env, check=True).stdout
     return {row.split("|")[0]: row.split("|") for row in out.splitlines() if row}
 
@@ -125,7 +126,8 @@ def test_pipeline_through_slurm_equals_local_run(cluster, e2e_local_run, tmp_pat
 
     # every evaluation's metrics equal the local run's, bit for bit
     evals = workdir / "results" / "evals"
-    slurm_metrics = {str(p.relative_to(evals)): json.loads(p.read_text())["metrics"] for p in sorted(evals.rglob("*.json"))}
+    slurm_metrics = {str(p.relative_to(evals)): json.loads(p.read_text())["metrics"]
+                     for p in sorted(evals.rglob("*.json"))}
     assert len(slurm_metrics) == 12 and slurm_metrics.keys() == e2e_local_run.metrics.keys()
     for name, metrics in slurm_metrics.items():
         assert metrics == e2e_local_run.metrics[name], name
@@ -180,6 +182,7 @@ def test_failing_job_is_reported_as_failed(cluster, tmp_path):
     assert failed, log[-4000:]
     assert "Error in rule fails" in log
     rows = sacct(cluster["env"], submitted_job_ids(log))
-    assert rows[failed.group(1)][2] == "FAILED" and rows[failed.group(1)][3] != "0:0", rows  # snakemake in the job exits 1
+    # snakemake in the job exits 1
+    assert rows[failed.group(1)][2] == "FAILED" and rows[failed.group(1)][3] != "0:0", rows
     slurm_log = next((tmp_path / ".snakemake" / "slurm_logs").rglob(f"{failed.group(1)}.log"))
     assert "this job fails on purpose" in slurm_log.read_text()

@@ -224,22 +224,22 @@ def tender_int_linear(x: torch.Tensor, w: torch.Tensor, bits: int, groups: int, 
     nonempty = torch.zeros(qf.shape[0], groups, dtype=torch.bool)
     hi, lo = 0, 0
     qw_f = qw.double() if exact_f64 else qw
-    for l in range(qf.shape[0]):                            # one chunk (output-tile row) at a time
-        present = torch.unique(gf[l])
-        nonempty[l, present] = True
+    for tile in range(qf.shape[0]):                         # one chunk (output-tile row) at a time
+        present = torch.unique(gf[tile])
+        nonempty[tile, present] = True
         for g in sorted(present.tolist(), reverse=True):    # largest scale first
-            cols = (gf[l] == g).nonzero().flatten()
+            cols = (gf[tile] == g).nonzero().flatten()
             if exact_f64:
-                p = (qf[l][:, cols].double() @ qw_f[:, cols].T).long()
+                p = (qf[tile][:, cols].double() @ qw_f[:, cols].T).long()
             else:
-                p = qf[l][:, cols] @ qw[:, cols].T
-            k = int(last[l]) - g if int(last[l]) >= 0 else 0
-            shifted = torch.bitwise_left_shift(acc[l], k)
+                p = qf[tile][:, cols] @ qw[:, cols].T
+            k = int(last[tile]) - g if int(last[tile]) >= 0 else 0
+            shifted = torch.bitwise_left_shift(acc[tile], k)
             new = shifted + p
             for t in (p, shifted, new):
                 hi, lo = max(hi, int(t.max())), min(lo, int(t.min()))
-            acc[l] = new
-            last[l] = g
+            acc[tile] = new
+            last[tile] = g
     acc = acc.reshape(*lead, qf.shape[1], N)
     last = last.reshape(lead)
     nonempty = nonempty.reshape(*lead, groups)

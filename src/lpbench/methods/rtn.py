@@ -33,7 +33,8 @@ class RTN(Method):
                 "a_granularity": "per_row", "w_granularity": "per_row"}
     spec = {"w_bits": BITS, "a_bits": BITS, "clip_ratio": Real(0, 1, open_lo=True),
             "w_clip_ratio": Real(0, 1, open_lo=True),
-            "a_granularity": Choice("per_row", "per_tensor", "per_column"), "w_granularity": Choice("per_row", "per_tensor")}
+            "a_granularity": Choice("per_row", "per_tensor", "per_column"),
+            "w_granularity": Choice("per_row", "per_tensor")}
 
     def weight_spec(self) -> QuantSpec:
         return QuantSpec(bits=self.params["w_bits"], granularity=self.params["w_granularity"],

@@ -197,7 +197,8 @@ def perplexity_rows(results: list[dict], families: dict[str, str]) -> list[dict]
         w, a = _bits(p.get("w_bits"), kind), _bits(p.get("a_bits"), kind)
         kv = 32 if kind == "fp32" else p.get("kv_bits", 16)
         weights = "fp32" if kind == "fp32" else ("none (16-bit)" if (w or 32) >= 16 else
-                                                   p.get("weights", "rtn") + ("+clip" if p.get("w_clip") == "mse" else ""))
+                                                   p.get("weights", "rtn")
+                                                   + ("+clip" if p.get("w_clip") == "mse" else ""))
         rows.append({
             "model": r["model"]["id"], "corpus": r["corpus"]["id"], "method": r["method"]["name"],
             "row": row_label(kind, p), "kind": kind,

@@ -78,7 +78,8 @@ def compare(name: str, ln_model, un_folded, x, repeats: int, warmup: int, meta: 
     return {"model": name, **meta, "ln_ms": 1e3 * lat_ln, "un_folded_ms": 1e3 * lat_un, "speedup": lat_ln / lat_un,
             "speedup_gmean": ci["ratio"], "speedup_ci_low": ci["ci_low"], "speedup_ci_high": ci["ci_high"],
             "ln_median_ms": 1e3 * statistics.median(t_ln), "un_folded_median_ms": 1e3 * statistics.median(t_un),
-            "ln_wall_median_ms": 1e3 * statistics.median(w_ln), "un_folded_wall_median_ms": 1e3 * statistics.median(w_un),
+            "ln_wall_median_ms": 1e3 * statistics.median(w_ln),
+            "un_folded_wall_median_ms": 1e3 * statistics.median(w_un),
             "calls_per_measurement": number,
             "time_saving_pct": 100 * (1 - lat_un / lat_ln), "ln_peak_mb": mem_ln / 2**20,
             "un_folded_peak_mb": mem_un / 2**20, "mem_ratio": mem_un / mem_ln,
@@ -143,7 +144,8 @@ def norm_ops(costs: dict, kind: str, d: int) -> dict:
     """Ops of one norm on one token vector of width d, from ``norm_ops_per_vector`` (a*d + b each)."""
     table = costs["norm_ops_per_vector"]
     if kind not in table:
-        raise KeyError(f"norm '{kind}' has no op count in the cost file; known: {sorted(k for k in table if k != 'source')}")
+        raise KeyError(f"norm '{kind}' has no op count in the cost file; "
+                       f"known: {sorted(k for k in table if k != 'source')}")
     return {op: ab[0] * d + ab[1] for op, ab in table[kind]["ops"].items()}
 
 

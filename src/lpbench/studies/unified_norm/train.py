@@ -154,7 +154,8 @@ def lr_at(step: int, steps: int, base: float, warmup_frac: float) -> float:
     return base * 0.5 * (1 + math.cos(math.pi * (step - warm) / max(1, steps - warm)))
 
 
-def train_run(task: dict, norm_spec: dict, seed: int, inputs: dict, device: str = "cpu") -> tuple[dict, pd.DataFrame, dict]:
+def train_run(task: dict, norm_spec: dict, seed: int, inputs: dict,
+              device: str = "cpu") -> tuple[dict, pd.DataFrame, dict]:
     """Train one (task, norm, seed); return (result metrics, per-step log, checkpoint state)."""
     tcfg = {**TRAIN_DEFAULTS, **task.get("train", {})}
     steps, batch = int(tcfg["steps"]), int(tcfg["batch"])

@@ -266,8 +266,13 @@ def test_method_facts_are_what_the_methods_say_and_are_remembered(tmp_path):
     from lpbench.methods.gptq import gptq_key
 
     cfg = load_yaml(ROOT / "config" / "config.yaml")
-    direct = {n: {"offline": has_offline_step(e), "gptq": gptq_key(build_method(n, e))}
-              for n, e in cfg["methods"].items()}
+
+    def fact(n, e):
+        m = build_method(n, e)
+        seeded = "seed" in type(m).defaults
+        return {"offline": has_offline_step(e), "gptq": gptq_key(m, cfg["seed"]),
+                "seed": (e.get("seed", cfg["seed"]) if seeded else None)}
+    direct = {n: fact(n, e) for n, e in cfg["methods"].items()}
     assert any(f["gptq"] for f in direct.values()) and any(f["offline"] for f in direct.values())
     assert method_facts(cfg) == direct
     cache = tmp_path / "cache"

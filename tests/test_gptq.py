@@ -192,7 +192,7 @@ def test_gemma3_rotation_is_exact_on_the_real_model():
     ids = torch.cat([torch.tensor([[2]]), torch.randint(1000, 30000, (1, 63), generator=torch.Generator().manual_seed(0))], 1)
     with torch.inference_mode():
         ref = model(ids).logits
-        rot = build_method("q", {"method": "quarot", "w_bits": 16, "a_bits": 16, "rotation_seed": 0})
-        m = rot.apply(model, get_arch(model), {"rotation_seed": 0})
+        rot = build_method("q", {"method": "quarot", "w_bits": 16, "a_bits": 16, "seed": 0})
+        m = rot.apply(model, get_arch(model), {})
         out = m(ids).logits
     assert ((out - ref).abs().max() / ref.abs().max()).item() < 1e-4

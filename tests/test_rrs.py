@@ -39,7 +39,7 @@ def test_rotation_is_invariant_in_full_precision(family, kind):
     ids = torch.randint(0, 101, (2, 24), generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
         ref = model(ids).logits
-        rot = _apply(copy.deepcopy(model), {"method": kind, "w_bits": 16, "a_bits": 16, "rotation_seed": 5})
+        rot = _apply(copy.deepcopy(model), {"method": kind, "w_bits": 16, "a_bits": 16, "seed": 5})
         out = rot(ids).logits
     assert ((out - ref).abs().max() / ref.abs().max()).item() < 1e-4
     # and the rotation really happened: o/down carry online Hadamards, weights changed
@@ -56,7 +56,7 @@ def test_rotation_with_kv_hadamard_is_invariant():
     with torch.no_grad():
         ref = model(ids).logits
         out = _apply(copy.deepcopy(model), {"method": "quarot", "w_bits": 16, "a_bits": 16, "kv_bits": 16,
-                                            "rotation_seed": 1})(ids).logits
+                                            "seed": 1})(ids).logits
     assert ((out - ref).abs().max() / ref.abs().max()).item() < 1e-4
 
 
@@ -166,7 +166,7 @@ def test_kv4_hadamard_preserves_scores_and_attention_runs():
     kvq = KVQuant(16 - 1, 8)  # 15 bits: nearly lossless
     q2, k2, _ = kvq(q, k, torch.randn(1, 2, 5, 8))
     assert torch.allclose(q2 @ k2.transpose(-1, -2), q @ k.transpose(-1, -2), atol=1e-2)
-    model = _apply(tiny_model("llama"), {"method": "quarot", "kv_bits": 4, "rotation_seed": 0})
+    model = _apply(tiny_model("llama"), {"method": "quarot", "kv_bits": 4, "seed": 0})
     ids = torch.randint(0, 101, (1, 12))
     with torch.no_grad():
         assert torch.isfinite(model(ids).logits).all()
@@ -202,7 +202,7 @@ def test_outlier_views_match_the_rotated_model():
     ids = torch.randint(0, 101, (16,))
     orig = capture_inputs(model, arch, ids, roles=("gate", "down", "o"))
     rot = Rotations(model, arch, seed=7)
-    rmodel = _apply(copy.deepcopy(model), {"method": "quarot", "w_bits": 16, "a_bits": 16, "rotation_seed": 7})
+    rmodel = _apply(copy.deepcopy(model), {"method": "quarot", "w_bits": 16, "a_bits": 16, "seed": 7})
     seen = {}
     for role in ("gate", "down", "o"):
         lin = get_submodule(rmodel, f"{arch.layers}.1.{arch.block_linears()[role]}")
@@ -213,6 +213,42 @@ def test_outlier_views_match_the_rotated_model():
     for role in ("gate", "down", "o"):
         expect = rot.rotate(role, orig[(1, role)], gamma if role == "gate" else None)
         assert torch.allclose(seen[role], expect, atol=1e-4, rtol=1e-3), role
+
+
+def test_o_proj_input_sees_h_heads_kron_h_head_dim_and_online_transforms_are_seed_free():
+    """Tiny Llama (4 heads of 16): the input o_proj's quantizer sees in the rotated model is the original
+    o_proj input times H_4 ⊗ H_16 (per-head fold into v/o + QuaRot's online H_heads), whatever the R1 seed;
+    down_proj's is times the deterministic H_128. The online transforms are the same for every seed."""
+    from lpbench.rotation import hadamard_matrix
+
+    model = tiny_model("llama")
+    arch = get_arch(model)
+    ids = torch.randint(0, 101, (16,), generator=torch.Generator().manual_seed(3))
+    orig = capture_inputs(model, arch, ids, roles=("o", "down"))
+    mats = []
+    for seed in (0, 1):
+        rmodel = _apply(copy.deepcopy(model), {"method": "quarot", "w_bits": 16, "a_bits": 16, "seed": seed})
+        seen = {}
+        for role in ("o", "down"):
+            lin = get_submodule(rmodel, f"{arch.layers}.1.{arch.block_linears()[role]}")
+            lin.act_quant = (lambda r: (lambda x: seen.setdefault(r, x.reshape(-1, x.shape[-1]).clone())))(role)
+            mats.append(lin.input_transform.matrix())
+        with torch.no_grad():
+            rmodel(ids.reshape(1, -1))
+        h_o = torch.kron(hadamard_matrix(4), hadamard_matrix(16)).float()
+        assert torch.allclose(seen["o"], orig[(1, "o")] @ h_o, atol=1e-4, rtol=1e-3)
+        assert torch.allclose(seen["down"], orig[(1, "down")] @ hadamard_matrix(128).float(), atol=1e-4, rtol=1e-3)
+    assert torch.equal(mats[0], mats[2]) and torch.equal(mats[1], mats[3])
+
+
+def test_o_proj_fallback_without_a_hadamard_of_order_heads():
+    """SmolLM2's 9 heads: no Hadamard of order 9 exists, the o_proj transform is the full-width one."""
+    from lpbench.methods.quarot import o_proj_transform
+
+    t = o_proj_transform(9, 64)
+    assert not t.across_heads and t.head_dim is None and t.dim == 576 and t.signs is None
+    t4 = o_proj_transform(4, 256)
+    assert t4.across_heads and t4.head_dim == 256 and t4.dim == 1024
 
 
 def test_outlier_stats_detect_a_spike():

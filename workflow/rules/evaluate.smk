@@ -10,7 +10,7 @@ rule evaluate:
     output:
         "results/evals/{model}/{corpus}/{method}.json",
     params:
-        entry=lambda wc: config["methods"][wc.method],
+        entry=lambda wc: method_entry(wc.method),
         settings=lambda wc: window_settings(config, wc.model, "evaluation"),
         seed=config["seed"],
         device=config["device"],

@@ -7,7 +7,7 @@ rule method_artifact:
     output:
         "resources/artifacts/{model}/{corpus}/{method}.pt",
     params:
-        entry=lambda wc: config["methods"][wc.method],
+        entry=lambda wc: method_entry(wc.method),
         seed=config["seed"],
     threads: config["threads"]
     resources:

@@ -19,15 +19,17 @@ from lpbench.methods.quarot import W4A4Base
 from lpbench.quant import act_spec, quantize_block_linears
 
 
-def gptq_key(method) -> str | None:
-    """Name of the GPTQ weight set a method uses (None for RTN weights)."""
+def gptq_key(method, default_seed: int | None = None) -> str | None:
+    """Name of the GPTQ weight set a method uses (None for RTN weights). A rotating method's set is computed
+    in its rotation, so its key holds the method's seed (``seed``, else ``default_seed``: the config's);
+    sets are shared only within a seed."""
     p = method.params
     if p.get("weights") != "gptq":
         return None
     kind = method.kind
     if kind in ("quarot", "rrs"):
-        seed = "cfg" if p.get("rotation_seed") is None else p["rotation_seed"]
-        t = f"quarot-{p['rotation']}-s{seed}"
+        seed = p["seed"] if p.get("seed") is not None else default_seed
+        t = f"quarot-{p['rotation']}-s{'cfg' if seed is None else seed}"
     elif kind == "smoothquant":
         t = f"smoothquant-a{p['alpha']}"
     else:

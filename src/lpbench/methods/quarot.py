@@ -9,13 +9,16 @@ Reading of the official code (``spcl/QuaRot`` and its copy in ``Coco58323/Rotate
 3. **V/O rotation** — ``rotate_ov_proj``: a Hadamard of order ``head_dim`` is folded into each head of
    ``v_proj``'s output and undone in ``o_proj``'s weight (offline, exact; it also spreads V outliers for
    KV4).
-4. **Online Hadamards** — before ``down_proj`` a full Hadamard of order ``intermediate``; before ``o_proj``
-   QuaRot applies a Hadamard across heads (order ``num_heads``) online, which together with (3) makes the
-   o_proj input see the full Hadamard ``H_heads ⊗ H_head_dim``. SmolLM2 has 9 heads (no Hadamard of
-   order 9 exists), so we apply a **full Hadamard of order heads·head_dim online** before o_proj instead
-   (same purpose — every o_proj input channel mixes all heads —, exact, cost (K + log2 2^k) per element
-   instead of num_heads). Both online transforms are folded into the consuming weight
-   (:func:`lpbench.rotation.fold_online_rotation`) so the FP model is unchanged.
+4. **Online Hadamards** (deterministic: ``get_hadK`` matrices, no random signs, as the official
+   ``matmul_hadU_cuda`` calls) — before ``down_proj`` a full Hadamard of order ``intermediate``; before
+   ``o_proj`` a Hadamard of order ``num_heads`` across the heads (``H_heads ⊗ I``, the official
+   ``online_partial_had``), which together with (3) makes the o_proj input see exactly
+   ``H_heads ⊗ H_head_dim``. **Extension** where no Hadamard of order ``num_heads`` exists (SmolLM2: 9
+   heads; the official ``get_hadK(9)`` assertion fails): a full Hadamard of order ``heads·head_dim`` online
+   on top of (3) (same purpose — every o_proj input channel mixes all heads —, exact, cost (K + log2 2^k)
+   per element instead of num_heads). Both online transforms are folded into the consuming weight
+   (:func:`lpbench.rotation.fold_online_rotation`) so the FP model is unchanged. (Until 2026-12 both were
+   random-signed, seed + 1, and o_proj always got the full-width transform.)
 5. **Quantization** — RTN per-channel INT4 weights (``weights: gptq`` for GPTQ), symmetric per-token INT4
    inputs of every block linear, LM head in full precision, KV16 or KV4 (:mod:`lpbench.kvcache`).
 
@@ -38,8 +41,11 @@ huge channel over every input: per-layer INT4 errors far above the signal and a 
 Rotating after the gain keeps the gain's suppression (measured layer errors in the README / report note).
 ``sandwich_rotation: refuse`` raises instead.
 
-The rotation seed: ``rotation_seed`` if given, else the seed torch was seeded with when the artifact was
-computed (the pipeline seeds every job with the config's ``seed``), stored in the artifact.
+The seed: ``seed`` drives every random choice of the method — the signs of R1 (and of the sandwich
+variant's post-norm rotations), and with them the method's GPTQ weight set, computed in that rotation.
+None (the parameter's default) means the config's ``seed``: the workflow writes it into the entry it passes
+to each job (``method_entry`` in ``common.smk``); outside the workflow, the seed torch was seeded with.
+Replicates over the method's own randomness are config entries that differ only in ``seed``.
 """
 from __future__ import annotations
 
@@ -52,7 +58,7 @@ from lpbench.methods import BITS, Bool, Choice, Int, Method, Real, register
 from lpbench.methods.rtn import RTN, int_op
 from lpbench.quant import act_spec, quantize_block_linears, replace_module
 from lpbench.rotation import (OnlineHadamard, fold_online_rotation, fuse_norms, hadamard_matrix, hadamard_ops,
-                              rotate_model, rotation_matrix)
+                              has_hadamard, rotate_model, rotation_matrix)
 
 _F64 = torch.float64
 
@@ -112,11 +118,26 @@ def head_dim_of(model: nn.Module) -> int:
     return getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
 
 
+def o_proj_transform(heads: int, head_dim: int) -> OnlineHadamard:
+    """The online transform before o_proj (after the per-head ``H_head_dim`` fold of :func:`_rotate_ov`):
+    QuaRot's ``H_heads`` across the heads where a Hadamard of order ``heads`` exists, else (extension) a
+    full-width Hadamard of order ``heads·head_dim``. Deterministic."""
+    if has_hadamard(heads):
+        return OnlineHadamard(heads * head_dim, head_dim=head_dim, across_heads=True)
+    return OnlineHadamard(heads * head_dim)
+
+
+def down_proj_transform(intermediate: int) -> OnlineHadamard:
+    """QuaRot's online full Hadamard before down_proj (order ``intermediate``, deterministic)."""
+    return OnlineHadamard(intermediate)
+
+
 @torch.no_grad()
 def quarot_rotate(model: nn.Module, arch: ArchSpec, seed: int, kind: str = "hadamard",
                   sandwich: str = "online") -> dict[str, nn.Module]:
     """Rotate ``model`` in place as QuaRot does (see the module docstring) and return the online input
-    transforms ``{full linear name: OnlineHadamard}`` (already folded into those linears' weights)."""
+    transforms ``{full linear name: OnlineHadamard}`` (already folded into those linears' weights).
+    ``seed`` drives R1's random signs only; the online transforms are deterministic."""
     if arch.placement == "sandwich":
         if sandwich != "online":
             raise NotImplementedError(
@@ -134,21 +155,27 @@ def quarot_rotate(model: nn.Module, arch: ArchSpec, seed: int, kind: str = "hada
         _rotate_ov(block, arch, hd)
         o = get_submodule(block, arch.attn["o"])
         down = get_submodule(block, arch.mlp[down_role])
-        for lin, rel in ((o, arch.attn["o"]), (down, arch.mlp[down_role])):
-            rot = OnlineHadamard(lin.in_features, seed=seed + 1)
+        for lin, rel, rot in ((o, arch.attn["o"], o_proj_transform(o.in_features // hd, hd)),
+                              (down, arch.mlp[down_role], down_proj_transform(down.in_features))):
             fold_online_rotation(lin, rot)
             transforms[f"{arch.layers}.{i}.{rel}"] = rot
     return transforms
 
 
-def artifact_seed(params: dict) -> int:
-    return int(params["rotation_seed"]) if params.get("rotation_seed") is not None else int(torch.initial_seed())
+def method_seed(params: dict) -> int:
+    """The method's seed: ``seed`` if set, else the seed torch was seeded with (the config's ``seed`` in
+    every pipeline job, which also writes it into the entry)."""
+    return int(params["seed"]) if params.get("seed") is not None else int(torch.initial_seed())
 
 
 def rotation_ops(dims, sandwich: bool) -> tuple[float, float]:
-    """(adds, mults) per token of the online Hadamards: before o_proj (order heads·head_dim), before down_proj
-    (order intermediate), and for sandwich norms two of order hidden after the post-norms."""
-    a_o, m_o = hadamard_ops(dims.heads * dims.head_dim)
+    """(adds, mults) per token of the online Hadamards: before o_proj (order heads across the heads, once
+    per head_dim position; order heads·head_dim where no Hadamard of order heads exists), before down_proj
+    (order intermediate), and for sandwich norms two of order hidden after the pre-norms."""
+    if has_hadamard(dims.heads):
+        a_o, m_o = (dims.head_dim * v for v in hadamard_ops(dims.heads))
+    else:
+        a_o, m_o = hadamard_ops(dims.heads * dims.head_dim)
     a_d, m_d = hadamard_ops(dims.intermediate)
     adds, mults = a_o + a_d, m_o + m_d
     if sandwich:
@@ -212,17 +239,13 @@ class W4A4Base(Method):
 @register
 class QuaRot(W4A4Base):
     kind = "quarot"
-    defaults = {**W4A4Base.defaults, "rotation": "hadamard", "rotation_seed": None,
-                "sandwich_rotation": "online"}
-    spec = {**W4A4Base.spec, "rotation_seed": Int(none=True)}
-
-    def calibrate(self, model, arch, stats, windows):
-        art = {"rotation_seed": artifact_seed(self.params)}
-        return art
+    defaults = {**W4A4Base.defaults, "rotation": "hadamard", "seed": None, "sandwich_rotation": "online"}
+    spec = {**W4A4Base.spec, "seed": Int(0, none=True), "rotation": Choice("hadamard", "orthogonal"),
+            "sandwich_rotation": Choice("online", "refuse")}
 
     def transform(self, model, arch, artifact):
-        """Rotate; return (act_quant_for, transforms)."""
-        transforms = quarot_rotate(model, arch, int(artifact["rotation_seed"]), self.params["rotation"],
+        """Rotate (R1 from the method's seed); return (act_quant_for, transforms)."""
+        transforms = quarot_rotate(model, arch, method_seed(self.params), self.params["rotation"],
                                    self.params["sandwich_rotation"])
         spec = act_spec(self.params["a_bits"], self.params["clip_ratio"])
         return (lambda role: spec), transforms
@@ -240,4 +263,5 @@ class QuaRot(W4A4Base):
         return self.merge(self.plain_ops(dims), self.extra_ops(dims))
 
 
-__all__ = ["QuaRot", "W4A4Base", "quarot_rotate", "PostNormRotation", "rotation_ops", "int_op"]
+__all__ = ["QuaRot", "W4A4Base", "quarot_rotate", "PostNormRotation", "rotation_ops", "int_op", "method_seed",
+           "o_proj_transform", "down_proj_transform"]

@@ -15,7 +15,8 @@ For an input X (tokens × channels) of a linear and each *view* of it —
 ``rs``        X / s̃ (runtime smoothing, groups of ``group_size``), what RS quantizes
 ``rotated``   the input the quantizer sees in the QuaRot-rotated model (exactly computed from X: gate/up
               input ``(X/γ)·Q`` since γ is folded into the weights; down_proj input ``X·H_I``; o_proj input
-              ``X·(I⊗H_hd)·H`` — the same matrices and seeds as :mod:`lpbench.methods.quarot`)
+              ``X·(H_heads⊗H_hd)``, SmolLM2's 9 heads ``X·(I⊗H_hd)·H`` — the same matrices and seed as
+              :mod:`lpbench.methods.quarot`)
 ``rrs``       the rotated view, runtime-smoothed
 
 — :func:`outlier_stats` reports: ``channel_ratio`` = max_j c_j / median_j c_j with c_j = max_t |X_tj|
@@ -38,10 +39,11 @@ import seaborn as sns  # noqa: E402
 from lpbench.archs import ArchSpec, get_submodule
 from lpbench.hwcost import energy_pj
 from lpbench.methods import build_method
+from lpbench.methods.quarot import down_proj_transform, o_proj_transform
 from lpbench.methods.runtime_smooth import runtime_smooth_scales
 from lpbench.plots import grouped_bars
 from lpbench.quant import QuantSpec, fake_quant
-from lpbench.rotation import OnlineHadamard, hadamard_matrix, rotation_matrix
+from lpbench.rotation import hadamard_matrix, rotation_matrix
 from lpbench.tables import ppl_ci
 
 VIEWS = ("original", "rs", "rotated", "rrs")
@@ -76,7 +78,8 @@ def quant_error(x: torch.Tensor, smoothed: bool, bits: int = 4, group_size: int 
 
 
 class Rotations:
-    """The rotations a quantizer input sees in the QuaRot/RRS model, per linear role."""
+    """The rotations a quantizer input sees in the QuaRot/RRS model, per linear role (the same matrices as
+    :func:`lpbench.methods.quarot.quarot_rotate`: R1 from ``seed``, deterministic online Hadamards)."""
 
     def __init__(self, model: nn.Module, arch: ArchSpec, seed: int):
         cfg = model.config
@@ -85,21 +88,22 @@ class Rotations:
         self.q = rotation_matrix(self.d, "hadamard", seed).float()
         self.h_hd = hadamard_matrix(self.hd).float()
         self.seed = seed
-        self._online: dict[int, OnlineHadamard] = {}
+        self._online: dict[tuple[str, int], nn.Module] = {}
         self.arch = arch
 
-    def online(self, n: int) -> OnlineHadamard:
-        if n not in self._online:
-            self._online[n] = OnlineHadamard(n, seed=self.seed + 1)
-        return self._online[n]
+    def online(self, role: str, n: int) -> nn.Module:
+        if (role, n) not in self._online:
+            self._online[(role, n)] = (o_proj_transform(n // self.hd, self.hd) if role == "o"
+                                       else down_proj_transform(n))
+        return self._online[(role, n)]
 
     def rotate(self, role: str, x: torch.Tensor, gamma: torch.Tensor | None = None) -> torch.Tensor:
         if role in ("gate", "up", "q", "k", "v", "fc1"):
             return (x / gamma) @ self.q
         if role == "o":
             y = (x.reshape(*x.shape[:-1], -1, self.hd) @ self.h_hd).reshape(x.shape)
-            return self.online(x.shape[-1])(y)
-        return self.online(x.shape[-1])(x)
+            return self.online("o", x.shape[-1])(y)
+        return self.online(role, x.shape[-1])(x)
 
 
 def views(x: torch.Tensor, rotated: torch.Tensor, group_size: int = 128) -> dict[str, torch.Tensor]:

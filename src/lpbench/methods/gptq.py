@@ -38,16 +38,17 @@ def gptq_key(method, default_seed: int | None = None) -> str | None:
 
 
 @torch.no_grad()
-def compute_gptq(method, model, arch, stats, windows, log=None) -> dict:
-    """The method's transform (its own calibration: rotation seed, smoothing scales), then sequential GPTQ
-    on the transformed FP model (online Hadamards as QuantLinear input transforms, no activation
-    quantization). Returns ``{"gptq": packed weights, "time_s": seconds}``."""
+def compute_gptq(method, model, arch, stats, windows, log=None, profile: dict | None = None) -> dict:
+    """The method's transform (its own calibration — SmoothQuant's scales — and its seed — QuaRot's R1),
+    then true-sequential GPTQ on the transformed FP model (online Hadamards as QuantLinear input
+    transforms, no activation quantization). ``profile``: CPU-s by phase (lpbench.gptq.sequential_gptq).
+    Returns ``{"gptq": packed weights, "time_s": seconds}``."""
     t0 = time.perf_counter()
     art = method.calibrate(model, arch, stats, windows)
     _, transforms = method.transform(model, arch, art)
     quantize_block_linears(model, arch, 16, lambda role: None, transforms)
     packed = sequential_gptq(model, arch, windows, bits=method.params["w_bits"], clip=method.params["w_clip"],
-                             act_order=bool(method.params.get("act_order")), log=log)
+                             act_order=bool(method.params.get("act_order")), log=log, profile=profile)
     return {"gptq": packed, "time_s": time.perf_counter() - t0}
 
 

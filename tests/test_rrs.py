@@ -309,3 +309,47 @@ def test_perplexity_figure_one_bar_per_configuration_with_its_interval():
     dup = pd.concat([df, df.iloc[[1]]])
     with pytest.raises(ValueError, match="share a"):
         perplexity_figure(dup)
+
+
+def _result(method, kind, params, nll, model="m"):
+    import math as _m
+
+    flat = [x for w in nll for x in w]
+    return {"model": {"id": model}, "corpus": {"id": "c"},
+            "method": {"name": method, "kind": kind, "params": params},
+            "metrics": {"kind": "perplexity", "perplexity": _m.exp(sum(flat) / len(flat)), "token_nll": nll,
+                        "windows": len(nll), "seqlen": len(nll[0]) + 1}}
+
+
+def test_seed_replicates_are_pooled_in_the_table_and_drawn_as_one_bar_with_a_marker_per_seed():
+    import math as _m
+
+    import matplotlib.pyplot as plt
+    import pandas as pd
+
+    from lpbench.studies.rrs import perplexity_figure, perplexity_rows
+
+    g = torch.Generator().manual_seed(0)
+    base = (torch.rand(2, 64, generator=g) * 2 + 1).double()
+    rot = {"w_bits": 4, "a_bits": 4, "kv_bits": 16, "weights": "gptq", "w_clip": "mse", "rotation": "hadamard"}
+    results = [_result("fp32", "fp32", {}, base.tolist()),
+               _result("rtn", "w4a4", {"w_bits": 4, "a_bits": 4, "kv_bits": 16}, (base + 1).tolist())]
+    for seed, shift in ((0, 0.3), (1, 0.4), (2, 0.5)):
+        name = "quarot-w4a4" if seed == 0 else f"quarot-w4a4-s{seed}"
+        results.append(_result(name, "quarot", {**rot, "seed": seed}, (base + shift).tolist()))
+    df = pd.DataFrame(perplexity_rows(results, {}))
+    q = df[df["kind"] == "quarot"].set_index("method")
+    assert set(q["replicate_of"]) == {"quarot-w4a4"} and (q["seeds"] == 3).all()
+    assert q.loc["quarot-w4a4-s2", "seed"] == 2
+    want = _m.exp(float(base.mean()) + 0.4)
+    assert q["pooled_perplexity"].iloc[0] == pytest.approx(want, rel=1e-9)
+    assert q["pooled_ci_low"].iloc[0] < want < q["pooled_ci_high"].iloc[0]
+    assert df[df["method"] == "rtn"]["seeds"].iloc[0] == 1
+    fig = perplexity_figure(df)
+    ax = fig.axes[0]
+    heights = sorted(round(p.get_height(), 6) for p in ax.patches if p.get_height() > 0)
+    assert heights == sorted(round(x, 6) for x in (want, df[df["method"] == "rtn"]["perplexity"].iloc[0]))
+    markers = [ln for ln in ax.lines if ln.get_marker() == "o"]
+    assert sorted(round(ln.get_ydata()[0], 6) for ln in markers) == sorted(round(x, 6) for x in q["perplexity"])
+    assert len({ln.get_xdata()[0] for ln in markers}) == 1                  # all over the one QuaRot bar
+    plt.close(fig)

@@ -274,6 +274,9 @@ def test_method_facts_are_what_the_methods_say_and_are_remembered(tmp_path):
                 "seed": (e.get("seed", cfg["seed"]) if seeded else None)}
     direct = {n: fact(n, e) for n, e in cfg["methods"].items()}
     assert any(f["gptq"] for f in direct.values()) and any(f["offline"] for f in direct.values())
+    # a seeded method's GPTQ set names its seed: replicates never share a set
+    assert direct["quarot-w4a4"]["gptq"] != direct["quarot-w4a4-s1"]["gptq"] == direct["rrs-w4a4-s1"]["gptq"]
+    assert direct["quarot-w4a4"]["seed"] == cfg["seed"] and direct["rrs-w16a4-s3"]["seed"] == 3
     assert method_facts(cfg) == direct
     cache = tmp_path / "cache"
     assert method_facts(cfg, cache) == direct

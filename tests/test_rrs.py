@@ -353,3 +353,39 @@ def test_seed_replicates_are_pooled_in_the_table_and_drawn_as_one_bar_with_a_mar
     assert sorted(round(ln.get_ydata()[0], 6) for ln in markers) == sorted(round(x, 6) for x in q["perplexity"])
     assert len({ln.get_xdata()[0] for ln in markers}) == 1                  # all over the one QuaRot bar
     plt.close(fig)
+
+
+def test_adding_a_seed_plans_only_its_jobs(tmp_path):
+    """A config with QuaRot at the config's seed and seed 1 on tiny-llama, every output present (empty files
+    marked up to date): adding seed 2 plans that seed's GPTQ set and evaluation, and the aggregates that read
+    every result — nothing of the other seeds, no download, tokenize, calibration or artifact job."""
+    import re
+
+    import yaml
+    from workflow_run import TEST_CONFIG, smk
+
+    cfg = yaml.safe_load(TEST_CONFIG.read_text())
+    entry = {"method": "quarot", "weights": "gptq", "w_clip": "mse"}
+    cfg["methods"].update({"quarot-w4a4": entry, "quarot-w4a4-s1": {**entry, "seed": 1}})
+    cfg["experiments"].append({"models": ["tiny-llama"], "corpora": ["tiny"],
+                               "methods": ["quarot-w4a4", "quarot-w4a4-s1"]})
+    before, after = tmp_path / "before.yaml", tmp_path / "after.yaml"
+    before.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    cfg["methods"]["quarot-w4a4-s2"] = {**entry, "seed": 2}
+    cfg["experiments"][-1]["methods"].append("quarot-w4a4-s2")
+    after.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    summary = smk(tmp_path, "--summary", configfile=before)
+    assert summary.returncode == 0, summary.stderr[-3000:]
+    for line in summary.stdout.splitlines()[1:]:
+        f = tmp_path / line.split("\t")[0]
+        f.parent.mkdir(parents=True, exist_ok=True)
+        f.touch()
+    assert smk(tmp_path, "--touch", "--cores", "1", configfile=before).returncode == 0
+    plan = smk(tmp_path, "-n", configfile=after)
+    assert plan.returncode == 0, plan.stderr[-3000:]
+    log = plan.stdout + plan.stderr
+    stats = dict(re.findall(r"^(\w+)\s+(\d+)$", log.split("Job stats:", 1)[1].split("total", 1)[0], re.M))
+    assert stats.pop("evaluate") == "1" and "method=quarot-w4a4-s2" in log
+    assert stats.pop("gptq_weights") == "1" and "quarot-hadamard-s2-w4-mse.pt" in log
+    assert set(stats) <= {"aggregate", "hwcost", "rrs_cost", "rrs_perplexity", "claims", "figures", "all"}, stats
+    assert "quarot-hadamard-s1" not in log and "quarot-hadamard-s0" not in log

@@ -17,10 +17,9 @@ this an exact identity, and this module implements exactly those and nothing mor
    (o, down) ``W ← QᵀW`` and their bias ``b ← bQ``. This is QuaRot's offline rotation of the residual
    stream (its ``R1``); head-wise rotations of v/o are not applied here.
 
-Online rotations (QuaRot's full Hadamard before ``down_proj`` and its Hadamard across the heads before
-``o_proj``) are :class:`OnlineHadamard` modules used as ``QuantLinear.input_transform``;
-:func:`fold_online_rotation` pre-multiplies the consuming linear's weight so that the pair is exactly
-invariant in full precision.
+Online rotations (QuaRot's Hadamard before ``down_proj`` and the one across heads before ``o_proj``) are
+:class:`OnlineHadamard` modules used as ``QuantLinear.input_transform``; :func:`fold_online_rotation`
+pre-multiplies the consuming linear's weight so that the pair is exactly invariant in full precision.
 
 Hadamard matrices are QuaRot's (official ``hadamard_utils.get_hadK`` / ``matmul_hadU``): order ``n = 2^k``
 is Sylvester's construction; order ``n = K·2^k`` is ``Kᵀ ⊗ H_{2^k}`` (``x ↦ x·H`` applies ``K`` across the
@@ -310,19 +309,14 @@ def rotate_model(model: nn.Module, arch: ArchSpec, Q: torch.Tensor) -> None:
 
 # ---- online Hadamard transforms ----------------------------------------------------------------------
 class OnlineHadamard(nn.Module):
-    """``x ↦ x·M`` over the last dim, for ``QuantLinear.input_transform``.
-
-    ``OnlineHadamard(dim)``: ``M = hadamard_matrix(dim, seed)`` on the full last dim (e.g. before
-    ``down_proj``). ``OnlineHadamard(dim, head_dim=h)``: the last dim is ``dim/h`` heads of size ``h`` and
-    each head's slice is multiplied by ``hadamard_matrix(h, seed)`` (block-diagonal ``M = I ⊗ H_h``).
-    ``OnlineHadamard(dim, head_dim=h, across_heads=True)``: the Hadamard of order ``dim/h`` mixes the heads,
-    the same for every position inside a head (``M = H_{dim/h} ⊗ I_h``; QuaRot's online ``o_proj``
-    transform, ``ActQuantWrapper.online_partial_had`` with ``get_hadK(num_heads)``). ``M`` is never
-    materialized: ``H`` is applied as its Kronecker factors ``A ⊗ B`` (sizes ``K`` and ``2^k``), i.e.
-    ``Aᵀ X B`` on the input reshaped to ``(…, K, 2^k)``, costing ``(K + 2^k)`` multiply-adds per element
-    instead of its order. ``seed=None`` (the default) is QuaRot's deterministic matrix; a seed adds random
-    row signs (``diag(s)·H``). Computed in at least float32, returned in the input dtype. Pair it with
-    :func:`fold_online_rotation` on the consuming linear.
+    """``x ↦ x·M`` over the last dim, for ``QuantLinear.input_transform``: ``OnlineHadamard(dim)``, ``M = H_dim``
+    (e.g. before ``down_proj``); ``head_dim=h``, ``M = I ⊗ H_h`` (each head's slice); ``head_dim=h,
+    across_heads=True``, ``M = H_{dim/h} ⊗ I_h`` (the heads mixed: QuaRot's online ``o_proj`` transform,
+    ``online_partial_had`` with ``get_hadK(num_heads)``). ``H = hadamard_matrix(order, seed)``: ``seed=None``
+    (default) is QuaRot's deterministic matrix, a seed adds random row signs. ``M`` is never materialized:
+    ``H``'s Kronecker factors ``A ⊗ B`` (sizes ``K``, ``2^k``) act as ``Aᵀ X B`` on the input reshaped to
+    ``(…, K, 2^k)``: ``(K + 2^k)`` multiply-adds per element. At least float32 inside, the input dtype out.
+    Pair it with :func:`fold_online_rotation` on the consuming linear.
     """
 
     def __init__(self, dim: int, head_dim: int | None = None, seed: int | None = None,
@@ -342,9 +336,7 @@ class OnlineHadamard(nn.Module):
         self.register_buffer("signs", signs, persistent=False)
 
     def _hadamard(self, y: torch.Tensor) -> torch.Tensor:
-        """``y·H`` over the last dim of ``y`` (a multiple of the order: blocks of it)."""
-        a, b = self.left.to(y.dtype), self.right.to(y.dtype)
-        shape = y.shape
+        a, b, shape = self.left.to(y.dtype), self.right.to(y.dtype), y.shape     # y·H over blocks of the last dim
         y = y.reshape(*shape[:-1], -1, a.shape[0], b.shape[0])                  # (..., blocks, K, 2^k)
         if self.signs is not None:
             y = y * self.signs.to(y.dtype)
@@ -352,8 +344,7 @@ class OnlineHadamard(nn.Module):
         # ``a.T @ y`` broadcasts into a batched GEMM of one tiny (K × K)·(K × 2^k) product per token
         # (2–4× slower here). The same products and sums: bit-identical output on this machine (every
         # rotated method's evaluation metrics compared before/after, see #15's note).
-        if a.shape[0] > 1:
-            y = (y.transpose(-1, -2) @ a).transpose(-1, -2)
+        y = (y.transpose(-1, -2) @ a).transpose(-1, -2)
         if b.shape[0] > 1:
             y = y @ b
         return y.reshape(shape)

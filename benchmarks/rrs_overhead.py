@@ -28,8 +28,8 @@ from lpbench.methods import build_method  # noqa: E402
 METHODS = {
     "rtn-w4a4": {"method": "rtn", "w_bits": 4, "a_bits": 4},
     "rs-w4a4": {"method": "rs", "w_bits": 4, "a_bits": 4, "group_size": 128},
-    "quarot-w4a4": {"method": "quarot", "w_bits": 4, "a_bits": 4, "rotation_seed": 0},
-    "rrs-w4a4": {"method": "rrs", "w_bits": 4, "a_bits": 4, "group_size": 128, "rotation_seed": 0},
+    "quarot-w4a4": {"method": "quarot", "w_bits": 4, "a_bits": 4, "seed": 0},
+    "rrs-w4a4": {"method": "rrs", "w_bits": 4, "a_bits": 4, "group_size": 128, "seed": 0},
 }
 
 

@@ -5,6 +5,8 @@ import time
 import numpy as np
 import pytest
 
+from lpbench import bootstrap
+
 from lpbench.bootstrap import (BLOCK, as_series, circular_block_sums, combine, decide, perplexity_ci,
                                ratio_ci, ratio_to_best_ci, resampled_means)
 
@@ -128,3 +130,66 @@ def test_paired_ratio_ci_known_answers():
     assert inv["ci_low"] == pytest.approx(1 / r["ci_high"]) and inv["ci_high"] == pytest.approx(1 / r["ci_low"])
     with pytest.raises(ValueError):
         paired_ratio_ci(np.ones(3), np.ones(4))
+
+
+# ---- two levels: seeds, then token blocks -------------------------------------------------------------------
+def _seed_nll(seed, n=2044):
+    g = np.random.default_rng(seed)
+    return g.gamma(2.0, 1.5, n) + np.repeat(g.normal(0, 0.5, n // 4 + 1), 4)[:n]   # autocorrelated, positive
+
+
+def test_seed_ci_identical_methods_give_exactly_one():
+    a = {s: _seed_nll(s) for s in (0, 1, 2)}
+    for ci in (bootstrap.seed_ratio_ci(a, dict(a)), bootstrap.seed_ratio_to_best_ci(a, [dict(a), dict(a)])):
+        assert ci["ratio"] == 1.0 and ci["ci_low"] == 1.0 and ci["ci_high"] == 1.0
+        assert ci["seeds"] == [0, 1, 2] and all(v["ratio"] == 1.0 for v in ci["per_seed"].values())
+
+
+def test_seed_ci_covers_known_seed_shifts():
+    """Seed s of A is B's NLL plus a constant c_s: every per-seed ratio is exactly exp(c_s), the pooled
+    point is exp(mean c), and the interval — which now varies with the seed draw — contains it and stays
+    within [exp(min c), exp(max c)] (a token-only interval at any one seed would be a single point)."""
+    shifts = {0: 0.0, 1: 0.1, 2: 0.2}
+    b = {s: _seed_nll(10 + s) for s in shifts}
+    a = {s: b[s] + c for s, c in shifts.items()}
+    ci = bootstrap.seed_ratio_ci(a, b)
+    assert ci["ratio"] == pytest.approx(math.exp(0.1), rel=1e-12)
+    assert ci["ci_low"] <= math.exp(0.1) <= ci["ci_high"]
+    assert math.exp(0.0) - 1e-12 <= ci["ci_low"] < ci["ci_high"] <= math.exp(0.2) + 1e-12
+    for s, c in shifts.items():
+        assert ci["per_seed"][s]["ratio"] == pytest.approx(math.exp(c), rel=1e-12)
+    # a competitor that was not replicated (one series) is read at every seed
+    one = bootstrap.seed_ratio_ci({s: x + 0.05 for s, x in zip(shifts, [_seed_nll(7)] * 3)}, {None: _seed_nll(7)})
+    assert one["ratio"] == pytest.approx(math.exp(0.05)) and one["ci_low"] == pytest.approx(math.exp(0.05))
+
+
+def test_seed_ci_with_one_seed_is_the_token_only_ci():
+    a, b, c = _seed_nll(1), _seed_nll(2), _seed_nll(3)
+    assert {k: v for k, v in bootstrap.seed_ratio_ci({0: a}, {0: b}).items()
+            if k in ("ratio", "ci_low", "ci_high", "tokens")} == bootstrap.ratio_ci(a, b)
+    two = bootstrap.seed_ratio_to_best_ci({5: a}, [{None: b}, {5: c}])
+    assert {k: two[k] for k in ("ratio", "ci_low", "ci_high", "tokens")} == bootstrap.ratio_to_best_ci(a, [b, c])
+
+
+def test_seed_ci_pairs_by_seed_and_checks_seed_sets():
+    """Pairing: A and B share a large per-seed offset (the same rotation draw moves both); the interval of the
+    ratio does not see it. Unpaired seed sets are an error."""
+    base = {s: _seed_nll(20 + s) + 3 * s for s in (0, 1, 2)}
+    a = {s: x * 1.0 + 0.01 for s, x in base.items()}
+    ci = bootstrap.seed_ratio_ci(a, base)
+    assert ci["ci_low"] == pytest.approx(math.exp(0.01)) and ci["ci_high"] == pytest.approx(math.exp(0.01))
+    with pytest.raises(ValueError, match="different seeds"):
+        bootstrap.seed_ratio_ci({0: _seed_nll(0), 1: _seed_nll(1)}, {0: _seed_nll(0), 2: _seed_nll(2)})
+    with pytest.raises(ValueError, match="unpaired"):
+        bootstrap.seed_ratio_ci({0: _seed_nll(0)}, {0: _seed_nll(0)[:-1]})
+
+
+def test_seed_perplexity_ci_one_seed_is_perplexity_ci_and_spread_widens():
+    x = _seed_nll(4)
+    one, ref = bootstrap.seed_perplexity_ci({0: x}), perplexity_ci(x)
+    assert one["perplexity"] == ref["perplexity"]
+    assert one["ci_low"] == pytest.approx(ref["ci_low"], rel=1e-12)
+    assert one["ci_high"] == pytest.approx(ref["ci_high"], rel=1e-12)
+    three = bootstrap.seed_perplexity_ci({0: x, 1: x + 0.2, 2: x + 0.4})
+    assert three["perplexity"] == pytest.approx(ref["perplexity"] * math.exp(0.2), rel=1e-12)
+    assert three["ci_high"] / three["ci_low"] > ref["ci_high"] / ref["ci_low"]

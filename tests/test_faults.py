@@ -270,9 +270,17 @@ def test_method_facts_are_what_the_methods_say_and_are_remembered(tmp_path):
     from lpbench.methods.gptq import gptq_key
 
     cfg = load_yaml(ROOT / "config" / "config.yaml")
-    direct = {n: {"offline": has_offline_step(e), "gptq": gptq_key(build_method(n, e))}
-              for n, e in cfg["methods"].items()}
+
+    def fact(n, e):
+        m = build_method(n, e)
+        seeded = "seed" in type(m).defaults
+        return {"offline": has_offline_step(e), "gptq": gptq_key(m, cfg["seed"]),
+                "seed": (e.get("seed", cfg["seed"]) if seeded else None)}
+    direct = {n: fact(n, e) for n, e in cfg["methods"].items()}
     assert any(f["gptq"] for f in direct.values()) and any(f["offline"] for f in direct.values())
+    # a seeded method's GPTQ set names its seed: replicates never share a set
+    assert direct["quarot-w4a4"]["gptq"] != direct["quarot-w4a4-s1"]["gptq"] == direct["rrs-w4a4-s1"]["gptq"]
+    assert direct["quarot-w4a4"]["seed"] == cfg["seed"] and direct["rrs-w16a4-s3"]["seed"] == 3
     assert method_facts(cfg) == direct
     cache = tmp_path / "cache"
     assert method_facts(cfg, cache) == direct

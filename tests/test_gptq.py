@@ -139,6 +139,107 @@ def test_sequential_gptq_on_tiny_model_beats_rtn_in_output():
     assert eg < er
 
 
+def _true_sequential_reference(model, arch, ids, bits=4):
+    """The official gptq_fwrd order, written out in float64 with nothing shared: every window through the whole
+    block one at a time, one Hessian per group from inputs computed with the earlier groups already quantized,
+    each linear quantized by the OBQ reference (per-row absmax scales), groups [k, v, q] -> [o] -> [up, gate] ->
+    [down], layer by layer on the quantized layers' outputs."""
+    rel = {**arch.attn, **arch.mlp}
+    inps, kws = [], [[] for _ in arch.blocks(model)]
+
+    def record(j):
+        def hook(mod, args, kw):
+            kws[j].append({k: v for k, v in kw.items() if k != "hidden_states"})
+            if j == 0:
+                inps.append(args[0] if args else kw["hidden_states"])
+        return hook
+    hooks = [b.register_forward_pre_hook(record(j), with_kwargs=True) for j, b in enumerate(arch.blocks(model))]
+    with torch.no_grad():
+        for w in ids:
+            model(w.reshape(1, -1), use_cache=False)
+    for h in hooks:
+        h.remove()
+    out = {}
+    for i, block in enumerate(arch.blocks(model)):
+        for group in (["k", "v", "q"], ["o"], ["up", "gate"], ["down"]):
+            lins = {r: get_submodule(block, rel[r]) for r in group}
+            xs = []
+            h = lins[group[0]].register_forward_pre_hook(lambda m, a: xs.append(a[0].reshape(-1, a[0].shape[-1])))
+            with torch.no_grad():
+                for x, kw in zip(inps, kws[i]):
+                    block(x, **kw)
+            h.remove()
+            X = torch.cat(xs)
+            H = 2 * X.T @ X / X.shape[0]
+            for r, lin in lins.items():
+                w = lin.weight.data.clone()
+                s = weight_scale(w, bits, "none")
+                dead = torch.diag(H) == 0
+                w[:, dead] = 0
+                Hd = H.clone()
+                Hd[dead, dead] = 1
+                q = _obq_reference(w, Hd, s, 2 ** (bits - 1) - 1)
+                lin.weight.data.copy_(q)
+                out[f"{arch.layers}.{i}.{rel[r]}"] = q
+        with torch.no_grad():
+            inps = [block(x, **kw) for x, kw in zip(inps, kws[i])]
+            inps = [x[0] if isinstance(x, tuple) else x for x in inps]
+    return out
+
+
+@pytest.mark.parametrize("one_pass", [None, False])
+def test_true_sequential_gptq_equals_a_float64_reference(one_pass):
+    """2-layer random Llama in float64: lpbench's true-sequential GPTQ (one batched pass per layer with the
+    groups quantized inside it, or one early-stopped pass per group) gives the reference's weights; the
+    original GPTQ order (every Hessian from the FP layer) does not."""
+    from lpbench.gptq import dequantize, sequential_gptq
+
+    model = tiny_model("llama").double()
+    arch = get_arch(model)
+    ids = torch.randint(0, 101, (4, 32), generator=torch.Generator().manual_seed(5))
+    ref = _true_sequential_reference(copy.deepcopy(model), arch, ids)
+    got = dequantize(sequential_gptq(copy.deepcopy(model), arch, ids, clip="none", one_pass=one_pass))
+    assert set(got) == set(ref) and len(ref) == 14
+    for name in ref:
+        assert torch.allclose(got[name].double(), ref[name], rtol=0, atol=1e-6), name
+    other = dequantize(sequential_gptq(copy.deepcopy(model), arch, ids, clip="none", true_sequential=False))
+    moved = [n for n in ref if not torch.allclose(other[n].double(), ref[n], rtol=0, atol=1e-6)]
+    assert {n.split(".")[-1] for n in moved} >= {"o_proj", "up_proj", "gate_proj", "down_proj"}
+
+
+def test_hessian_upper_blocks_and_inverse_cholesky_factor():
+    """Wide inputs accumulate one triangle in column blocks (over two batches here): H is still 2/n XᵀX and
+    symmetric; U = inverse_cholesky_upper(H) is the official chol(cholesky_inverse(chol(H)), upper) factor."""
+    from lpbench.gptq import SYRK_BLOCK, inverse_cholesky_upper
+
+    g = torch.Generator().manual_seed(4)
+    X = torch.randn(700, 2 * SYRK_BLOCK + 37, generator=g, dtype=F64)
+    h = Hessian(X.shape[1], dtype=F64)
+    h.add(X[:300])
+    h.add(X[300:])
+    assert torch.allclose(h.H, 2 * X.T @ X / 700, rtol=1e-12, atol=1e-12) and torch.equal(h.H, h.H.T)
+    H = h.H + 0.01 * torch.eye(X.shape[1], dtype=F64)
+    official = torch.linalg.cholesky(torch.cholesky_inverse(torch.linalg.cholesky(H)), upper=True)
+    assert torch.allclose(inverse_cholesky_upper(H), official, rtol=1e-9, atol=1e-12)
+
+
+def test_stacked_runs_and_one_pass_are_bit_identical_to_their_plain_forms():
+    from lpbench.gptq import sequential_gptq
+
+    _, H, _ = _layer(cols=40)
+    g = torch.Generator().manual_seed(6)
+    ws = [torch.randn(n, 40, generator=g) for n in (24, 8, 8)]
+    scales = [weight_scale(w, 4, "mse") for w in ws]
+    alone = torch.cat([gptq_quantize(w, H.float(), 4, scale=sc) for w, sc in zip(ws, scales)])
+    assert torch.equal(alone, gptq_quantize(torch.cat(ws), H.float(), 4, scale=torch.cat(scales)))
+    model = tiny_model("gemma3")
+    arch = get_arch(model)
+    ids = torch.randint(3, 101, (3, 16), generator=torch.Generator().manual_seed(1))
+    one = sequential_gptq(copy.deepcopy(model), arch, ids)
+    per_group = sequential_gptq(copy.deepcopy(model), arch, ids, one_pass=False)
+    assert all(torch.equal(one[n]["codes"], per_group[n]["codes"]) for n in one) and len(one) == 14
+
+
 def test_gptq_keys_share_weights_by_transform():
     k = lambda e: gptq_key(build_method("x", e))  # noqa: E731
     assert k({"method": "rs", "weights": "gptq", "group_size": 1}) == k({"method": "rs", "weights": "gptq"}) \
@@ -193,7 +294,7 @@ def test_gemma3_rotation_is_exact_on_the_real_model():
                      torch.randint(1000, 30000, (1, 63), generator=torch.Generator().manual_seed(0))], 1)
     with torch.inference_mode():
         ref = model(ids).logits
-        rot = build_method("q", {"method": "quarot", "w_bits": 16, "a_bits": 16, "rotation_seed": 0})
-        m = rot.apply(model, get_arch(model), {"rotation_seed": 0})
+        rot = build_method("q", {"method": "quarot", "w_bits": 16, "a_bits": 16, "seed": 0})
+        m = rot.apply(model, get_arch(model), {})
         out = m(ids).logits
     assert ((out - ref).abs().max() / ref.abs().max()).item() < 1e-4

@@ -264,3 +264,59 @@ def test_hadamard_ops_count_the_k_actually_used():
     assert hadamard_ops(1536) == (1536 * 7 + 1536 * 11, 1536 * 12 + 1536)       # 12 · 128
     assert hadamard_ops(576) == (576 * 4 + 576 * 35, 576 * 36 + 576)            # 36 · 16
     assert hadamard_ops(268) == (268 * 2 + 268 * 66, 268 * 67 + 268)            # unknown: odd part 67
+
+
+# ---- QuaRot's deterministic online o_proj transform (H_heads across heads) ----------------------------------
+def _official_across_heads(x: torch.Tensor, heads: int, head_dim: int) -> torch.Tensor:
+    """QuaRot's ActQuantWrapper.online_partial_had, written out in float64: the input as (tokens, heads,
+    head_dim), ``had_K @ x / √heads`` with had_K = get_hadK(heads) (Sloane's had.12 for 12 heads), or the
+    Walsh-Hadamard transform across the heads (Sylvester's matrix) when heads is a power of two."""
+    from compressed_tensors.transform.utils.hadamard import _fetch_hadamard_divisor
+
+    if heads & (heads - 1) == 0:
+        had = torch.ones(1, 1, dtype=F64)
+        while had.shape[0] < heads:
+            had = torch.kron(torch.tensor([[1.0, 1.0], [1.0, -1.0]], dtype=F64), had)
+    else:
+        had = _fetch_hadamard_divisor(heads, F64)
+    y = had @ x.reshape(-1, heads, head_dim) / math.sqrt(heads)
+    return y.reshape(x.shape)
+
+
+@pytest.mark.parametrize("heads,head_dim", [(12, 4), (4, 16)])
+def test_online_head_hadamard_is_quarots_and_deterministic(heads, head_dim):
+    n = heads * head_dim
+    rot = OnlineHadamard(n, head_dim=head_dim, across_heads=True)
+    eye = torch.eye(n, dtype=F64)
+    m = rot.matrix()
+    assert torch.allclose(m, _official_across_heads(eye, heads, head_dim), rtol=0, atol=1e-14)
+    assert torch.allclose(m, torch.kron(hadamard_matrix(heads), torch.eye(head_dim, dtype=F64)), rtol=0, atol=1e-14)
+    assert torch.equal(m, OnlineHadamard(n, head_dim=head_dim, across_heads=True).matrix())   # no randomness
+    assert rot.signs is None
+    # with the per-head H_head_dim folded into v/o offline, o_proj's input sees H_heads ⊗ H_head_dim, which is
+    # QuaRot's full Hadamard of order heads·head_dim (its offline o_proj fold, matmul_hadU): 12·4 = 48 has K = 12,
+    # 4·16 = 64 is Sylvester's
+    per_head = OnlineHadamard(n, head_dim=head_dim).matrix()
+    seen = per_head @ m
+    assert torch.allclose(seen, torch.kron(hadamard_matrix(heads), hadamard_matrix(head_dim)), rtol=0, atol=1e-14)
+    from compressed_tensors.transform.utils.hadamard import _fetch_hadamard_divisor
+
+    k = {48: 12, 64: 1}[n]
+    had_k = None if k == 1 else _fetch_hadamard_divisor(k, F64)
+    assert torch.allclose(seen, _quarot_hadamard_rows(eye, had_k), rtol=0, atol=1e-14)
+
+
+def test_order_12_by_hand():
+    """Sloane's had.12 first row is (1, -1, ..., -1): across 12 heads of size 1, the first output is
+    (x_0 - x_1 - ... - x_11)/√12 — read off the transform of a unit vector per head."""
+    rot = OnlineHadamard(12, head_dim=1, across_heads=True)
+    y = rot(torch.eye(12, dtype=F64))                                   # row i: e_i·M
+    assert torch.allclose(y[:, 0] * math.sqrt(12), torch.tensor([1.0] + [-1.0] * 11, dtype=F64), atol=1e-14)
+    assert_orthonormal(y)
+
+
+def test_online_head_hadamard_errors():
+    with pytest.raises(ValueError, match="across_heads needs head_dim"):
+        OnlineHadamard(64, across_heads=True)
+    with pytest.raises(ValueError, match="Hadamard"):
+        OnlineHadamard(9 * 64, head_dim=64, across_heads=True)         # no Hadamard of order 9

@@ -39,7 +39,7 @@ def test_rotation_is_invariant_in_full_precision(family, kind):
     ids = torch.randint(0, 101, (2, 24), generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
         ref = model(ids).logits
-        rot = _apply(copy.deepcopy(model), {"method": kind, "w_bits": 16, "a_bits": 16, "rotation_seed": 5})
+        rot = _apply(copy.deepcopy(model), {"method": kind, "w_bits": 16, "a_bits": 16, "seed": 5})
         out = rot(ids).logits
     assert ((out - ref).abs().max() / ref.abs().max()).item() < 1e-4
     # and the rotation really happened: o/down carry online Hadamards, weights changed
@@ -56,7 +56,7 @@ def test_rotation_with_kv_hadamard_is_invariant():
     with torch.no_grad():
         ref = model(ids).logits
         out = _apply(copy.deepcopy(model), {"method": "quarot", "w_bits": 16, "a_bits": 16, "kv_bits": 16,
-                                            "rotation_seed": 1})(ids).logits
+                                            "seed": 1})(ids).logits
     assert ((out - ref).abs().max() / ref.abs().max()).item() < 1e-4
 
 
@@ -166,7 +166,7 @@ def test_kv4_hadamard_preserves_scores_and_attention_runs():
     kvq = KVQuant(16 - 1, 8)  # 15 bits: nearly lossless
     q2, k2, _ = kvq(q, k, torch.randn(1, 2, 5, 8))
     assert torch.allclose(q2 @ k2.transpose(-1, -2), q @ k.transpose(-1, -2), atol=1e-2)
-    model = _apply(tiny_model("llama"), {"method": "quarot", "kv_bits": 4, "rotation_seed": 0})
+    model = _apply(tiny_model("llama"), {"method": "quarot", "kv_bits": 4, "seed": 0})
     ids = torch.randint(0, 101, (1, 12))
     with torch.no_grad():
         assert torch.isfinite(model(ids).logits).all()
@@ -202,7 +202,7 @@ def test_outlier_views_match_the_rotated_model():
     ids = torch.randint(0, 101, (16,))
     orig = capture_inputs(model, arch, ids, roles=("gate", "down", "o"))
     rot = Rotations(model, arch, seed=7)
-    rmodel = _apply(copy.deepcopy(model), {"method": "quarot", "w_bits": 16, "a_bits": 16, "rotation_seed": 7})
+    rmodel = _apply(copy.deepcopy(model), {"method": "quarot", "w_bits": 16, "a_bits": 16, "seed": 7})
     seen = {}
     for role in ("gate", "down", "o"):
         lin = get_submodule(rmodel, f"{arch.layers}.1.{arch.block_linears()[role]}")
@@ -213,6 +213,42 @@ def test_outlier_views_match_the_rotated_model():
     for role in ("gate", "down", "o"):
         expect = rot.rotate(role, orig[(1, role)], gamma if role == "gate" else None)
         assert torch.allclose(seen[role], expect, atol=1e-4, rtol=1e-3), role
+
+
+def test_o_proj_input_sees_h_heads_kron_h_head_dim_and_online_transforms_are_seed_free():
+    """Tiny Llama (4 heads of 16): the input o_proj's quantizer sees in the rotated model is the original
+    o_proj input times H_4 ⊗ H_16 (per-head fold into v/o + QuaRot's online H_heads), whatever the R1 seed;
+    down_proj's is times the deterministic H_128. The online transforms are the same for every seed."""
+    from lpbench.rotation import hadamard_matrix
+
+    model = tiny_model("llama")
+    arch = get_arch(model)
+    ids = torch.randint(0, 101, (16,), generator=torch.Generator().manual_seed(3))
+    orig = capture_inputs(model, arch, ids, roles=("o", "down"))
+    mats = []
+    for seed in (0, 1):
+        rmodel = _apply(copy.deepcopy(model), {"method": "quarot", "w_bits": 16, "a_bits": 16, "seed": seed})
+        seen = {}
+        for role in ("o", "down"):
+            lin = get_submodule(rmodel, f"{arch.layers}.1.{arch.block_linears()[role]}")
+            lin.act_quant = (lambda r: (lambda x: seen.setdefault(r, x.reshape(-1, x.shape[-1]).clone())))(role)
+            mats.append(lin.input_transform.matrix())
+        with torch.no_grad():
+            rmodel(ids.reshape(1, -1))
+        h_o = torch.kron(hadamard_matrix(4), hadamard_matrix(16)).float()
+        assert torch.allclose(seen["o"], orig[(1, "o")] @ h_o, atol=1e-4, rtol=1e-3)
+        assert torch.allclose(seen["down"], orig[(1, "down")] @ hadamard_matrix(128).float(), atol=1e-4, rtol=1e-3)
+    assert torch.equal(mats[0], mats[2]) and torch.equal(mats[1], mats[3])
+
+
+def test_o_proj_fallback_without_a_hadamard_of_order_heads():
+    """SmolLM2's 9 heads: no Hadamard of order 9 exists, the o_proj transform is the full-width one."""
+    from lpbench.methods.quarot import o_proj_transform
+
+    t = o_proj_transform(9, 64)
+    assert not t.across_heads and t.head_dim is None and t.dim == 576 and t.signs is None
+    t4 = o_proj_transform(4, 256)
+    assert t4.across_heads and t4.head_dim == 256 and t4.dim == 1024
 
 
 def test_outlier_stats_detect_a_spike():
@@ -273,3 +309,83 @@ def test_perplexity_figure_one_bar_per_configuration_with_its_interval():
     dup = pd.concat([df, df.iloc[[1]]])
     with pytest.raises(ValueError, match="share a"):
         perplexity_figure(dup)
+
+
+def _result(method, kind, params, nll, model="m"):
+    import math as _m
+
+    flat = [x for w in nll for x in w]
+    return {"model": {"id": model}, "corpus": {"id": "c"},
+            "method": {"name": method, "kind": kind, "params": params},
+            "metrics": {"kind": "perplexity", "perplexity": _m.exp(sum(flat) / len(flat)), "token_nll": nll,
+                        "windows": len(nll), "seqlen": len(nll[0]) + 1}}
+
+
+def test_seed_replicates_are_pooled_in_the_table_and_drawn_as_one_bar_with_a_marker_per_seed():
+    import math as _m
+
+    import matplotlib.pyplot as plt
+    import pandas as pd
+
+    from lpbench.studies.rrs import perplexity_figure, perplexity_rows
+
+    g = torch.Generator().manual_seed(0)
+    base = (torch.rand(2, 64, generator=g) * 2 + 1).double()
+    rot = {"w_bits": 4, "a_bits": 4, "kv_bits": 16, "weights": "gptq", "w_clip": "mse", "rotation": "hadamard"}
+    results = [_result("fp32", "fp32", {}, base.tolist()),
+               _result("rtn", "w4a4", {"w_bits": 4, "a_bits": 4, "kv_bits": 16}, (base + 1).tolist())]
+    for seed, shift in ((0, 0.3), (1, 0.4), (2, 0.5)):
+        name = "quarot-w4a4" if seed == 0 else f"quarot-w4a4-s{seed}"
+        results.append(_result(name, "quarot", {**rot, "seed": seed}, (base + shift).tolist()))
+    df = pd.DataFrame(perplexity_rows(results, {}))
+    q = df[df["kind"] == "quarot"].set_index("method")
+    assert set(q["replicate_of"]) == {"quarot-w4a4"} and (q["seeds"] == 3).all()
+    assert q.loc["quarot-w4a4-s2", "seed"] == 2
+    want = _m.exp(float(base.mean()) + 0.4)
+    assert q["pooled_perplexity"].iloc[0] == pytest.approx(want, rel=1e-9)
+    assert q["pooled_ci_low"].iloc[0] < want < q["pooled_ci_high"].iloc[0]
+    assert df[df["method"] == "rtn"]["seeds"].iloc[0] == 1
+    fig = perplexity_figure(df)
+    ax = fig.axes[0]
+    heights = sorted(round(p.get_height(), 6) for p in ax.patches if p.get_height() > 0)
+    assert heights == sorted(round(x, 6) for x in (want, df[df["method"] == "rtn"]["perplexity"].iloc[0]))
+    markers = [ln for ln in ax.lines if ln.get_marker() == "o"]
+    assert sorted(round(ln.get_ydata()[0], 6) for ln in markers) == sorted(round(x, 6) for x in q["perplexity"])
+    assert len({ln.get_xdata()[0] for ln in markers}) == 1                  # all over the one QuaRot bar
+    plt.close(fig)
+
+
+def test_adding_a_seed_plans_only_its_jobs(tmp_path):
+    """A config with QuaRot at the config's seed and seed 1 on tiny-llama, every output present (empty files
+    marked up to date): adding seed 2 plans that seed's GPTQ set and evaluation, and the aggregates that read
+    every result — nothing of the other seeds, no download, tokenize, calibration or artifact job."""
+    import re
+
+    import yaml
+    from workflow_run import TEST_CONFIG, smk
+
+    cfg = yaml.safe_load(TEST_CONFIG.read_text())
+    entry = {"method": "quarot", "weights": "gptq", "w_clip": "mse"}
+    cfg["methods"].update({"quarot-w4a4": entry, "quarot-w4a4-s1": {**entry, "seed": 1}})
+    cfg["experiments"].append({"models": ["tiny-llama"], "corpora": ["tiny"],
+                               "methods": ["quarot-w4a4", "quarot-w4a4-s1"]})
+    before, after = tmp_path / "before.yaml", tmp_path / "after.yaml"
+    before.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    cfg["methods"]["quarot-w4a4-s2"] = {**entry, "seed": 2}
+    cfg["experiments"][-1]["methods"].append("quarot-w4a4-s2")
+    after.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    summary = smk(tmp_path, "--summary", configfile=before)
+    assert summary.returncode == 0, summary.stderr[-3000:]
+    for line in summary.stdout.splitlines()[1:]:
+        f = tmp_path / line.split("\t")[0]
+        f.parent.mkdir(parents=True, exist_ok=True)
+        f.touch()
+    assert smk(tmp_path, "--touch", "--cores", "1", configfile=before).returncode == 0
+    plan = smk(tmp_path, "-n", configfile=after)
+    assert plan.returncode == 0, plan.stderr[-3000:]
+    log = plan.stdout + plan.stderr
+    stats = dict(re.findall(r"^(\w+)\s+(\d+)$", log.split("Job stats:", 1)[1].split("total", 1)[0], re.M))
+    assert stats.pop("evaluate") == "1" and "method=quarot-w4a4-s2" in log
+    assert stats.pop("gptq_weights") == "1" and "quarot-hadamard-s2-w4-mse.pt" in log
+    assert set(stats) <= {"aggregate", "hwcost", "rrs_cost", "rrs_perplexity", "claims", "figures", "all"}, stats
+    assert "quarot-hadamard-s1" not in log and "quarot-hadamard-s0" not in log

@@ -10,14 +10,30 @@ Romano 1992) over the windows concatenated in text order: ``BLOCK = 32`` tokens,
 claim. One interval is a vectorised gather over precomputed circular block sums (about a millisecond for
 2044 tokens). :func:`decide` / :func:`combine` turn intervals into verdicts.
 
+Replicates over a method's own randomness (two levels)
+    A method with random choices (QuaRot/RRS: the signs of the residual rotation, and with them its GPTQ
+    weights) is run at several seeds, each an evaluation on the same tokens. A verdict about the method must
+    hold over its seeds, not for one draw, so :func:`seed_ratio_ci` / :func:`seed_ratio_to_best_ci` resample
+    both sources of variation: each resample draws k seeds with replacement from the k seeds run, then for
+    each drawn seed (a "slot") draws token blocks as above, independently per slot; the statistic is the mean
+    over the slots of the per-slot mean. Paired: every method compared reads the same drawn seed and the same
+    token positions in a slot (a method that was not replicated — one series — is read at every slot). The
+    point estimate is the mean over seeds of the per-seed mean log ratio (the geometric mean of the per-seed
+    perplexity ratios). Slot i's token positions come from ``SEED + i`` and the seed draws from their own
+    stream, so with a single seed the interval is *exactly* the token-only one of :func:`ratio_ci` /
+    :func:`ratio_to_best_ci`. Each call also returns the token-only interval of every seed on its own
+    (``per_seed``), for a per-seed verdict beside the pooled one.
+
 Known answers (tests/test_bootstrap.py): identical methods give R = 1 with the interval [1, 1]; a
-constant per-token shift c gives exactly exp(c) for the point and both ends.
+constant per-token shift c gives exactly exp(c) for the point and both ends; seeds shifted by known
+constants give an interval that contains the ratio of the mean shift; one seed gives today's interval.
 
 Why blocks of 32, the resampling step by step and the cost: docs/statistics.md.
 """
 from __future__ import annotations
 
 import math
+from collections.abc import Hashable, Mapping, Sequence
 
 import numpy as np
 
@@ -117,6 +133,101 @@ def paired_ratio_ci(a, b, resamples: int = RESAMPLES, seed: int = SEED, level: f
     d = np.log(a) - np.log(b)
     lo, hi = _interval(np.exp(resampled_means(d, 1, resamples, seed)), level)
     return {"ratio": math.exp(d.mean()), "ci_low": lo, "ci_high": hi, "pairs": int(a.size)}
+
+
+# ---- replicated methods: resample seeds, then token blocks within each drawn seed -------------------------------
+def _seed_sets(methods: Sequence[Mapping[Hashable, np.ndarray]]) -> list:
+    """The seeds the replicated methods share (a method with one series is not replicated: it is read at
+    every seed). Replicated methods must have been run at the same seeds."""
+    sets = [tuple(sorted(m, key=repr)) for m in methods if len(m) > 1]
+    if not sets:
+        return [None]
+    if any(set(s) != set(sets[0]) for s in sets):
+        raise ValueError(f"replicated methods were run at different seeds: {sets}")
+    return list(sets[0])
+
+
+def _at(method: Mapping[Hashable, np.ndarray], s) -> np.ndarray:
+    return np.asarray(next(iter(method.values())) if len(method) == 1 else method[s], dtype=np.float64)
+
+
+def _two_level_means(per_seed: list[np.ndarray], block: int, resamples: int, seed: int) -> np.ndarray:
+    """Bootstrap means for series stacked per seed: ``per_seed[j]`` has shape (methods, n) for seed j.
+    Each resample draws len(per_seed) seeds with replacement, then positions per slot (slot i from
+    ``seed + i``); returns (methods, resamples), the mean over slots of each slot's resampled mean."""
+    k, n = len(per_seed), per_seed[0].shape[-1]
+    by_token = np.stack([circular_block_sums(x, block).T for x in per_seed])   # (k, n, methods)
+    draws = np.random.default_rng([seed, 1]).integers(0, k, size=(resamples, k))
+    slots = []
+    for i in range(k):
+        starts = block_starts(n, block, resamples, seed + i)                 # (resamples, blocks)
+        # (resamples, blocks, methods) in memory, read as (methods, resamples, blocks): the layout of
+        # resampled_means' gather, so that one seed sums in the same order (bit-identical)
+        got = by_token[draws[:, i][:, None], starts].transpose(2, 0, 1)
+        slots.append(got.sum(-1) / (starts.shape[1] * block))
+    return np.mean(np.stack(slots), axis=0)
+
+
+def _per_seed(nll_a, others, seeds, block, resamples, seed, level) -> dict:
+    out = {}
+    for s in seeds:
+        o = [_at(m, s) for m in others]
+        f = ratio_ci(_at(nll_a, s), o[0], block, resamples, seed, level) if len(o) == 1 else \
+            ratio_to_best_ci(_at(nll_a, s), o, block, resamples, seed, level)
+        out[s] = {k: f[k] for k in ("ratio", "ci_low", "ci_high")}
+    return out
+
+
+def seed_ratio_to_best_ci(nll_a: Mapping[Hashable, np.ndarray], others: Sequence[Mapping[Hashable, np.ndarray]],
+                          block: int = BLOCK, resamples: int = RESAMPLES, seed: int = SEED,
+                          level: float = LEVEL) -> dict:
+    """ppl_A / min_j ppl_j over seeds and tokens (module docstring, "Replicates"): each method is
+    ``{seed: per-token NLL series}`` on the same tokens (one entry: not replicated, read at every seed). With
+    one competitor it is :func:`seed_ratio_ci`. Returns ratio, ci_low, ci_high, tokens, seeds and
+    ``per_seed`` (each seed's token-only ratio and interval)."""
+    if len(others) == 1:
+        return seed_ratio_ci(nll_a, others[0], block, resamples, seed, level)
+    seeds = _seed_sets([nll_a, *others])
+    series = [[_at(m, s) for m in (nll_a, *others)] for s in seeds]
+    if any(x.shape != series[0][0].shape or x.ndim != 1 for row in series for x in row):
+        raise ValueError("unpaired NLLs: every method and seed must cover the same tokens")
+    stacks = [np.stack(row) for row in series]
+    means = np.array([x.mean(-1) for x in stacks])                          # (k, methods)
+    pooled = np.mean(means, axis=0)
+    point = math.exp(pooled[0] - pooled[1:].min())
+    m = _two_level_means(stacks, block, resamples, seed)
+    lo, hi = _interval(np.exp(m[0] - m[1:].min(0)), level)
+    return {"ratio": point, "ci_low": lo, "ci_high": hi, "tokens": int(stacks[0].shape[1]), "seeds": seeds,
+            "per_seed": _per_seed(nll_a, others, seeds, block, resamples, seed, level)}
+
+
+def seed_ratio_ci(nll_a: Mapping[Hashable, np.ndarray], nll_b: Mapping[Hashable, np.ndarray], block: int = BLOCK,
+                  resamples: int = RESAMPLES, seed: int = SEED, level: float = LEVEL) -> dict:
+    """ppl_A / ppl_B over seeds and tokens, paired by seed and token (module docstring, "Replicates");
+    the resampled statistic is the per-seed difference δ = nll_A − nll_B, as in :func:`ratio_ci`."""
+    seeds = _seed_sets([nll_a, nll_b])
+    pairs = [(_at(nll_a, s), _at(nll_b, s)) for s in seeds]
+    if any(x.shape != pairs[0][0].shape or x.ndim != 1 for p in pairs for x in p):
+        raise ValueError("unpaired NLLs: every method and seed must cover the same tokens")
+    deltas = [a - b for a, b in pairs]
+    point = math.exp(np.mean([d.mean() for d in deltas]))
+    m = _two_level_means([d[None] for d in deltas], block, resamples, seed)[0]
+    lo, hi = _interval(np.exp(m), level)
+    return {"ratio": point, "ci_low": lo, "ci_high": hi, "tokens": int(deltas[0].size), "seeds": seeds,
+            "per_seed": _per_seed(nll_a, [nll_b], seeds, block, resamples, seed, level)}
+
+
+def seed_perplexity_ci(nll: Mapping[Hashable, np.ndarray], block: int = BLOCK, resamples: int = RESAMPLES,
+                       seed: int = SEED, level: float = LEVEL) -> dict:
+    """Perplexity pooled over a method's seeds (exp of the mean over seeds of the mean NLL) with the
+    two-level interval (figure error bars); one seed gives :func:`perplexity_ci`'s point and interval."""
+    seeds = _seed_sets([nll])
+    xs = [_at(nll, s) for s in seeds]
+    if any(x.shape != xs[0].shape or x.ndim != 1 for x in xs):
+        raise ValueError("every seed must cover the same tokens")
+    point = math.exp(np.mean([x.mean() for x in xs]))
+    lo, hi = _interval(np.exp(_two_level_means([x[None] for x in xs], block, resamples, seed)[0]), level)
+    return {"perplexity": point, "ci_low": lo, "ci_high": hi, "seeds": seeds}
 
 
 def decide(lo: float, hi: float, claimed: str, threshold: float, upper: float | None = None) -> str:

@@ -224,8 +224,9 @@ CODE_ROOT = Path(__file__).resolve().parent
 
 
 def method_facts(config: dict, cache_dir: str | Path | None = None, code_root: Path = CODE_ROOT) -> dict:
-    """:func:`check_references`, then for every configured method ``{"offline": bool, "gptq": str | None}``:
-    whether it has an offline step (an artifact job) and the name of the shared GPTQ weight set it reads.
+    """:func:`check_references`, then for every configured method ``{"offline": bool, "gptq": str | None,
+    "seed": int | None}``: whether it has an offline step (an artifact job), the name of the shared GPTQ
+    weight set it reads, and the seed of a method that declares one (its ``seed``, else the config's).
 
     Building the methods imports torch, and the Snakefile is parsed on every run (a no-op ``make run``
     took 3.8–4.8 s with it, 1.9–2.0 s without). So with ``cache_dir`` the answer is kept in a file named
@@ -234,7 +235,8 @@ def method_facts(config: dict, cache_dir: str | Path | None = None, code_root: P
     either builds and checks every method again. Only a config that passed the checks is ever written."""
     key = None
     if cache_dir is not None:
-        h = hashlib.sha256(json.dumps(config["methods"], sort_keys=True, default=repr).encode())
+        h = hashlib.sha256(json.dumps([config["methods"], config.get("seed")], sort_keys=True,
+                                      default=repr).encode())
         for p in sorted(Path(code_root).rglob("*.py")):
             h.update(str(p.relative_to(code_root)).encode() + b"\0" + p.read_bytes() + b"\0")
         key = Path(cache_dir) / f"method-facts-{h.hexdigest()[:20]}.json"
@@ -246,11 +248,7 @@ def method_facts(config: dict, cache_dir: str | Path | None = None, code_root: P
             check_references(config, build_methods=False)
             return facts
     built = check_references(config)
-    from lpbench.methods import has_offline_step
-    from lpbench.methods.gptq import gptq_key
-
-    facts = {name: {"offline": has_offline_step(config["methods"][name]), "gptq": gptq_key(method)}
-             for name, method in built.items()}
+    facts = {name: method_fact(method, config["methods"][name], config.get("seed")) for name, method in built.items()}
     if key is not None:
         try:
             key.parent.mkdir(parents=True, exist_ok=True)
@@ -263,6 +261,17 @@ def method_facts(config: dict, cache_dir: str | Path | None = None, code_root: P
         except OSError:
             pass                                    # read-only working directory: just not remembered
     return facts
+
+
+def method_fact(method, entry: dict, default_seed: int | None) -> dict:
+    """What the DAG needs of one built method (see :func:`method_facts`)."""
+    from lpbench.methods import has_offline_step
+    from lpbench.methods.gptq import gptq_key
+
+    seeded = "seed" in type(method).defaults
+    seed = method.params["seed"] if seeded and method.params["seed"] is not None else default_seed
+    return {"offline": has_offline_step(entry), "gptq": gptq_key(method, default_seed),
+            "seed": seed if seeded else None}
 
 
 def experiment_triples(config: dict) -> list[tuple[str, str, str]]:

@@ -34,14 +34,15 @@ def interval_errorbars(ax, x, y, lo, hi, horizontal: bool = False, **kw) -> None
 
 
 def grouped_bars(ax, df: pd.DataFrame, x: str, hue: str, y: str, order: list, hue_order: list, palette: dict,
-                 lo: str | None = None, hi: str | None = None) -> None:
+                 lo: str | None = None, hi: str | None = None) -> dict:
     """One bar per (x, hue) pair — never an average of several rows (a duplicate pair is an error) — side
     by side within each x category, colours from ``palette`` (the same in every panel), error bars from the
-    ``lo`` / ``hi`` columns where they are given."""
+    ``lo`` / ``hi`` columns where they are given. Returns each bar's position ``{(x, hue): position}``."""
     dup = df.duplicated([x, hue], keep=False)
     if dup.any():
         raise ValueError(f"two rows share a ({x}, {hue}) bar: {df.loc[dup, [x, hue]].values.tolist()}")
     width = 0.8 / max(len(hue_order), 1)
+    where = {}
     for j, h in enumerate(hue_order):
         d = df[df[hue] == h].set_index(x).reindex(order)
         xs = np.arange(len(order)) - 0.4 + width * (j + 0.5)
@@ -49,7 +50,9 @@ def grouped_bars(ax, df: pd.DataFrame, x: str, hue: str, y: str, order: list, hu
         ax.bar(xs, vals, width, color=palette[h], label=h)
         if lo and hi:
             interval_errorbars(ax, xs, vals, d[lo], d[hi])
+        where.update({(k, h): float(p) for k, p in zip(order, xs)})
     ax.set_xticks(range(len(order)), order)
+    return where
 
 
 def perplexity_by_method(df: pd.DataFrame):

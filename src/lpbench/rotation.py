@@ -286,38 +286,37 @@ def rotate_model(model: nn.Module, arch: ArchSpec, Q: torch.Tensor) -> None:
 
 # ---- online Hadamard transforms ----------------------------------------------------------------------
 class OnlineHadamard(nn.Module):
-    """``x ↦ x·H`` over the last dim, for ``QuantLinear.input_transform``.
-
-    ``OnlineHadamard(dim)``: ``H = hadamard_matrix(dim, seed)`` on the full last dim (e.g. before
-    ``down_proj``). ``OnlineHadamard(dim, head_dim=h)``: the last dim is ``dim/h`` heads of size ``h`` and
-    each head's slice is multiplied by ``hadamard_matrix(h, seed)`` (block-diagonal ``I ⊗ H_h``, e.g. before
-    ``o_proj``). ``H`` is never materialized: it is applied as its Kronecker factors ``A ⊗ B`` (sizes
-    ``K`` and ``2^k``), i.e. ``Aᵀ X B`` on the input reshaped to ``(…, K, 2^k)``, costing ``(K + 2^k)``
-    multiply-adds per element instead of ``dim``. Computed in at least float32, returned in the input
-    dtype. Pair it with :func:`fold_online_rotation` on the consuming linear.
+    """``x ↦ x·M`` over the last dim, for ``QuantLinear.input_transform``: ``OnlineHadamard(dim)``, ``M = H_dim``
+    (e.g. before ``down_proj``); ``head_dim=h``, ``M = I ⊗ H_h`` (each head's slice); ``head_dim=h,
+    across_heads=True``, ``M = H_{dim/h} ⊗ I_h`` (the heads mixed: QuaRot's online ``o_proj`` transform,
+    ``online_partial_had`` with ``get_hadK(num_heads)``). ``H = hadamard_matrix(order, seed)``: ``seed=None``
+    (default) is QuaRot's deterministic matrix, a seed adds random row signs. ``M`` is never materialized:
+    ``H``'s Kronecker factors ``A ⊗ B`` (sizes ``K``, ``2^k``) act as ``Aᵀ X B`` on the input reshaped to
+    ``(…, K, 2^k)``: ``(K + 2^k)`` multiply-adds per element. At least float32 inside, the input dtype out.
+    Pair it with :func:`fold_online_rotation` on the consuming linear.
     """
 
-    def __init__(self, dim: int, head_dim: int | None = None, seed: int | None = None):
+    def __init__(self, dim: int, head_dim: int | None = None, seed: int | None = None,
+                 across_heads: bool = False):
         super().__init__()
-        size = head_dim or dim
-        if dim % size:
-            raise ValueError(f"dim {dim} is not a multiple of head_dim {size}")
+        if across_heads and not head_dim:
+            raise ValueError("across_heads needs head_dim")
+        if head_dim and dim % head_dim:
+            raise ValueError(f"dim {dim} is not a multiple of head_dim {head_dim}")
+        size = (dim // head_dim if across_heads else head_dim) if head_dim else dim
         a, b = _hadamard_factors(size)
-        self.dim, self.head_dim, self.seed = dim, head_dim, seed
+        self.dim, self.head_dim, self.seed, self.across_heads = dim, head_dim, seed, across_heads
         # buffers: they follow .to(device); not persistent, they are rebuilt from (dim, head_dim, seed)
         self.register_buffer("left", a / math.sqrt(a.shape[0]), persistent=False)
         self.register_buffer("right", b / math.sqrt(b.shape[0]), persistent=False)
         signs = None if seed is None else _random_signs(size, seed).reshape(a.shape[0], b.shape[0])
         self.register_buffer("signs", signs, persistent=False)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.shape[-1] != self.dim:
-            raise ValueError(f"OnlineHadamard expects last dim {self.dim}, got {x.shape[-1]}")
-        dtype = torch.promote_types(x.dtype, torch.float32)
-        a, b = self.left.to(dtype), self.right.to(dtype)
-        y = x.to(dtype).reshape(*x.shape[:-1], -1, a.shape[0], b.shape[0])    # (..., heads, K, 2^k)
+    def _hadamard(self, y: torch.Tensor) -> torch.Tensor:
+        a, b, shape = self.left.to(y.dtype), self.right.to(y.dtype), y.shape     # y·H over blocks of the last dim
+        y = y.reshape(*shape[:-1], -1, a.shape[0], b.shape[0])                  # (..., blocks, K, 2^k)
         if self.signs is not None:
-            y = y * self.signs.to(dtype)
+            y = y * self.signs.to(y.dtype)
         # Aᵀ·Y as (Yᵀ·A)ᵀ: a matmul with a 2-D right operand runs as one GEMM over all tokens, where
         # ``a.T @ y`` broadcasts into a batched GEMM of one tiny (K × K)·(K × 2^k) product per token
         # (2–4× slower here). The same products and sums: bit-identical output on this machine (every
@@ -325,7 +324,17 @@ class OnlineHadamard(nn.Module):
         y = (y.transpose(-1, -2) @ a).transpose(-1, -2)
         if b.shape[0] > 1:
             y = y @ b
-        return y.reshape(x.shape).to(x.dtype)
+        return y.reshape(shape)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.shape[-1] != self.dim:
+            raise ValueError(f"OnlineHadamard expects last dim {self.dim}, got {x.shape[-1]}")
+        dtype = torch.promote_types(x.dtype, torch.float32)
+        y = x.to(dtype)
+        if self.across_heads:                      # (..., heads, h) -> (..., h, heads): H over the heads
+            y = y.reshape(*x.shape[:-1], -1, self.head_dim).transpose(-1, -2)
+            return self._hadamard(y).transpose(-1, -2).reshape(x.shape).to(x.dtype)
+        return self._hadamard(y).reshape(x.shape).to(x.dtype)
 
     def matrix(self) -> torch.Tensor:
         """The dense ``dim × dim`` float64 matrix ``M`` with ``forward(x) = x·M`` (for tests, small dims)."""
@@ -337,7 +346,7 @@ class OnlineHadamard(nn.Module):
         return self(weight.detach().to(_F64)).to(weight.dtype)
 
     def extra_repr(self) -> str:
-        return f"dim={self.dim}, head_dim={self.head_dim}, seed={self.seed}"
+        return f"dim={self.dim}, head_dim={self.head_dim}, seed={self.seed}, across_heads={self.across_heads}"
 
 
 @torch.no_grad()

@@ -95,6 +95,15 @@ def local_source_input(section):
     return files
 
 
+def method_entry(method):
+    """A method's config entry as its jobs build it: a method that declares a ``seed`` gets the config's
+    ``seed`` written in when its entry sets none (so the entry, its result JSON and its GPTQ set name
+    all say which seed ran)."""
+    entry = config["methods"][method]
+    seed = METHOD_FACTS[method].get("seed")
+    return entry if seed is None or entry.get("seed") is not None else {**entry, "seed": seed}
+
+
 def method_gptq_key(method):
     """Name of the shared GPTQ weight set a configured method reads (None: RTN weights)."""
     return METHOD_FACTS[method]["gptq"]
@@ -105,7 +114,7 @@ GPTQ_ENTRIES = {}
 for _m, _c, _meth in TRIPLES:
     _key = method_gptq_key(_meth)
     if _key is not None:
-        GPTQ_ENTRIES.setdefault(_key, config["methods"][_meth])
+        GPTQ_ENTRIES.setdefault(_key, method_entry(_meth))
 
 
 def method_artifact_input(wc):
@@ -175,7 +184,7 @@ def get_final_output():
 
 #: params of rules evaluate and evaluate_reference (the same job for a different method)
 EVALUATE_PARAMS = {
-    "entry": lambda wc: config["methods"][wc.method],
+    "entry": lambda wc: method_entry(wc.method),
     "settings": lambda wc: window_settings(config, wc.model, "evaluation"),
     "seed": config["seed"],
     "device": config["device"],

@@ -18,7 +18,7 @@ rule method_artifact:
     resources:
         mem_mb=8000,
     params:
-        entry=lambda wc: config["methods"][wc.method],
+        entry=lambda wc: method_entry(wc.method),
         seed=config["seed"],
     script:
         "../../scripts/method_artifact.py"

@@ -19,15 +19,17 @@ from lpbench.methods.quarot import W4A4Base
 from lpbench.quant import act_spec, quantize_block_linears
 
 
-def gptq_key(method) -> str | None:
-    """Name of the GPTQ weight set a method uses (None for RTN weights)."""
+def gptq_key(method, default_seed: int | None = None) -> str | None:
+    """Name of the GPTQ weight set a method uses (None for RTN weights). A rotating method's set is computed
+    in its rotation, so its key holds the method's seed (``seed``, else ``default_seed``: the config's);
+    sets are shared only within a seed."""
     p = method.params
     if p.get("weights") != "gptq":
         return None
     kind = method.kind
     if kind in ("quarot", "rrs"):
-        seed = "cfg" if p.get("rotation_seed") is None else p["rotation_seed"]
-        t = f"quarot-{p['rotation']}-s{seed}"
+        seed = p["seed"] if p.get("seed") is not None else default_seed
+        t = f"quarot-{p['rotation']}-s{'cfg' if seed is None else seed}"
     elif kind == "smoothquant":
         t = f"smoothquant-a{p['alpha']}"
     else:
@@ -36,16 +38,17 @@ def gptq_key(method) -> str | None:
 
 
 @torch.no_grad()
-def compute_gptq(method, model, arch, stats, windows, log=None) -> dict:
-    """The method's transform (its own calibration: rotation seed, smoothing scales), then sequential GPTQ
-    on the transformed FP model (online Hadamards as QuantLinear input transforms, no activation
-    quantization). Returns ``{"gptq": packed weights, "time_s": seconds}``."""
+def compute_gptq(method, model, arch, stats, windows, log=None, profile: dict | None = None) -> dict:
+    """The method's transform (its own calibration — SmoothQuant's scales — and its seed — QuaRot's R1),
+    then true-sequential GPTQ on the transformed FP model (online Hadamards as QuantLinear input
+    transforms, no activation quantization). ``profile``: CPU-s by phase (lpbench.gptq.sequential_gptq).
+    Returns ``{"gptq": packed weights, "time_s": seconds}``."""
     t0 = time.perf_counter()
     art = method.calibrate(model, arch, stats, windows)
     _, transforms = method.transform(model, arch, art)
     quantize_block_linears(model, arch, 16, lambda role: None, transforms)
     packed = sequential_gptq(model, arch, windows, bits=method.params["w_bits"], clip=method.params["w_clip"],
-                             act_order=bool(method.params.get("act_order")), log=log)
+                             act_order=bool(method.params.get("act_order")), log=log, profile=profile)
     return {"gptq": packed, "time_s": time.perf_counter() - t0}
 
 

@@ -8,11 +8,16 @@ per-token INT4 inputs of every block linear, LM head in full precision, KV16 or 
 (:mod:`lpbench.kvcache`). SmolLM2's 9 heads have no Hadamard of order 9, so a full Hadamard of order
 heads·head_dim runs online before o_proj instead.
 
-Sandwich norms (Gemma-3): ``sandwich_rotation: online`` (the default for that family) rotates online after
-each pre-norm, gain included, and leaves the residual stream unrotated; ``refuse`` raises. The rotation seed
-is ``rotation_seed`` if given, else the seed torch was seeded with when the artifact was computed.
+Online Hadamards are deterministic (``get_hadK`` matrices, as the official ``matmul_hadU_cuda``): a full
+one before down_proj; before o_proj one of order ``num_heads`` across the heads, so with the offline per-head
+V/O fold the o_proj input sees ``H_heads ⊗ H_head_dim`` (SmolLM2's 9 heads: a full-width extension).
 
-Each step, why Gemma-3 is rotated after the gain, and the rotation seed: docs/papers/rrs.md.
+Sandwich norms (Gemma-3): ``sandwich_rotation: online`` (the default for that family) rotates online after
+each pre-norm, gain included, and leaves the residual stream unrotated; ``refuse`` raises. ``seed`` drives
+every random choice (the signs of R1, hence the method's GPTQ set); None = the config's ``seed``. Replicates
+over the method's own randomness are config entries that differ only in ``seed``.
+
+Each step, why Gemma-3 is rotated after the gain, and the seed: docs/papers/rrs.md.
 """
 from __future__ import annotations
 
@@ -25,7 +30,7 @@ from lpbench.methods import BITS, Bool, Choice, Int, Method, Real, register
 from lpbench.methods.rtn import RTN, int_op
 from lpbench.quant import act_spec, quantize_block_linears, replace_module
 from lpbench.rotation import (OnlineHadamard, fold_online_rotation, fuse_norms, hadamard_matrix, hadamard_ops,
-                              rotate_model, rotation_matrix)
+                              has_hadamard, rotate_model, rotation_matrix)
 
 _F64 = torch.float64
 
@@ -81,6 +86,20 @@ def head_dim_of(model: nn.Module) -> int:
     return getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
 
 
+def o_proj_transform(heads: int, head_dim: int) -> OnlineHadamard:
+    """The online transform before o_proj (after the per-head ``H_head_dim`` fold of :func:`_rotate_ov`):
+    QuaRot's ``H_heads`` across the heads where a Hadamard of order ``heads`` exists, else (extension) a
+    full-width Hadamard of order ``heads·head_dim``. Deterministic."""
+    if has_hadamard(heads):
+        return OnlineHadamard(heads * head_dim, head_dim=head_dim, across_heads=True)
+    return OnlineHadamard(heads * head_dim)
+
+
+def down_proj_transform(intermediate: int) -> OnlineHadamard:
+    """QuaRot's online full Hadamard before down_proj (order ``intermediate``, deterministic)."""
+    return OnlineHadamard(intermediate)
+
+
 @torch.no_grad()
 def quarot_rotate(model: nn.Module, arch: ArchSpec, seed: int, kind: str = "hadamard",
                   sandwich: str = "online") -> dict[str, nn.Module]:
@@ -103,21 +122,27 @@ def quarot_rotate(model: nn.Module, arch: ArchSpec, seed: int, kind: str = "hada
         _rotate_ov(block, arch, hd)
         o = get_submodule(block, arch.attn["o"])
         down = get_submodule(block, arch.mlp[down_role])
-        for lin, rel in ((o, arch.attn["o"]), (down, arch.mlp[down_role])):
-            rot = OnlineHadamard(lin.in_features, seed=seed + 1)
+        for lin, rel, rot in ((o, arch.attn["o"], o_proj_transform(o.in_features // hd, hd)),
+                              (down, arch.mlp[down_role], down_proj_transform(down.in_features))):
             fold_online_rotation(lin, rot)
             transforms[f"{arch.layers}.{i}.{rel}"] = rot
     return transforms
 
 
-def artifact_seed(params: dict) -> int:
-    return int(params["rotation_seed"]) if params.get("rotation_seed") is not None else int(torch.initial_seed())
+def method_seed(params: dict) -> int:
+    """The method's seed: ``seed`` if set, else the seed torch was seeded with (the config's ``seed`` in
+    every pipeline job, which also writes it into the entry)."""
+    return int(params["seed"]) if params.get("seed") is not None else int(torch.initial_seed())
 
 
 def rotation_ops(dims, sandwich: bool) -> tuple[float, float]:
-    """(adds, mults) per token of the online Hadamards: before o_proj (order heads·head_dim), before down_proj
-    (order intermediate), and for sandwich norms two of order hidden after the post-norms."""
-    a_o, m_o = hadamard_ops(dims.heads * dims.head_dim)
+    """(adds, mults) per token of the online Hadamards: before o_proj (order heads across the heads, once
+    per head_dim position; order heads·head_dim where no Hadamard of order heads exists), before down_proj
+    (order intermediate), and for sandwich norms two of order hidden after the pre-norms."""
+    if has_hadamard(dims.heads):
+        a_o, m_o = (dims.head_dim * v for v in hadamard_ops(dims.heads))
+    else:
+        a_o, m_o = hadamard_ops(dims.heads * dims.head_dim)
     a_d, m_d = hadamard_ops(dims.intermediate)
     adds, mults = a_o + a_d, m_o + m_d
     if sandwich:
@@ -174,17 +199,13 @@ class W4A4Base(Method):
 @register
 class QuaRot(W4A4Base):
     kind = "quarot"
-    defaults = {**W4A4Base.defaults, "rotation": "hadamard", "rotation_seed": None,
-                "sandwich_rotation": "online"}
-    spec = {**W4A4Base.spec, "rotation_seed": Int(none=True)}
-
-    def calibrate(self, model, arch, stats, windows):
-        art = {"rotation_seed": artifact_seed(self.params)}
-        return art
+    defaults = {**W4A4Base.defaults, "rotation": "hadamard", "seed": None, "sandwich_rotation": "online"}
+    spec = {**W4A4Base.spec, "seed": Int(0, none=True), "rotation": Choice("hadamard", "orthogonal"),
+            "sandwich_rotation": Choice("online", "refuse")}
 
     def transform(self, model, arch, artifact):
-        """Rotate; return (act_quant_for, transforms)."""
-        transforms = quarot_rotate(model, arch, int(artifact["rotation_seed"]), self.params["rotation"],
+        """Rotate (R1 from the method's seed); return (act_quant_for, transforms)."""
+        transforms = quarot_rotate(model, arch, method_seed(self.params), self.params["rotation"],
                                    self.params["sandwich_rotation"])
         spec = act_spec(self.params["a_bits"], self.params["clip_ratio"])
         return (lambda role: spec), transforms
@@ -202,4 +223,5 @@ class QuaRot(W4A4Base):
         return self.merge(self.plain_ops(dims), self.extra_ops(dims))
 
 
-__all__ = ["QuaRot", "W4A4Base", "quarot_rotate", "PostNormRotation", "rotation_ops", "int_op"]
+__all__ = ["QuaRot", "W4A4Base", "quarot_rotate", "PostNormRotation", "rotation_ops", "int_op", "method_seed",
+           "o_proj_transform", "down_proj_transform"]

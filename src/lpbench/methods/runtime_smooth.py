@@ -121,12 +121,8 @@ class RotatedRuntimeSmooth(RuntimeSmooth):
     """``rrs``: QuaRot's rotation, then runtime smoothing."""
 
     kind = "rrs"
-    defaults = {**RuntimeSmooth.defaults, "rotation": "hadamard", "rotation_seed": None,
-                "sandwich_rotation": "online"}
-    spec = {**RuntimeSmooth.spec, "rotation_seed": Int(none=True)}
-
-    def calibrate(self, model, arch, stats, windows):
-        return QuaRot.calibrate(self, model, arch, stats, windows)
+    defaults = {**RuntimeSmooth.defaults, "rotation": "hadamard", "seed": None, "sandwich_rotation": "online"}
+    spec = {**RuntimeSmooth.spec, **{k: QuaRot.spec[k] for k in ("seed", "rotation", "sandwich_rotation")}}
 
     def transform(self, model, arch, artifact):
         _, transforms = QuaRot.transform(self, model, arch, artifact)

@@ -15,7 +15,8 @@ For an input X (tokens × channels) of a linear and each *view* of it —
 ``rs``        X / s̃ (runtime smoothing, groups of ``group_size``), what RS quantizes
 ``rotated``   the input the quantizer sees in the QuaRot-rotated model (exactly computed from X: gate/up
               input ``(X/γ)·Q`` since γ is folded into the weights; down_proj input ``X·H_I``; o_proj input
-              ``X·(I⊗H_hd)·H`` — the same matrices and seeds as :mod:`lpbench.methods.quarot`)
+              ``X·(H_heads⊗H_hd)``, SmolLM2's 9 heads ``X·(I⊗H_hd)·H`` — the same matrices and seed as
+              :mod:`lpbench.methods.quarot`)
 ``rrs``       the rotated view, runtime-smoothed
 
 — :func:`outlier_stats` reports: ``channel_ratio`` = max_j c_j / median_j c_j with c_j = max_t |X_tj|
@@ -25,6 +26,7 @@ symmetric per-token INT4 fake quantization each method applies (with the scale r
 """
 from __future__ import annotations
 
+import json
 import math
 
 import pandas as pd
@@ -36,12 +38,14 @@ import matplotlib.pyplot as plt  # noqa: E402
 import seaborn as sns  # noqa: E402
 
 from lpbench.archs import ArchSpec, get_submodule
+from lpbench.bootstrap import as_series, seed_perplexity_ci
 from lpbench.hwcost import energy_pj
 from lpbench.methods import build_method
+from lpbench.methods.quarot import down_proj_transform, o_proj_transform
 from lpbench.methods.runtime_smooth import runtime_smooth_scales
 from lpbench.plots import grouped_bars
 from lpbench.quant import QuantSpec, fake_quant
-from lpbench.rotation import OnlineHadamard, hadamard_matrix, rotation_matrix
+from lpbench.rotation import hadamard_matrix, rotation_matrix
 from lpbench.tables import ppl_ci
 
 VIEWS = ("original", "rs", "rotated", "rrs")
@@ -76,7 +80,8 @@ def quant_error(x: torch.Tensor, smoothed: bool, bits: int = 4, group_size: int 
 
 
 class Rotations:
-    """The rotations a quantizer input sees in the QuaRot/RRS model, per linear role."""
+    """The rotations a quantizer input sees in the QuaRot/RRS model, per linear role (the same matrices as
+    :func:`lpbench.methods.quarot.quarot_rotate`: R1 from ``seed``, deterministic online Hadamards)."""
 
     def __init__(self, model: nn.Module, arch: ArchSpec, seed: int):
         cfg = model.config
@@ -85,21 +90,22 @@ class Rotations:
         self.q = rotation_matrix(self.d, "hadamard", seed).float()
         self.h_hd = hadamard_matrix(self.hd).float()
         self.seed = seed
-        self._online: dict[int, OnlineHadamard] = {}
+        self._online: dict[tuple[str, int], nn.Module] = {}
         self.arch = arch
 
-    def online(self, n: int) -> OnlineHadamard:
-        if n not in self._online:
-            self._online[n] = OnlineHadamard(n, seed=self.seed + 1)
-        return self._online[n]
+    def online(self, role: str, n: int) -> nn.Module:
+        if (role, n) not in self._online:
+            self._online[(role, n)] = (o_proj_transform(n // self.hd, self.hd) if role == "o"
+                                       else down_proj_transform(n))
+        return self._online[(role, n)]
 
     def rotate(self, role: str, x: torch.Tensor, gamma: torch.Tensor | None = None) -> torch.Tensor:
         if role in ("gate", "up", "q", "k", "v", "fc1"):
             return (x / gamma) @ self.q
         if role == "o":
             y = (x.reshape(*x.shape[:-1], -1, self.hd) @ self.h_hd).reshape(x.shape)
-            return self.online(x.shape[-1])(y)
-        return self.online(x.shape[-1])(x)
+            return self.online("o", x.shape[-1])(y)
+        return self.online(role, x.shape[-1])(x)
 
 
 def views(x: torch.Tensor, rotated: torch.Tensor, group_size: int = 128) -> dict[str, torch.Tensor]:
@@ -186,7 +192,38 @@ def _bits(v, kind):
     return 32 if kind == "fp32" else v
 
 
+def _replicate_key(r: dict) -> tuple:
+    """Evaluations that differ only in the method's ``seed`` are replicates of one configuration."""
+    p = {k: v for k, v in r["method"]["params"].items() if k != "seed"}
+    return r["model"]["id"], r["corpus"]["id"], r["method"]["kind"], json.dumps(p, sort_keys=True, default=str)
+
+
+def _pooled(results: list[dict]) -> dict[str, dict]:
+    """Method name -> its replicate group: ``replicate_of`` (the member with the lowest seed), ``seeds`` (how
+    many) and the perplexity pooled over the seeds with its seed-and-token CI (lpbench.bootstrap)."""
+    groups: dict[tuple, list[dict]] = {}
+    for r in results:
+        if r["metrics"].get("kind") == "perplexity":
+            groups.setdefault(_replicate_key(r), []).append(r)
+    out = {}
+    for members in groups.values():
+        members = sorted(members, key=lambda r: (r["method"]["params"].get("seed") is None,
+                                                 r["method"]["params"].get("seed") or 0, r["method"]["name"]))
+        series = {r["method"]["params"].get("seed"): as_series(r["metrics"].get("token_nll")) for r in members}
+        info = {"replicate_of": members[0]["method"]["name"], "seeds": len(members),
+                "pooled_perplexity": None, "pooled_ci_low": None, "pooled_ci_high": None}
+        if len(series) == len(members) and all(v is not None for v in series.values()):
+            ci = seed_perplexity_ci(series)
+            info.update(pooled_perplexity=ci["perplexity"], pooled_ci_low=ci["ci_low"], pooled_ci_high=ci["ci_high"])
+        for r in members:
+            out[(r["model"]["id"], r["corpus"]["id"], r["method"]["name"])] = info
+    return out
+
+
 def perplexity_rows(results: list[dict], families: dict[str, str]) -> list[dict]:
+    """One row per evaluation (every seed of a replicated method is its own row: ``seed``, ``replicate_of``,
+    ``seeds`` and the perplexity pooled over the seeds with its seed-and-token CI)."""
+    pooled = _pooled(results)
     rows = []
     for r in results:
         m, p = r["metrics"], r["method"]["params"]
@@ -201,7 +238,8 @@ def perplexity_rows(results: list[dict], families: dict[str, str]) -> list[dict]
                                                    + ("+clip" if p.get("w_clip") == "mse" else ""))
         rows.append({
             "model": r["model"]["id"], "corpus": r["corpus"]["id"], "method": r["method"]["name"],
-            "row": row_label(kind, p), "kind": kind,
+            "row": row_label(kind, p), "kind": kind, "seed": p.get("seed"),
+            **pooled.get((r["model"]["id"], r["corpus"]["id"], r["method"]["name"]), {}),
             "config": "FP32" if kind == "fp32" else f"W{w}A{a} KV{kv}",
             "w_bits": w, "a_bits": a, "kv_bits": kv, "weights": weights,
             "rotation": _rotation_label(kind, p, fam), "smoothing": _smoothing_label(kind, p),
@@ -219,24 +257,40 @@ def perplexity_rows(results: list[dict], families: dict[str, str]) -> list[dict]
 
 def perplexity_figure(df: pd.DataFrame):
     """Perplexity by table row, one panel per model, one bar per bit configuration (W4A4 KV16, W4A4 KV4,
-    W16A4 KV16; one colour each, the same in every panel) with its 95 % block-bootstrap CI, FP32 dashed
-    (log scale)."""
+    W16A4 KV16; one colour each, the same in every panel), FP32 dashed (log scale). A method run at several
+    seeds (QuaRot/RRS: the rotation's random signs) is one bar at its perplexity pooled over the seeds, with
+    the seed-and-token 95 % CI, and one black marker per seed; other bars carry the token-only CI."""
     sns.set_theme(style="whitegrid", context="paper")
     models = list(dict.fromkeys(df["model"]))
     fig, axes = plt.subplots(1, max(1, len(models)), figsize=(5.6 * max(1, len(models)), 3.9), squeeze=False)
+    df = df.copy()
+    if "replicate_of" not in df:
+        df["replicate_of"], df["seeds"] = df["method"], 1
     for ax, model in zip(axes[0], models):
         sub = df[(df["model"] == model) & (df["kind"] != "fp32")].copy()
         sub["ppl"] = sub["perplexity"].astype(float)
-        order = [k for k in ROW_ORDER if k in set(sub["row"])] + sorted(set(sub["row"]) - set(ROW_ORDER))
-        hue_order = [c for c in CONFIG_PALETTE if c in set(sub["config"])]
-        palette = {**CONFIG_PALETTE, **{c: "#8C8C8C" for c in set(sub["config"]) - set(CONFIG_PALETTE)}}
-        hue_order += sorted(set(sub["config"]) - set(CONFIG_PALETTE))
+        rep = sub["seeds"].fillna(1) > 1
+        for col, src in (("ppl", "pooled_perplexity"), ("ppl_ci_low", "pooled_ci_low"),
+                         ("ppl_ci_high", "pooled_ci_high")):
+            if src in sub and col in sub:
+                sub.loc[rep, col] = pd.to_numeric(sub.loc[rep, src], errors="coerce")
+        bars = sub[sub["method"] == sub["replicate_of"].fillna(sub["method"])]
+        order = [k for k in ROW_ORDER if k in set(bars["row"])] + sorted(set(bars["row"]) - set(ROW_ORDER))
+        hue_order = [c for c in CONFIG_PALETTE if c in set(bars["config"])]
+        palette = {**CONFIG_PALETTE, **{c: "#8C8C8C" for c in set(bars["config"]) - set(CONFIG_PALETTE)}}
+        hue_order += sorted(set(bars["config"]) - set(CONFIG_PALETTE))
         try:
-            grouped_bars(ax, sub, "row", "config", "ppl", order, hue_order, palette,
-                         lo="ppl_ci_low" if "ppl_ci_low" in sub else None,
-                         hi="ppl_ci_high" if "ppl_ci_high" in sub else None)
+            where = grouped_bars(ax, bars, "row", "config", "ppl", order, hue_order, palette,
+                                 lo="ppl_ci_low" if "ppl_ci_low" in bars else None,
+                                 hi="ppl_ci_high" if "ppl_ci_high" in bars else None)
         except ValueError as e:
-            raise ValueError(f"{model}: {e} (methods {sub['method'].tolist()})") from None
+            raise ValueError(f"{model}: {e} (methods {bars['method'].tolist()})") from None
+        base = bars.set_index("method")
+        seeds = sub[rep]
+        for _, r in seeds.iterrows():
+            b = base.loc[r["replicate_of"]]
+            ax.plot([where[(b["row"], b["config"])]], [float(r["perplexity"])], marker="o", ms=3, color="k",
+                    ls="none", label="one seed" if "one seed" not in ax.get_legend_handles_labels()[1] else None)
         ref = df[(df["model"] == model) & (df["kind"] == "fp32")]["perplexity"]
         if len(ref) and pd.notna(ref.iloc[0]):
             ax.axhline(float(ref.iloc[0]), ls="--", color="k", lw=1, label="FP32")
@@ -291,7 +345,8 @@ def cost_rows(dims: dict, archs: dict, methods: dict[str, dict], costs: dict, re
     """One row per (model, RRS-paper method): extra runtime ops per token over plain W4A4, their energy,
     ``overhead_vs_plain`` = extra energy / plain-W4A4 energy, and the measured fake-quant evaluation time
     ratio vs the plain RTN row of the same width (kind ``w4a4``, RTN weights; informative only: jobs share 2
-    cores with other jobs, and the RTN row's time includes its weight clip search)."""
+    cores with other jobs, and the RTN row's time includes its weight clip search). Seed replicates (entries that
+    differ only in ``seed``) cost the same: only the first of each is a row."""
     wall = {(r["model"]["id"], r["method"]["name"]): r.get("provenance", {}).get("wall_time_s") for r in results}
     plain_rtn = {}
     for name, entry in methods.items():
@@ -299,9 +354,15 @@ def cost_rows(dims: dict, archs: dict, methods: dict[str, dict], costs: dict, re
         if e.kind == "w4a4" and e.params["weights"] == "rtn" and e.params["kv_bits"] >= 16:
             plain_rtn.setdefault(e.params["w_bits"], name)
     rows = []
+    seen, replicates = set(), set()              # seed replicates cost the same: one row per configuration
+    for name, entry in methods.items():
+        key = json.dumps({k: v for k, v in entry.items() if k != "seed"}, sort_keys=True, default=str)
+        (replicates.add(name) if key in seen else seen.add(key))
     for model, d in dims.items():
         sandwich = archs[model].placement == "sandwich"
         for name, entry in methods.items():
+            if name in replicates:
+                continue
             meth = build_method(name, entry)
             if meth.kind not in RRS_KINDS or meth.kind in ("rtn", "w4a4"):
                 continue

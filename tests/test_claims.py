@@ -360,3 +360,32 @@ def test_claims_md_is_a_summary_table_then_one_section_per_claim():
     for c in claims:
         assert f"## {c['id']} ({c['paper']}): " in md
     assert md.count("- **Deviations:** ") == len(claims) and "- **Note:** G = 8 and 14" in md
+
+
+def test_lowest_with_seed_replicates_pools_seeds_and_reports_each():
+    """``replicates``: the interval covers seeds and tokens (lpbench.bootstrap.seed_ratio_to_best_ci), the
+    point is the pooled ratio, per_seed_verdicts gives each seed's own verdict; seeds pair across methods."""
+    import numpy as np
+    import pandas as pd
+
+    from lpbench.claims import evaluate_claim
+    from lpbench.claims.compare import NLL
+
+    rng = np.random.default_rng(1)
+    base = rng.normal(3.0, 1.0, 1024)
+    nll = NLL()
+    # a is better than b by 0.1 nats at seeds 0 and 1, worse by 0.1 at seed 2
+    for s, shift in ((0, -0.1), (1, -0.1), (2, 0.1)):
+        for name, extra in (("a", shift), ("b", 0.0)):
+            key = ("m", name if s == 0 else f"{name}-s{s}")
+            nll[key], nll.seeds[key] = base + extra + 0.01 * rng.normal(size=base.size), s
+    table = pd.DataFrame({"model": "m", "method": ["a", "b"], "perplexity": [20.0, 21.0]})
+    rule = {"kind": "lowest", "table": "t", "best": "a", "among": ["b"],
+            "replicates": {"a": ["a", "a-s1", "a-s2"], "b": ["b", "b-s1", "b-s2"]}}
+    claim = {"id": "X-1", "paper": "x", "statement": "", "paper_value": "", "rule": rule}
+    row = evaluate_claim(claim, {"t": table}, nll)
+    assert row["ci_low"] < row["ci_high"] and row["ci_detail"].count("pooled over seeds [0, 1, 2]") == 1
+    assert np.isclose(float(row["ci_detail"].split("=")[1].split()[0]), np.exp(-0.1 / 3), rtol=2e-3)
+    seeds = row["per_seed_verdicts"]
+    assert "s0:" in seeds and "s2:" in seeds and seeds.count("-> reproduced") == 2
+    assert "s2: " in seeds and seeds.split("s2: ")[1].split("-> ")[1].startswith("not reproduced")

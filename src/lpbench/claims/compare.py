@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Callable
 
-import numpy as np
 import pandas as pd
 
 from lpbench import bootstrap
@@ -94,12 +93,54 @@ def margin(c: dict, lo: str = "ci_low", hi: str = "ci_high") -> float:
     return min(c[lo] - c["t"], c["upper"] - c[hi])
 
 
-def with_ci(c: dict, nll: dict) -> dict:
-    """Adds ci_low / ci_high / verdict to a comparison if the NLLs of all its methods are stored."""
+class NLL(dict):
+    """(model, method) -> per-token NLL series, and ``seeds[(model, method)]``: the method's ``seed``
+    parameter (None when it has none), which pairs seed replicates across methods."""
+
+    def __init__(self):
+        super().__init__()
+        self.seeds: dict = {}
+
+
+def _replicated(nll: dict, model: str, name: str, replicates: dict) -> dict | None:
+    """``{seed: series}`` of a method and its seed replicates (``replicates[name]``: the configured names that
+    differ only in ``seed``); one entry for a method that is not replicated; None if one is missing."""
+    out = {}
+    for n in replicates.get(name, [name]):
+        series = nll.get((model, n))
+        if series is None:
+            return None
+        seed = getattr(nll, "seeds", {}).get((model, n))
+        if seed in out:
+            raise ValueError(f"replicates of '{name}' on {model}: '{n}' repeats seed {seed}")
+        out[seed] = series
+    return out
+
+
+def with_ci(c: dict, nll: dict, rule: dict | None = None) -> dict:
+    """Adds ci_low / ci_high / verdict to a comparison if the NLLs of all its methods are stored. With the
+    rule's ``replicates`` (method -> its seed replicates) the interval covers seeds and tokens (two-level
+    bootstrap, :func:`lpbench.bootstrap.seed_ratio_to_best_ci`), the point is the pooled ratio, and
+    ``per_seed`` holds each seed's own token-only verdict."""
+    none = {**c, "ci_low": None, "ci_high": None, "verdict": None}
+    replicates = (rule or {}).get("replicates") or {}
+    if any(m in replicates for m in [c["num"], *c["den"]]):
+        a = _replicated(nll, c["model"], c["num"], replicates)
+        others = [_replicated(nll, c["model"], m, replicates) for m in c["den"]]
+        if a is None or any(o is None for o in others):
+            return none
+        ci = bootstrap.seed_ratio_to_best_ci(a, others)
+        per_seed = "; ".join(
+            f"s{s}: {v['ratio']:.3g} [{v['ci_low']:.3g}, {v['ci_high']:.3g}] -> "
+            + bootstrap.decide(v["ci_low"], v["ci_high"], c["side"], c["t"], c["upper"])
+            for s, v in ci["per_seed"].items())
+        return {**c, "point": ci["ratio"], "ci_low": ci["ci_low"], "ci_high": ci["ci_high"],
+                "label": c["label"] + f" (pooled over seeds {ci['seeds']})", "per_seed": per_seed,
+                "verdict": bootstrap.decide(ci["ci_low"], ci["ci_high"], c["side"], c["t"], c["upper"])}
     a = nll.get((c["model"], c["num"]))
     others = [nll.get((c["model"], m)) for m in c["den"]]
     if a is None or any(o is None for o in others) or any(o.shape != a.shape for o in others):
-        return {**c, "ci_low": None, "ci_high": None, "verdict": None}
+        return none
     ci = bootstrap.ratio_to_best_ci(a, others) if len(others) > 1 else bootstrap.ratio_ci(a, others[0])
     return {**c, "ci_low": ci["ci_low"], "ci_high": ci["ci_high"],
             "verdict": bootstrap.decide(ci["ci_low"], ci["ci_high"], c["side"], c["t"], c["upper"])}
@@ -156,13 +197,15 @@ def compare(kind: str, rule: dict, df: pd.DataFrame, nll: dict) -> dict:
         nan = [f"{m}: {c}" for m in sub.index for c in sub.columns if pd.isna(sub.loc[m, c])]
         return {"status": "nan", "ours": ours, "why": f"a needed result is NaN/inf ({', '.join(nan)}; see the "
                                                       "evaluation JSON)", "summary": f"NaN/inf result: {nan[0]}"}
-    comps = [with_ci(c, nll) for model, r in sub.iterrows() for c in comparisons(rule, model, r)]
+    comps = [with_ci(c, nll, rule) for model, r in sub.iterrows() for c in comparisons(rule, model, r)]
     point = "reproduced" if all(point_ok(c) for c in comps) else "not reproduced"
     detail = "; ".join(
         f"{c['model']} {c['label']}={c['point']:.4g}"
         + (f" [{c['ci_low']:.4g}, {c['ci_high']:.4g}] -> {c['verdict']}" if c["verdict"] else " (no CI)")
         + f" (claim {threshold_text(c)})" for c in comps)
+    per_seed = "; ".join(f"{c['model']} {c['per_seed']}" for c in comps if c.get("per_seed"))
     return {"status": "ok", "ours": ours, "point_verdict": point, "comps": comps, "detail": detail,
+            "per_seed": per_seed,
             "summary": summary(comps), **_ci_reason(comps, detail, point)}
 
 
@@ -191,11 +234,11 @@ def table_check_ci(row: dict, subrules: list[dict], tables: dict, nll: dict) -> 
     return comps
 
 
-def load_nll(results: list[dict]) -> dict[tuple[str, str], np.ndarray]:
+def load_nll(results: list[dict]) -> NLL:
     """(model, method) -> per-token NLL series of every causal evaluation that stored one (the first
     corpus met per pair). Evaluations of a model on other windows than its first one (a different
     ``tokens_sha256``) are left out: they cannot be paired token by token."""
-    out: dict = {}
+    out = NLL()
     tokens: dict[str, str] = {}
     for r in results:
         m = r.get("metrics", {})
@@ -209,4 +252,5 @@ def load_nll(results: list[dict]) -> dict[tuple[str, str], np.ndarray]:
         if h and tokens.setdefault(key[0], h) != h:
             continue          # other windows than the model's first evaluation: cannot be paired with it
         out[key] = series
+        out.seeds[key] = (r["method"].get("params") or {}).get("seed")
     return out

@@ -12,7 +12,7 @@ SCHEMA = Path(__file__).resolve().parents[3] / "workflow" / "schemas" / "claims.
 VERDICTS = ("reproduced", "not reproduced", "not run", "inconclusive")
 BASES = ("official code", "paper text", "our reconstruction")
 COLUMNS = ["id", "paper", "statement", "paper_value", "ours", "verdict", "ci_low", "ci_high", "reason",
-           "basis", "basis_pointer", "deviations", "point_verdict", "ci_detail", "note", "summary"]
+           "basis", "basis_pointer", "deviations", "point_verdict", "ci_detail", "note", "summary", "per_seed_verdicts"]
 
 
 class LedgerError(ValueError):

@@ -106,7 +106,7 @@ def comparative(claim, rule, tables, nll, row) -> None:
     else:
         row.update(verdict=res["verdict"], point_verdict=res["point_verdict"], ci_low=res["ci_low"],
                    ci_high=res["ci_high"], ci_detail=res["detail"], reason=_recon(claim) + res["reason"],
-                   summary=res["summary"])
+                   summary=res["summary"], per_seed_verdicts=res["per_seed"])
     if rule.get("extension"):
         row["reason"] += _extension(rule, df, nll)
 
@@ -162,7 +162,8 @@ def evaluate_claim(claim: dict, tables: dict[str, pd.DataFrame], nll: dict | Non
            "paper_value": claim["paper_value"], "ours": "", "verdict": "not run", "ci_low": None,
            "ci_high": None, "reason": "", "basis": claim.get("basis", ""),
            "basis_pointer": claim.get("basis_pointer", ""), "deviations": deviations_text(claim),
-           "point_verdict": "", "ci_detail": "", "note": claim.get("note", ""), "summary": ""}
+           "point_verdict": "", "ci_detail": "", "note": claim.get("note", ""), "summary": "",
+           "per_seed_verdicts": ""}
     RULE_KINDS[rule["kind"]](claim, rule, tables, nll or {}, row)
     row["summary"] = checks.short(row["summary"] or row["reason"])
     return row

@@ -158,14 +158,21 @@ def binding(comps: list[dict]) -> dict:
     return min(comps, key=lambda c: (point_ok(c), margin(c, "point", "point")))
 
 
+def _pct(x: float) -> str:
+    return f"{(x - 1) * 100:+.2g}%"
+
+
 def summary(comps: list[dict], limit: int = SUMMARY_CHARS) -> str:
-    """One line: the binding comparison's ratio, CI, threshold and model (and both perplexities if the
-    line stays within ``limit`` characters)."""
+    """One line: the binding comparison's ratio (for ``within_rel`` its distance from 1 in percent), CI,
+    threshold and model (and both perplexities if the line stays within ``limit`` characters)."""
     c = binding(comps)
-    ci = f" [{c['ci_low']:.3g}, {c['ci_high']:.3g}]" if c.get("verdict") else ""
-    claim = f"1±{c['upper'] - 1:.3g}" if c["side"] == "within" else f"{c['side']} {c['t']:.3g}"
-    tail = f"ratio {c['point']:.3g}{ci}, claim {claim}, {c['model']}" + (f" (worst of {len(comps)})"
-                                                                          if len(comps) > 1 else "")
+    if c["side"] == "within":
+        ci = f" [{_pct(c['ci_low'])}, {_pct(c['ci_high'])}]" if c.get("verdict") else ""
+        value, claim = f"Δppl {_pct(c['point'])}{ci}", f"±{(c['upper'] - 1) * 100:.2g}%"
+    else:
+        ci = f" [{c['ci_low']:.3g}, {c['ci_high']:.3g}]" if c.get("verdict") else ""
+        value, claim = f"ratio {c['point']:.3g}{ci}", f"{c['side']} {c['t']:.3g}"
+    tail = f"{value}, claim {claim}, {c['model']}" + (f" (worst of {len(comps)})" if len(comps) > 1 else "")
     full = f"{c['num']} {c['a']:.3g} vs {c['vs']} {c['b']:.3g}: {tail}"
     return full if len(full) <= limit else f"{c['num']}/{c['vs']}: {tail}"
 

@@ -10,10 +10,15 @@ from lpbench.claims.ledger import VERDICTS
 SUMMARY_COLUMNS = ["id", "verdict", "CI", "basis", "reason"]
 
 
+def _ratio(x: float) -> str:
+    """4 significant digits; 6 within 0.1 % of 1, where 4 would print 1 (e.g. 1.00029, not 1)."""
+    return f"{x:.6g}" if x != 1 and abs(x - 1) < 1e-3 else f"{x:.4g}"
+
+
 def _ci_text(r) -> str:
     if r["ci_low"] is None or pd.isna(r["ci_low"]):
         return ""
-    return f"[{r['ci_low']:.4g}, {r['ci_high']:.4g}]"
+    return f"[{_ratio(r['ci_low'])}, {_ratio(r['ci_high'])}]"
 
 
 def _text(x) -> str:

@@ -12,23 +12,14 @@ claim. One interval is a vectorised gather over precomputed circular block sums 
 
 Replicates over a method's own randomness (two levels)
     A method with random choices (QuaRot/RRS: the signs of the residual rotation, and with them its GPTQ
-    weights) is run at several seeds, each an evaluation on the same tokens. A verdict about the method must
-    hold over its seeds, not for one draw, so :func:`seed_ratio_ci` / :func:`seed_ratio_to_best_ci` resample
-    both sources of variation: each resample draws k seeds with replacement from the k seeds run, then for
-    each drawn seed (a "slot") draws token blocks as above, independently per slot; the statistic is the mean
-    over the slots of the per-slot mean. Paired: every method compared reads the same drawn seed and the same
-    token positions in a slot (a method that was not replicated — one series — is read at every slot). The
-    point estimate is the mean over seeds of the per-seed mean log ratio (the geometric mean of the per-seed
-    perplexity ratios). Slot i's token positions come from ``SEED + i`` and the seed draws from their own
-    stream, so with a single seed the interval is *exactly* the token-only one of :func:`ratio_ci` /
-    :func:`ratio_to_best_ci`. Each call also returns the token-only interval of every seed on its own
-    (``per_seed``), for a per-seed verdict beside the pooled one.
+    weights) is run at several seeds, each an evaluation on the same tokens. :func:`seed_ratio_ci` /
+    :func:`seed_ratio_to_best_ci` resample both the seeds and the token blocks, paired across methods; with a
+    single seed the interval is *exactly* the token-only one of :func:`ratio_ci` / :func:`ratio_to_best_ci`.
+    Each call also returns the token-only interval of every seed on its own (``per_seed``), for a per-seed
+    verdict beside the pooled one.
 
-Known answers (tests/test_bootstrap.py): identical methods give R = 1 with the interval [1, 1]; a
-constant per-token shift c gives exactly exp(c) for the point and both ends; seeds shifted by known
-constants give an interval that contains the ratio of the mean shift; one seed gives today's interval.
-
-Why blocks of 32, the resampling step by step and the cost: docs/statistics.md.
+Why blocks of 32, the resampling step by step (both levels), the cost and the known answers:
+docs/statistics.md.
 """
 from __future__ import annotations
 

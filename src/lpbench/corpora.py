@@ -13,25 +13,13 @@ and evaluation text never overlap. Sources (``corpora.<id>.source``; every key: 
 ``local``   a text file; split at a paragraph boundary by ``evaluation_fraction`` (the tail is the
             evaluation text, the head calibration), or two files ``calibration`` / ``evaluation``.
 
-Novels are joined line by line with "\\n" (a blank line separates paragraphs, as in the book); the
-text is labelled by what it is, never as WikiText.
-
 Checks before anything is written (:func:`check_texts`), each a :class:`CorpusError` naming the corpus and
 where the text came from: an empty or whitespace-only text; calibration text contained in the evaluation
 text or the evaluation text in the calibration text; a **shared passage** — an identical run of
 ``shared_passage_words`` whitespace-separated words (default :data:`SHARED_PASSAGE_WORDS` = 32) in both.
-Why 32: natural prose repeats short phrases by coincidence, long ones essentially never — between the five
-calibration novels of the default corpus and Persuasion (same author and period, 636k x 83k words) the
-longest identical run is 8 words ("that it would be a great deal better"); 32 words is about one and a half
-sentences, so a copied sentence pair or paragraph is caught, while formulaic text (the tiny test corpus is
-made of template sentences: its halves share a 16-word run) is not. The longest shared run found is
-recorded in ``corpus.json`` (``shared_passage``). A local file that is not UTF-8 is an error naming the file
-and the byte offset.
+:func:`verify_text` checks a text against the sha256 and size recorded in ``corpus.json`` (``files``).
 
-``corpus.json`` records the sha256 and size of both text files (``files``); :func:`verify_text` checks a
-text against it (the tokenize rule does), so a text changed after download is an error naming the file,
-never a silently different evaluation. Network steps (``apt-get``, the hub) have a timeout
-(``timeout``, default 60 s) and a number of attempts (``retries``, default 3) per entry.
+Why 32 words, how novels are joined, the file checks and the network limits: docs/data.md.
 """
 from __future__ import annotations
 

@@ -9,50 +9,19 @@ is non-finite the perplexity is ``None`` with a reason — never an average that
 Per-token NLL (``metrics["token_nll"]``): one list per window, one float per predicted token (position t
 predicts token t + 1), in window order — the same tokens, in the same order, for every method of a
 (model, corpus), so any two evaluations pair token by token (``metrics["tokens_sha256"]``, a hash of the
-evaluated windows, lets a reader check that). Stored inside the result JSON rather than in a sidecar
-file: the numbers travel with their provenance, the evaluate rule keeps one output, and the size is
-small (≈ 10 bytes per token: 2044 tokens by default). NLL = log Σ_v exp(logit_v) − logit_target, the
-log-sum-exp split into K chosen tokens and the rest (:func:`split_logsumexp`: one pass over the vocabulary
-for the rest, the K + 1 parts combined in float64), rounded to float32 and written with 9 significant
-digits (exact round trip to float32); a non-finite window is ``null``. The confidence intervals of
-:mod:`lpbench.bootstrap` read them.
+evaluated windows, lets a reader check that). The confidence intervals of :mod:`lpbench.bootstrap` read them.
 
 Fidelity to FP32 (causal LMs; intervals and tables in :mod:`lpbench.fidelity`). The ``fp32`` evaluation of a
-(model, corpus) also writes the *reference distribution* P: per predicted token the top-K token ids and
-their log-probabilities (sorted, K = ``evaluation.top_k``, at most the vocabulary), the log of the remaining
-mass and the log-probability of the target (:func:`save_reference`; the log-probabilities are kept as the
-raw float32 logits plus the log-sum-exp of the other logits, which fixes them exactly; 8 bytes per token and
-K: 4.2 MB for 2044 tokens at K = 256 whatever the vocabulary). Every other evaluation of the same windows
-reads it and stores, beside ``token_nll`` and in the same per-window layout, for its distribution Q:
-
-* ``kl`` — KL(P ‖ Q) over the K ids of P's top-K plus one bucket for all other tokens
-  (:func:`token_fidelity`). Merging tokens into a bucket can only lower a KL divergence (log-sum
-  inequality), so this is a lower bound of the exact KL, equal to it when K is the vocabulary size. It is
-  what the coarsened distributions give, not an estimate of the rest: a model that moves mass around
-  *inside* P's tail is not seen. Both distributions are normalized over their K + 1 outcomes in float64
-  from the float32 logits, so no float32 softmax normalizer (whose rounding would put a floor of
-  1e-7–1e-6 nats on every token) enters;
-* ``top1_agree`` — 1 if P's most probable token is also a most probable token of Q (greedy decoding
-  picks the same token; an exact tie in Q counts as agreement), else 0;
-* ``dp`` — Q(target) − P(target), the change of the probability of the token that actually follows.
-
-Cost: the NLL stays the float32 ``cross_entropy`` it always was (perplexities bit-identical to runs before
-these metrics); the fidelity metrics add one log-sum-exp over the vocabulary per position, split at P's
-top-K ids (a gather of K logits, a scatter, then max / exp / sum over the rest, in place), which gives Q's
-tail mass and maximum. (That split form alone would also give the NLL, faster and closer to float64 — the
-float32 ``cross_entropy`` carries a bias of about −8e-6 (SmolLM2) / −2e-5 (Gemma-3) nats per token — but
-it would move every perplexity in its sixth digit: a change of its own, not made here.)
-Everything is vectorized over the batch and the positions; float64 only on the K + 1 outcomes. A window
-whose Q or P is non-finite has ``null`` in all three lists (reported in ``fidelity["windows_without"]``,
-never averaged). ``kl`` and ``dp`` are written with 6 significant digits, ``top1_agree`` as 0/1.
+(model, corpus) also writes the *reference distribution* P (:func:`save_reference`). Every other evaluation
+of the same windows reads it and stores, beside ``token_nll`` and in the same per-window layout, for its
+distribution Q: ``kl`` (KL(P ‖ Q) over P's top-K plus one bucket, :func:`token_fidelity`), ``top1_agree``
+and ``dp`` (Q(target) − P(target)); ``null`` in all three for a non-finite window.
 
 Encoders (BERT family, no LM head): the method's output is compared with the unmodified FP32 model on
-the same windows — the FP32 forward is recomputed in each encoder job (MiniLM: 0.35 CPU-s,
-not worth a reference file and its DAG edge): mean relative Frobenius error of the last hidden state,
-mean cosine similarity of the mean-pooled sentence embeddings and, per token of the last hidden state,
-``token_cosine`` (cosine similarity with FP32) and ``token_signal_power`` / ``token_noise_power``
-(mean square of the FP32 state and of the difference), from which SQNR = 10·log10(Σ signal / Σ noise) and
-its block-bootstrap interval are computed (``sqnr_db``: ``null`` when the output equals FP32 exactly).
+the same windows (relative Frobenius error, sentence-embedding cosine, per-token ``token_cosine``,
+``token_signal_power`` / ``token_noise_power``, ``sqnr_db``).
+
+Definitions, storage format, numerics and cost of every metric: docs/metrics.md.
 """
 from __future__ import annotations
 

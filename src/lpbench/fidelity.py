@@ -1,37 +1,23 @@
 """Fidelity to FP32: intervals of the per-token metrics, the fidelity tables and the KL check of a comparison.
 
-What is measured
-    Every causal evaluation stores, per predicted token and beside ``token_nll``, ``kl`` = KL(P_fp32 ‖ Q)
-    over the FP32 top-K plus a tail bucket (a lower bound of the exact KL, exact when K = vocabulary),
-    ``top1_agree`` (0/1) and ``dp`` = Q(target) − P_fp32(target); every encoder evaluation ``token_cosine``,
-    ``token_signal_power`` and ``token_noise_power`` of the last hidden state against FP32 (definitions in
-    :mod:`lpbench.evaluate`). This module only reads those lists (numpy; no torch).
-
-Why these
-    Perplexity is an average of NLLs, dominated by the few tokens a method gets badly wrong; the KL to FP32
-    and the top-1 agreement compare the whole next-token distribution at every position, paired with the
-    FP32 model on the same tokens, so two methods are separated on the same 2044 tokens with a narrower
-    interval (llama.cpp's ``perplexity --kl-divergence`` reports the same quantities).
+Reads the per-token lists that :mod:`lpbench.evaluate` stores (``kl``, ``top1_agree``, ``dp``; for encoders
+``token_cosine``, ``token_signal_power``, ``token_noise_power``). This module only reads those lists (numpy;
+no torch).
 
 Intervals
     The circular moving-block bootstrap of :mod:`lpbench.bootstrap` — its blocks (``BLOCK`` tokens), number
     of resamples, seed and level, through :func:`lpbench.bootstrap.resampled_means` — so an interval here
-    and a perplexity interval of the ledger resample the very same token positions:
-
-    * mean KL and top-1 agreement: percentile interval of the resampled means;
-    * KL ratio A / B (:func:`kl_ratio_ci`): both methods' KL series resampled on the same positions (the
-      pairing), ratio of the resampled means; A / best of several (:func:`kl_ratio_to_best_ci`) re-chooses
-      the best competitor in every resample, as :func:`lpbench.bootstrap.ratio_to_best_ci` does for
-      perplexity;
-    * perplexity ratio to FP32: :func:`lpbench.bootstrap.ratio_ci`;
-    * encoders: mean token cosine; SQNR = 10·log10(mean signal / mean noise) with signal and noise resampled
-      on the same positions.
+    and a perplexity interval of the ledger resample the very same token positions. KL ratio A / B:
+    :func:`kl_ratio_ci`; A / best of several: :func:`kl_ratio_to_best_ci`; perplexity ratio to FP32:
+    :func:`lpbench.bootstrap.ratio_ci`.
 
     Replicated methods (several seeds of one configuration) are not pooled here: each replicate is its own
     row, and a comparison reads one configured method per side.
 
 The ledger calls :func:`kl_check` for a comparative claim: the same comparison as the claim's perplexity
 test, on mean KL, labelled *supporting* — the verdict stays decided on the paper's metric.
+
+What is measured, why these metrics and every interval step by step: docs/metrics.md.
 """
 from __future__ import annotations
 

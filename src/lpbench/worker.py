@@ -1,11 +1,5 @@
 """A pre-loaded worker for the pipeline's rule scripts: import torch + transformers once, fork per job.
 
-Every Snakemake ``script:`` job is a fresh Python process, and on this 2-core CPU importing torch,
-transformers and a model family costs ~6 CPU-s — more than many of the jobs themselves (a SmolLM2
-evaluation is ~9 CPU-s of forward passes). Snakemake cannot keep a Python process between local jobs
-(job ``group``s are a cluster feature; ``run:`` jobs are spawned as whole Snakemake processes), so this
-module provides the "zygote" pattern instead:
-
 * ``python -m lpbench.worker -- <command…>`` (what ``make run`` does) starts a server process that imports
   the heavy modules once (:data:`PRELOAD`; no torch operation runs in it, so no thread pool exists yet),
   runs ``<command>`` with ``LPBENCH_WORKER=<socket>`` in its environment, then stops the server;
@@ -16,17 +10,12 @@ module provides the "zygote" pattern instead:
   status, which the waiting process exits with. Otherwise (no variable, no server: SLURM, a GPU profile,
   a plain ``snakemake`` call) the script simply runs in its own process — the same code either way.
 
-What a forked child sees is a fresh process in every respect a result depends on: torch's thread pools
-are created by the child (``lpbench.jobs.setup`` sets its thread count; the server never ran an
-operation), seeds are set by ``setup`` from the config, and the child's CPU time starts at zero. The
-pipeline's e2e test runs through this worker and the SLURM test compares its metrics with in-process jobs.
 If the waiting process is killed (Snakemake interrupted), the server kills its child. The wrapper's pid is the
 one to signal: SIGINT, SIGTERM or SIGHUP to it stops Snakemake and its jobs as a ^C would, then the server,
 and the wrapper exits only when none of the processes it started is left (:func:`run_with_worker`).
+POSIX only (``fork``, ``SCM_RIGHTS``).
 
-Costs and limits: Snakemake's ``benchmark:`` files record wall time correctly but not the CPU of a
-delegated job (it is not in the waiting process's tree); ``lpbench.jobs.setup`` therefore logs each job's own
-CPU (``job_cpu_s=``), which ``benchmarks/pipeline_profile.py`` reads. POSIX only (``fork``, ``SCM_RIGHTS``).
+Why a worker, what a forked child sees, and its costs and limits: docs/performance.md.
 """
 from __future__ import annotations
 

@@ -9,11 +9,6 @@ Tasks (``unified_norm.tasks.<name>``):
             Austen calibration novels) and evaluated on its evaluation text (*Persuasion*) with the
             suite's protocol: perplexity = exp(mean token NLL) over the first ``n_windows``
             non-overlapping windows of ``seqlen`` bytes, tail dropped (position t predicts byte t+1).
-            The paper's NMT task (IWSLT14 De-En) is not available offline; this LM stands in for it.
-
-Every norm of a task sees the same architecture, optimiser (AdamW), schedule (linear warm-up, cosine
-decay), data order (seeded by the run's seed only, so all norms of one seed see the same batches) and
-token/image budget.
 
 A task with ``outliers`` (vision only) is the UN-3 stress setting: on a fixed, seeded schedule of steps a
 small fraction of the batch's patches is multiplied by a large factor before the forward pass
@@ -22,9 +17,10 @@ small fraction of the batch's patches is multiplied by a large factor before the
 **Collapse** (decided before any result was read): a run has collapsed if its training loss or
 parameters become non-finite at any step (training stops there), or if its final evaluation metric is
 no better than a trivial predictor: top-1 <= 2 x chance (20 % on 10 classes), or perplexity >= the
-unigram perplexity of the evaluation text under the training text's byte frequencies. Rationale: every
-run that trains at all passes both levels within its first few dozen steps; failing them at the end
-means training (or inference with the fixed statistics) broke down.
+unigram perplexity of the evaluation text under the training text's byte frequencies.
+
+What every norm of a task shares, the stand-in for the paper's NMT task and why the collapse levels:
+docs/papers/unified_norm.md ("Training runs").
 """
 from __future__ import annotations
 

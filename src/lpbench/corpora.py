@@ -34,7 +34,7 @@ import zlib
 from pathlib import Path
 
 SPLITS = ("calibration", "evaluation")
-SHARED_PASSAGE_WORDS = 32   # an identical run of this many words in both texts is a shared passage (see above)
+SHARED_PASSAGE_WORDS = 32   # an identical run of this many words in both texts is a shared passage (see docs/data.md)
 NET_TIMEOUT = 60.0
 NET_RETRIES = 3
 

@@ -327,7 +327,7 @@ def test_seed_replicates_are_pooled_in_the_table_and_drawn_as_one_bar_with_a_mar
     import matplotlib.pyplot as plt
     import pandas as pd
 
-    from lpbench.studies.rrs import perplexity_figure, perplexity_rows
+    from lpbench.studies.rrs.analysis import perplexity_figure, perplexity_rows
 
     g = torch.Generator().manual_seed(0)
     base = (torch.rand(2, 64, generator=g) * 2 + 1).double()
@@ -387,5 +387,6 @@ def test_adding_a_seed_plans_only_its_jobs(tmp_path):
     stats = dict(re.findall(r"^(\w+)\s+(\d+)$", log.split("Job stats:", 1)[1].split("total", 1)[0], re.M))
     assert stats.pop("evaluate") == "1" and "method=quarot-w4a4-s2" in log
     assert stats.pop("gptq_weights") == "1" and "quarot-hadamard-s2-w4-mse.pt" in log
-    assert set(stats) <= {"aggregate", "hwcost", "rrs_cost", "rrs_perplexity", "claims", "figures", "all"}, stats
+    assert set(stats) <= {"aggregate", "hwcost", "rrs_cost", "rrs_perplexity", "fidelity_tables", "claims", "figures",
+                          "all"}, stats
     assert "quarot-hadamard-s1" not in log and "quarot-hadamard-s0" not in log

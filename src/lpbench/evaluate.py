@@ -115,22 +115,20 @@ def evaluate_causal(model: nn.Module, windows: torch.Tensor, batch_size: int = 1
         # split log-sum-exp below serves only the fidelity metrics
         nll32 = F.cross_entropy(x.reshape(-1, vocab), target.reshape(-1), reduction="none").view(target.shape)
         nll = nll32.double()
-        if top_k:
-            ids = x.topk(min(top_k, vocab), -1).indices                      # sorted: ids[..., 0] is the top
-        elif reference is not None:
-            ref = {k: reference[k][i: i + batch_size].to(x.device) for k in _REF_KEYS}
-            ids = ref["ids"]
         if fidelity:
+            if top_k:                                                        # build P: sorted, ids[..., 0] is the top
+                ids = x.topk(min(top_k, vocab), -1).indices
+            else:
+                ref = {k: reference[k][i: i + batch_size].to(x.device) for k in _REF_KEYS}
+                ids = ref["ids"]
+                ref_ok = reference["finite"][i: i + batch_size]
             vals, tail, tail_max = split_logsumexp(x, ids)                     # x is overwritten
-        del x
-        if fidelity:
             if top_k:
                 ref = {"ids": ids, "logits": vals, "tail": tail, "target_logp": -nll32}
                 for k in _REF_KEYS:
                     built[k].append(ref[k].cpu())
-            else:
-                ref_ok = reference["finite"][i: i + batch_size]
             kl, top1, dp = token_fidelity(ref, vals, tail, tail_max, -nll32)
+        del x
         for j in range(batch.shape[0]):
             finite = bool(torch.isfinite(nll[j]).all())
             if fidelity:

@@ -29,7 +29,8 @@ import yaml
 
 from hub_standin import FAKE_SHA, SilentHub
 from lpbench import sources
-from lpbench.config import CODE_ROOT, ConfigError, check_entries, check_references, load_yaml, method_facts
+from lpbench.config import (CODE_ROOT, ConfigError, check_entries, check_references, expand_stacks, load_yaml,
+                            method_facts)
 from lpbench.corpora import CorpusError, materialize as materialize_corpus, verify_text
 from lpbench.data import TokenFileError, eval_windows, load_tokens, token_record
 from lpbench.sources import DownloadError, ModelIntegrityError, load_model, materialize
@@ -266,8 +267,9 @@ def test_method_facts_are_what_the_methods_say_and_are_remembered(tmp_path):
     from lpbench.methods.gptq import gptq_key
 
     cfg = load_yaml(ROOT / "config" / "config.yaml")
-    direct = {n: {"offline": has_offline_step(e), "gptq": gptq_key(build_method(n, e))}
-              for n, e in cfg["methods"].items()}
+    built = {n: build_method(n, e) for n, e in expand_stacks(cfg["methods"])[0].items()}   # stacks resolved
+    direct = {n: {"offline": has_offline_step(cfg["methods"][n]), "gptq": gptq_key(m),
+                  **({"stack": m.facts()} if m.kind == "stack" else {})} for n, m in built.items()}
     assert any(f["gptq"] for f in direct.values()) and any(f["offline"] for f in direct.values())
     assert method_facts(cfg) == direct
     cache = tmp_path / "cache"

@@ -21,6 +21,9 @@ from lpbench.quant import act_spec, quantize_block_linears
 
 def gptq_key(method) -> str | None:
     """Name of the GPTQ weight set a method uses (None for RTN weights)."""
+    if method.kind == "stack":                     # the set of the stack's GPTQ method
+        inner = method.gptq_component()
+        return None if inner is None else gptq_key(inner)
     p = method.params
     if p.get("weights") != "gptq":
         return None

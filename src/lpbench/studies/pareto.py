@@ -1,0 +1,165 @@
+"""One accelerator, five papers: whole-model energy per token and the accuracy–energy Pareto front.
+
+:func:`energy_rows` prices every evaluated causal (model, method) — stacks included — with
+:func:`lpbench.hwcost.token_energy` (the datapath of each kind: :mod:`lpbench.methods.datapath`) at the
+configured batch size and context, and at batch 1. :func:`pareto_table` pairs that energy with the
+perplexity ratio to FP32 on the same tokens and its 95 % paired block-bootstrap CI
+(:func:`lpbench.bootstrap.ratio_ci` on the stored per-token NLLs), and flags the non-dominated points: a
+point is on the front when no other finite point has lower-or-equal energy *and* ratio with one of them
+strictly lower (point estimates; the CIs are drawn, not used). :func:`pareto_figure` draws one model.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+
+import lpbench.plots  # noqa: F401  (selects the Agg backend before pyplot is imported)
+import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.ticker as mticker  # noqa: E402
+import seaborn as sns  # noqa: E402
+
+from lpbench.bootstrap import as_series, ratio_ci
+from lpbench.hwcost import COMPONENTS, token_energy
+from lpbench.methods import build_method
+from lpbench.methods.datapath import datapath
+from lpbench.plots import interval_errorbars
+
+#: method kind -> the paper (or baseline family) it belongs to, for colours and the table
+FAMILY = {"fp32": "float", "fp16": "float", "bf16": "float", "rtn": "RTN baseline", "w4a4": "RRS paper",
+          "smoothquant": "RRS paper", "rs": "RRS paper", "quarot": "RRS paper", "rrs": "RRS paper",
+          "tender": "Tender paper", "slanc": "SLaNC paper", "iterl2norm": "IterL2Norm paper", "stack": "stack"}
+FAMILY_ORDER = list(dict.fromkeys(FAMILY.values()))
+MARKERS = dict(zip(FAMILY_ORDER, "oXsD^v*"))
+
+
+def energy_rows(dims: dict, archs: dict, methods: dict, pairs, costs: dict, batches, context: int) -> list[dict]:
+    """One row per (model, method, batch): pJ per generated token by component and in total (INT4 as INT8,
+    the upper bound; ``total_pj_quadratic`` with the quadratic-in-width INT4 estimate), and the datapath."""
+    rows = []
+    for model, name in pairs:
+        m = build_method(name, methods[name])
+        dp = datapath(m, dims[model], archs[model])
+        comps = " -> ".join(c.name for c in m.components) if m.kind == "stack" else ""
+        for b in batches:
+            e = token_energy(dims[model], dp, costs, b, context)
+            q = token_energy(dims[model], dp, costs, b, context, int_mult="quadratic")
+            rows.append({"model": model, "method": name, "kind": m.kind, "components": comps, "batch": b,
+                         "context": context, **{f"{c}_pj": e[c] for c in COMPONENTS}, "total_pj": e["total"],
+                         "total_pj_quadratic": q["total"], "gemm": dp.gemm, "weight_bits": dp.weight_bits,
+                         "kv_bits": dp.kv_bits, "attention": dp.attention, "norm_fmt": dp.norm_fmt,
+                         "notes": "; ".join(dp.notes)})
+    return rows
+
+
+def on_front(energy, ratio) -> np.ndarray:
+    """Non-dominated points when both are minimized (NaN: never on the front)."""
+    e, r = np.asarray(energy, float), np.asarray(ratio, float)
+    ok = np.isfinite(e) & np.isfinite(r)
+    out = np.zeros(len(e), bool)
+    for i in np.flatnonzero(ok):
+        dominated = ok & (e <= e[i]) & (r <= r[i]) & ((e < e[i]) | (r < r[i]))
+        out[i] = not dominated.any()
+    return out
+
+
+def pareto_table(energy: pd.DataFrame, results: list[dict], reference: str = "fp32") -> pd.DataFrame:
+    """Per (model, corpus, method, batch): energy, perplexity, ratio to ``reference`` with its CI, on_front."""
+    evals = {(r["model"]["id"], r["corpus"]["id"], r["method"]["name"]): r for r in results
+             if r["metrics"].get("kind") == "perplexity"}
+    e = energy.set_index(["model", "method", "batch"])
+    rows = []
+    for (model, corpus, name), r in evals.items():
+        ref = evals.get((model, corpus, reference))
+        a = as_series(r["metrics"].get("token_nll"))
+        b = as_series(ref["metrics"].get("token_nll")) if ref else None
+        ci = ratio_ci(a, b) if a is not None and b is not None else {}
+        for batch in sorted(energy.loc[energy["model"] == model, "batch"].unique()):
+            if (model, name, batch) not in e.index:
+                continue
+            x = e.loc[(model, name, batch)]
+            rows.append({"model": model, "corpus": corpus, "method": name, "kind": r["method"]["kind"],
+                         "family": FAMILY.get(r["method"]["kind"], r["method"]["kind"]),
+                         "components": x["components"], "batch": int(batch), "context": int(x["context"]),
+                         "energy_uj_per_token": x["total_pj"] / 1e6, "perplexity": r["metrics"].get("perplexity"),
+                         "ppl_ratio": ci.get("ratio", math.nan), "ci_low": ci.get("ci_low", math.nan),
+                         "ci_high": ci.get("ci_high", math.nan), "tokens": ci.get("tokens"),
+                         "finite": bool(ci) and math.isfinite(ci["ratio"])})
+    df = pd.DataFrame(rows)
+    if df.empty:
+        return df.assign(on_front=pd.Series(dtype=bool))
+    df["on_front"] = False
+    for _, idx in df.groupby(["model", "corpus", "batch"]).groups.items():
+        df.loc[idx, "on_front"] = on_front(df.loc[idx, "energy_uj_per_token"], df.loc[idx, "ppl_ratio"])
+    return df.sort_values(["model", "corpus", "batch", "energy_uj_per_token", "ppl_ratio"]).reset_index(drop=True)
+
+
+def front_changes(df: pd.DataFrame, batch: int) -> bool:
+    """Whether the set of front methods at batch 1 differs from the one at ``batch`` (one model's rows)."""
+    front = lambda b: set(df.loc[(df["batch"] == b) & df["on_front"], "method"])  # noqa: E731
+    return 1 in set(df["batch"]) and front(1) != front(batch)
+
+
+def _labels(ax, xs, ys, names, fontsize: float = 5.0) -> None:
+    """Method names beside their points; labels that would overlap in display space are pushed up
+    (a thin leader line joins a moved label to its point)."""
+    disp = ax.transData.transform(np.column_stack([xs, ys]))
+    placed: list[tuple[float, float]] = []
+    step = fontsize * 1.25 * ax.figure.dpi / 72
+    for i in np.argsort(disp[:, 1]):
+        x, y = disp[i]
+        ty = y
+        while any(abs(px - x) < 60 and abs(py - ty) < step for px, py in placed):
+            ty += step
+        placed.append((x, ty))
+        tx, tyd = ax.transData.inverted().transform((x + 4, ty))
+        ax.annotate(names[i], (xs[i], ys[i]), xytext=(tx, tyd), textcoords="data", fontsize=fontsize,
+                    va="center", ha="left", arrowprops=dict(arrowstyle="-", lw=0.3, color="0.5")
+                    if ty != y else None)
+
+
+def pareto_figure(df: pd.DataFrame, model: str, batch: int):
+    """Energy per token (log) vs perplexity ratio to FP32 with its 95 % CI (log), one labelled point per
+    method and stack, the front as a staircase; a batch-1 panel beside the default batch when the front
+    changes there. Non-finite evaluations are listed, not drawn."""
+    sns.set_theme(style="whitegrid", context="paper")
+    sub = df[df["model"] == model]
+    batches = [batch] + ([1] if batch != 1 and front_changes(sub, batch) else [])
+    corpora = list(dict.fromkeys(sub["corpus"]))
+    fig, axes = plt.subplots(len(corpora), len(batches), figsize=(7.5 * len(batches), 6.5 * len(corpora)),
+                             squeeze=False)
+    palette = dict(zip(FAMILY_ORDER, sns.color_palette("tab10", len(FAMILY_ORDER))))
+    for row, corpus in zip(axes, corpora):
+        for ax, b in zip(row, batches):
+            d = sub[(sub["corpus"] == corpus) & (sub["batch"] == b)]
+            ok = d[d["finite"]]
+            for fam in FAMILY_ORDER:
+                f = ok[ok["family"] == fam]
+                if len(f):
+                    ax.scatter(f["energy_uj_per_token"], f["ppl_ratio"], s=22, color=palette[fam],
+                               marker=MARKERS[fam], label=fam, zorder=3, edgecolor="k", linewidth=0.3)
+            interval_errorbars(ax, ok["energy_uj_per_token"], ok["ppl_ratio"], ok["ci_low"], ok["ci_high"])
+            front = ok[ok["on_front"]].sort_values("energy_uj_per_token")
+            ax.step(front["energy_uj_per_token"], front["ppl_ratio"], where="post", color="crimson", lw=1,
+                    zorder=2, label="non-dominated front")
+            ax.set_xscale("log")
+            ax.set_yscale("log")
+            ax.axhline(1.0, color="k", ls=":", lw=0.8)
+            for axis, (lo, hi) in ((ax.xaxis, ax.get_xlim()), (ax.yaxis, ax.get_ylim())):
+                plain = mticker.FuncFormatter(lambda v, _: f"{v:.4g}")       # minor labels under one decade
+                axis.set_major_formatter(plain)
+                axis.set_minor_formatter(plain if math.log10(hi / lo) < 1 else mticker.NullFormatter())
+            ax.figure.canvas.draw()
+            _labels(ax, ok["energy_uj_per_token"].to_numpy(), ok["ppl_ratio"].to_numpy(), ok["method"].tolist())
+            bad = d.loc[~d["finite"], "method"].tolist()
+            if bad:
+                ax.text(0.01, 0.99, "not finite (not drawn): " + ", ".join(bad), transform=ax.transAxes,
+                        fontsize=5, va="top", color="crimson")
+            ax.set_xlabel(f"energy per generated token (µJ, log; batch {b}, context {int(d['context'].iloc[0])})"
+                          if len(d) else "energy per generated token (µJ, log)")
+            ax.set_ylabel("perplexity / FP32 perplexity (log; 95 % CI)")
+            ax.set_title(f"{model} on {corpus}, batch {b}" + (" (memory-bound)" if b == 1 else ""))
+            ax.legend(fontsize=6, loc="best")
+    fig.tight_layout()
+    return fig

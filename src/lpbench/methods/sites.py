@@ -40,8 +40,9 @@ Offline artifacts (:func:`calibration_of`)
     ``none`` / ``seed`` (a rotation seed) / ``weights`` (SLaNC: the model's weights) artifacts are the
     stand-alone method's, shared. ``activations`` artifacts are statistics of the model's own activations:
     Tender's is recalibrated on the model with the earlier components applied (their outputs are its
-    inputs); SmoothQuant (the shared calibration statistics) and GPTQ weights (a shared set computed on
-    the model without other components) must come first in a stack. Why a SLaNC artifact is shared after a
+    inputs) — unless none of them changes the model; SmoothQuant (the shared calibration statistics) and
+    GPTQ weights (a shared set computed on the model without other components) must come first in a
+    stack (after methods that change nothing, if any). Why a SLaNC artifact is shared after a
     rotation or a quantizer: see :mod:`lpbench.methods.stack`.
 """
 from __future__ import annotations
@@ -183,7 +184,7 @@ def check_stack(name: str, components: list) -> list[str]:
                     problems.append(f"method {who(b)} must come before {who(a)}: {reason}")
     for i, m in enumerate(components):
         cal = calibration_of(m)
-        if i > 0 and (uses_gptq(m) or (cal == "activations" and m.kind != "tender")):
+        if _changed_before(components, i) and (uses_gptq(m) or (cal == "activations" and m.kind != "tender")):
             what = "GPTQ weights (a set shared with the stand-alone method)" if uses_gptq(m) else \
                 "calibration statistics shared by every method"
             problems.append(f"method {who(m)} reads {what}, computed on the model without the other "
@@ -199,8 +200,14 @@ def _errors(fn) -> list[Exception]:
     return []
 
 
+def _changed_before(components: list, i: int) -> bool:
+    """Whether a component before the i-th changes the model (declares a site)."""
+    return any(sites_of(m) for m in components[:i])
+
+
 def recalibrated(components: list) -> list[str]:
     """Names of the components whose artifact is computed on the model with the earlier components
-    applied (an activation-statistics calibration after another method); the others share the
-    stand-alone method's artifact."""
-    return [m.name for i, m in enumerate(components) if i > 0 and calibration_of(m) == "activations"]
+    applied (an activation-statistics calibration after a method that changes the model); the others
+    share the stand-alone method's artifact."""
+    return [m.name for i, m in enumerate(components)
+            if calibration_of(m) == "activations" and _changed_before(components, i)]

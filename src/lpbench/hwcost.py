@@ -35,6 +35,24 @@ Two levels
     activation and gating product, residual adds, the embedding multiplier, norm gains' storage; on-chip
     SRAM traffic. Gemma 3's local layers attend to at most ``sliding_window`` (512) positions: exact for
     L ≤ 512, an overstatement of its attention and KV terms above.
+
+The per-paper cost tables read the same ``energy_pj`` constants; where they count the same ops they give
+the same numbers (tests/test_energy.py checks each line), and where they differ it is by design:
+    ``hwcost.csv``    ``energy_pj(ops_per_token(dims))`` in each kind's own convention: GEMMs + runtime extras
+                      (= gemm_blocks + method_extra) for the GEMM-side kinds and stacks; SLaNC's is its
+                      runtime extras only, IterL2Norm's the FP32 GEMMs + its whole norm datapath. No LM head,
+                      attention, softmax or memory; on Gemma 3 the interface call (no architecture) misses the
+                      sandwich rotation's two extra Hadamards per layer, which the tables below count.
+    ``rrs_cost``      extra_pj_per_token = method_extra of the method − method_extra of plain W4A4.
+    ``slanc_cost``    extra_energy_pj_per_token = SLaNC's method_extra (the same call).
+    ``iterl2norm_energy``  one norm at div_sqrt_vs_mult = 1 = the norms component per normalized vector.
+    ``unified_norm_energy``  counts a d-term sum as d adds (config ``norm_ops_per_vector``), this model as
+                      d − 1 (IterL2Norm's op count): one FP32 add more per RMSNorm, two per LayerNorm
+                      (0.9 / 1.8 pJ per vector, < 0.1 %); the same square-root / divide charge.
+    ``tender_cost``   (TENDER-4) the same MAC energies; a GEMM-level array model: its vector-unit terms are
+                      per GEMM (q/k/v and gate/up each quantize and bias-correct their shared input again,
+                      the bias terms on every GEMM), its shifts use the measured non-empty groups (here G,
+                      the upper bound), prefill of 2048 tokens, and no memory energy.
 """
 from __future__ import annotations
 

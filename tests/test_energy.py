@@ -171,3 +171,38 @@ def test_unknown_kind_has_no_datapath():
         datapath(Odd(), SMOL, LLAMA)
     with pytest.raises(ValueError, match="batch and context"):
         token_energy(SMOL, Datapath(), COSTS, 0, 8)
+
+
+# ---- Pareto table ---------------------------------------------------------------------------------------
+def test_front_is_the_non_dominated_points():
+    from lpbench.studies.pareto import on_front
+
+    e, r = [1, 2, 3, 2, 5, float("nan")], [5, 3, 1, 4, 1, 0.5]
+    assert on_front(e, r).tolist() == [True, True, True, False, False, False]
+
+
+def test_pareto_table_pairs_energy_with_the_ratio_to_fp32_and_draws(tmp_path):
+    import numpy as np
+    import pandas as pd
+
+    from lpbench.plots import save
+    from lpbench.studies.pareto import pareto_figure, pareto_table
+
+    rng = np.random.default_rng(0)
+    base = rng.gamma(2.0, 1.5, size=(4, 63))
+    shift = {"fp32": 0.0, "cheap": 0.3, "mid": 0.05, "bad": None}
+    results = [{"model": {"id": "m"}, "corpus": {"id": "c"}, "method": {"name": n, "kind": "rtn"},
+                "metrics": {"kind": "perplexity", "perplexity": 1.0,
+                            "token_nll": [None] * 4 if s is None else (base + s).tolist()}}
+               for n, s in shift.items()]
+    energy = pd.DataFrame([{"model": "m", "method": n, "batch": b, "context": 8, "components": "",
+                            "total_pj": {"fp32": 9e6, "cheap": 1e6, "mid": 5e6, "bad": 1e5}[n] / b}
+                           for n in shift for b in (1, 16)])
+    df = pareto_table(energy, results)
+    one = df[df["batch"] == 16].set_index("method")
+    assert one.loc["cheap", "ppl_ratio"] == pytest.approx(np.exp(0.3))
+    assert one.loc["cheap", "ci_low"] == pytest.approx(np.exp(0.3)) and one.loc["fp32", "ppl_ratio"] == 1.0
+    assert one["on_front"].to_dict() == {"fp32": True, "cheap": True, "mid": True, "bad": False}
+    assert not one.loc["bad", "finite"]
+    save(pareto_figure(df, "m", 16), tmp_path / "p.png", tmp_path / "p.pdf")
+    assert (tmp_path / "p.png").stat().st_size > 10_000 and (tmp_path / "p.pdf").is_file()

@@ -89,6 +89,8 @@ def test_datapaths_of_methods_and_stacks():
     both = dp["slanc+iter"]                         # the iteration in SLaNC's FP16 (IterL2Norm's fmt is fp32)
     assert both.norm_fmt == "fp16" and both.norm_ops == dp["iter"].norm_ops
     assert dp["slanc+tender"].extra_ops == dp["tender"].extra_ops and dp["slanc+tender"].norm_fmt == "fp16"
+    percol = build_method("p", {"method": "rtn", "a_granularity": "per_column"})     # an accuracy reference
+    assert not datapath(percol, SMOL, LLAMA).realizable and all(d.realizable for d in dp.values())
     for n in ("rrs+slanc", "slanc+iter", "slanc+tender"):            # energy of a stack = its parts'
         parts = [datapath(m, SMOL, LLAMA) for m in method(n).components]
         e = token_energy(SMOL, dp[n], COSTS, 16, 512)
@@ -203,6 +205,8 @@ def test_pareto_table_pairs_energy_with_the_ratio_to_fp32_and_draws(tmp_path):
     assert one.loc["cheap", "ppl_ratio"] == pytest.approx(np.exp(0.3))
     assert one.loc["cheap", "ci_low"] == pytest.approx(np.exp(0.3)) and one.loc["fp32", "ppl_ratio"] == 1.0
     assert one["on_front"].to_dict() == {"fp32": True, "cheap": True, "mid": True, "bad": False}
-    assert not one.loc["bad", "finite"]
+    assert not one.loc["bad", "finite"] and one.loc["bad", "status"] == "NaN/inf logits"
+    ref = energy.assign(realizable=energy["method"] != "mid")          # an accuracy reference: off the front
+    assert not pareto_table(ref, results).set_index(["method", "batch"]).loc[("mid", 16), "on_front"]
     save(pareto_figure(df, "m", 16), tmp_path / "p.png", tmp_path / "p.pdf")
     assert (tmp_path / "p.png").stat().st_size > 10_000 and (tmp_path / "p.pdf").is_file()

@@ -109,6 +109,7 @@ class Datapath:
     norm_ops: dict = field(default_factory=dict)   # {"mult", "add", "int", "sqrt", "div"} per token
     extra_ops: dict = field(default_factory=dict)  # method's runtime extras, energy_pj op names per token
     notes: tuple = ()                   # assumptions specific to this datapath (shown in tables)
+    realizable: bool = True             # False: an accuracy reference no integer GEMM can run as priced
 
 
 def int_bits(fmt: str) -> int | None:

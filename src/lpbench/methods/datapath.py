@@ -80,6 +80,8 @@ def partial(method, dims, arch) -> dict:
         return {**_HALF, "extra_ops": {}}
     if k == "rtn":
         part = _int_gemm(p["w_bits"], p["a_bits"])
+        if p["a_granularity"] == "per_column" and p["a_bits"] < 16:
+            part["realizable"] = False      # one scale per input channel: not an integer GEMM's reduction
         return {**part, "extra_ops": _minus(method.ops_per_token(dims), gemm_ops(dims, part["gemm"]))}
     if k in W4A4_KINDS:
         part = _int_gemm(p["w_bits"], p["a_bits"])
@@ -116,6 +118,8 @@ def merged(components: list, dims, arch) -> dict:
     for m in components:
         part = partial(m, dims, arch)
         extras.append(part.pop("extra_ops"))
+        if not part.pop("realizable", True):
+            out["realizable"] = False
         for field, value in part.items():
             if field in out:
                 c = composition(owner[field], m, FIELD_SITE[field])
@@ -146,9 +150,12 @@ def datapath(method, dims, arch=None) -> Datapath:
     alg = part.pop("norm_algorithm", "sqrtdiv")
     iters, init = part.pop("norm_iters", 0), part.pop("norm_init", "pow2")
     fmt = part.get("norm_fmt", "fp32")
+    notes = []
+    if not part.get("realizable", True):
+        notes.append("per-column activation scales: an accuracy reference, not realizable in an integer GEMM")
     narrow = [b for b in (int_bits(part.get("gemm", "fp32")), int_bits(part.get("attention", "fp32"))) if b]
-    notes = ["INT<8 multiplies charged as INT8 (upper bound); see total_pj_quadratic"] \
-        if narrow and min(narrow) < 8 else []
+    if narrow and min(narrow) < 8:
+        notes.append("INT<8 multiplies charged as INT8 (upper bound); see total_pj_quadratic")
     return Datapath(**part, norm_ops=norm_datapath_ops(dims, arch, fmt, alg, iters, init),
                     extra_ops={k: v for k, v in extra.items() if v}, notes=tuple(notes))
 

@@ -6,11 +6,14 @@ configured batch size and context, and at batch 1. :func:`pareto_table` pairs th
 perplexity ratio to FP32 on the same tokens and its 95 % paired block-bootstrap CI
 (:func:`lpbench.bootstrap.ratio_ci` on the stored per-token NLLs), and flags the non-dominated points: a
 point is on the front when no other finite point has lower-or-equal energy *and* ratio with one of them
-strictly lower (point estimates; the CIs are drawn, not used). :func:`pareto_figure` draws one model.
+strictly lower (point estimates; the CIs are drawn, not used). Accuracy references that no integer GEMM
+runs as priced (per-column activation scales) are drawn hollow and kept off the front.
+:func:`pareto_figure` draws one model.
 """
 from __future__ import annotations
 
 import math
+import textwrap
 
 import numpy as np
 import pandas as pd
@@ -49,7 +52,7 @@ def energy_rows(dims: dict, archs: dict, methods: dict, pairs, costs: dict, batc
                          "context": context, **{f"{c}_pj": e[c] for c in COMPONENTS}, "total_pj": e["total"],
                          "total_pj_quadratic": q["total"], "gemm": dp.gemm, "weight_bits": dp.weight_bits,
                          "kv_bits": dp.kv_bits, "attention": dp.attention, "norm_fmt": dp.norm_fmt,
-                         "notes": "; ".join(dp.notes)})
+                         "realizable": dp.realizable, "notes": "; ".join(dp.notes)})
     return rows
 
 
@@ -85,13 +88,17 @@ def pareto_table(energy: pd.DataFrame, results: list[dict], reference: str = "fp
                          "energy_uj_per_token": x["total_pj"] / 1e6, "perplexity": r["metrics"].get("perplexity"),
                          "ppl_ratio": ci.get("ratio", math.nan), "ci_low": ci.get("ci_low", math.nan),
                          "ci_high": ci.get("ci_high", math.nan), "tokens": ci.get("tokens"),
-                         "finite": bool(ci) and math.isfinite(ci["ratio"])})
+                         "finite": bool(ci) and math.isfinite(ci["ratio"]),
+                         "status": "ok" if ci and math.isfinite(ci["ratio"]) else
+                         "no FP32 reference" if a is not None else "NaN/inf logits",
+                         "realizable": bool(x.get("realizable", True))})
     df = pd.DataFrame(rows)
     if df.empty:
         return df.assign(on_front=pd.Series(dtype=bool))
     df["on_front"] = False
     for _, idx in df.groupby(["model", "corpus", "batch"]).groups.items():
-        df.loc[idx, "on_front"] = on_front(df.loc[idx, "energy_uj_per_token"], df.loc[idx, "ppl_ratio"])
+        ratio = df.loc[idx, "ppl_ratio"].where(df.loc[idx, "realizable"])     # references stay off the front
+        df.loc[idx, "on_front"] = on_front(df.loc[idx, "energy_uj_per_token"], ratio)
     return df.sort_values(["model", "corpus", "batch", "energy_uj_per_token", "ppl_ratio"]).reset_index(drop=True)
 
 
@@ -101,22 +108,48 @@ def front_changes(df: pd.DataFrame, batch: int) -> bool:
     return 1 in set(df["batch"]) and front(1) != front(batch)
 
 
-def _labels(ax, xs, ys, names, fontsize: float = 5.0) -> None:
-    """Method names beside their points; labels that would overlap in display space are pushed up
-    (a thin leader line joins a moved label to its point)."""
+def spread(wanted: np.ndarray, gap: float) -> np.ndarray:
+    """Positions as close as possible to ``wanted`` (sorted ascending) with neighbours ≥ ``gap`` apart:
+    overlapping runs are merged and centred on the mean of what they want (pool adjacent violators)."""
+    blocks: list[list] = []                      # [start index, count, mean wanted offset]
+    for i, w in enumerate(wanted):
+        blocks.append([i, 1, float(w)])
+        while len(blocks) > 1:
+            (i0, n0, m0), (i1, n1, m1) = blocks[-2], blocks[-1]
+            if m0 + n0 * gap <= m1:              # the earlier run's last label ends below the next one
+                break
+            n = n0 + n1
+            blocks[-2:] = [[i0, n, (n0 * m0 + n1 * (m1 - n0 * gap)) / n]]
+    out = np.empty(len(wanted))
+    for i0, n, m in blocks:
+        out[i0:i0 + n] = m + gap * np.arange(n)
+    return out
+
+
+def _labels(ax, xs, ys, names, fontsize: float = 5.0, column_px: float = 40.0) -> None:
+    """Method names to the right of their points; points within ``column_px`` of each other horizontally
+    form a column whose labels are spread vertically around them (a thin leader line to a moved label)."""
+    if not len(xs):
+        return
     disp = ax.transData.transform(np.column_stack([xs, ys]))
-    placed: list[tuple[float, float]] = []
-    step = fontsize * 1.25 * ax.figure.dpi / 72
-    for i in np.argsort(disp[:, 1]):
-        x, y = disp[i]
-        ty = y
-        while any(abs(px - x) < 60 and abs(py - ty) < step for px, py in placed):
-            ty += step
-        placed.append((x, ty))
-        tx, tyd = ax.transData.inverted().transform((x + 4, ty))
-        ax.annotate(names[i], (xs[i], ys[i]), xytext=(tx, tyd), textcoords="data", fontsize=fontsize,
-                    va="center", ha="left", arrowprops=dict(arrowstyle="-", lw=0.3, color="0.5")
-                    if ty != y else None)
+    gap = fontsize * 1.3 * ax.figure.dpi / 72
+    order = np.argsort(disp[:, 0])
+    columns, current = [], [order[0]]
+    for i in order[1:]:
+        if disp[i, 0] - disp[current[0], 0] > column_px:
+            columns.append(current)
+            current = []
+        current.append(i)
+    columns.append(current)
+    inv = ax.transData.inverted()
+    for col in columns:
+        col = sorted(col, key=lambda i: disp[i, 1])
+        x_text = max(disp[i, 0] for i in col) + 5
+        for i, y in zip(col, spread(np.array([disp[i, 1] for i in col]), gap)):
+            moved = abs(y - disp[i, 1]) > 0.5 or abs(x_text - disp[i, 0] - 5) > 0.5
+            ax.annotate(names[i], (xs[i], ys[i]), xytext=inv.transform((x_text, y)), textcoords="data",
+                        fontsize=fontsize, va="center", ha="left",
+                        arrowprops=dict(arrowstyle="-", lw=0.3, color="0.6") if moved else None)
 
 
 def pareto_figure(df: pd.DataFrame, model: str, batch: int):
@@ -127,7 +160,7 @@ def pareto_figure(df: pd.DataFrame, model: str, batch: int):
     sub = df[df["model"] == model]
     batches = [batch] + ([1] if batch != 1 and front_changes(sub, batch) else [])
     corpora = list(dict.fromkeys(sub["corpus"]))
-    fig, axes = plt.subplots(len(corpora), len(batches), figsize=(7.5 * len(batches), 6.5 * len(corpora)),
+    fig, axes = plt.subplots(len(corpora), len(batches), figsize=(7.5 * len(batches), 8.5 * len(corpora)),
                              squeeze=False)
     palette = dict(zip(FAMILY_ORDER, sns.color_palette("tab10", len(FAMILY_ORDER))))
     for row, corpus in zip(axes, corpora):
@@ -136,9 +169,12 @@ def pareto_figure(df: pd.DataFrame, model: str, batch: int):
             ok = d[d["finite"]]
             for fam in FAMILY_ORDER:
                 f = ok[ok["family"] == fam]
-                if len(f):
-                    ax.scatter(f["energy_uj_per_token"], f["ppl_ratio"], s=22, color=palette[fam],
-                               marker=MARKERS[fam], label=fam, zorder=3, edgecolor="k", linewidth=0.3)
+                for real, f in ((True, f[f["realizable"]]), (False, f[~f["realizable"]])):
+                    if len(f):
+                        ax.scatter(f["energy_uj_per_token"], f["ppl_ratio"], s=22, marker=MARKERS[fam], zorder=3,
+                                   label=fam if real else f"{fam} (accuracy reference, not realizable)",
+                                   color=palette[fam] if real else "none", edgecolor=palette[fam] if not real
+                                   else "k", linewidth=0.3 if real else 0.8)
             interval_errorbars(ax, ok["energy_uj_per_token"], ok["ppl_ratio"], ok["ci_low"], ok["ci_high"])
             front = ok[ok["on_front"]].sort_values("energy_uj_per_token")
             ax.step(front["energy_uj_per_token"], front["ppl_ratio"], where="post", color="crimson", lw=1,
@@ -147,19 +183,24 @@ def pareto_figure(df: pd.DataFrame, model: str, batch: int):
             ax.set_yscale("log")
             ax.axhline(1.0, color="k", ls=":", lw=0.8)
             for axis, (lo, hi) in ((ax.xaxis, ax.get_xlim()), (ax.yaxis, ax.get_ylim())):
-                plain = mticker.FuncFormatter(lambda v, _: f"{v:.4g}")       # minor labels under one decade
+                plain = mticker.FuncFormatter(lambda v, _: f"{v:.0f}" if v >= 100 else f"{v:.4g}")
                 axis.set_major_formatter(plain)
                 axis.set_minor_formatter(plain if math.log10(hi / lo) < 1 else mticker.NullFormatter())
             ax.figure.canvas.draw()
             _labels(ax, ok["energy_uj_per_token"].to_numpy(), ok["ppl_ratio"].to_numpy(), ok["method"].tolist())
-            bad = d.loc[~d["finite"], "method"].tolist()
-            if bad:
-                ax.text(0.01, 0.99, "not finite (not drawn): " + ", ".join(bad), transform=ax.transAxes,
-                        fontsize=5, va="top", color="crimson")
+            bad = d[~d["finite"]].groupby("status")["method"].apply(", ".join)
+            if len(bad):
+                text = "; ".join(f"{status} (not drawn): {names}" for status, names in bad.items())
+                ax.text(0.01, 0.99, textwrap.fill(text, 150), transform=ax.transAxes, fontsize=5, va="top",
+                        color="crimson")
             ax.set_xlabel(f"energy per generated token (µJ, log; batch {b}, context {int(d['context'].iloc[0])})"
                           if len(d) else "energy per generated token (µJ, log)")
             ax.set_ylabel("perplexity / FP32 perplexity (log; 95 % CI)")
             ax.set_title(f"{model} on {corpus}, batch {b}" + (" (memory-bound)" if b == 1 else ""))
-            ax.legend(fontsize=6, loc="best")
-    fig.tight_layout()
+    handles = {}
+    for ax in axes.flat:
+        for h, lab in zip(*ax.get_legend_handles_labels()):
+            handles.setdefault(lab, h)
+    fig.tight_layout(rect=(0, 0.06, 1, 1))
+    fig.legend(handles.values(), handles.keys(), loc="lower center", ncol=5, fontsize=7, frameon=False)
     return fig

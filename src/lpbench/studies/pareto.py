@@ -171,7 +171,9 @@ def pareto_figure(df: pd.DataFrame, model: str, batch: int):
                 f = ok[ok["family"] == fam]
                 for real, f in ((True, f[f["realizable"]]), (False, f[~f["realizable"]])):
                     if len(f):
-                        ax.scatter(f["energy_uj_per_token"], f["ppl_ratio"], s=22, marker=MARKERS[fam], zorder=3,
+                        big = fam == "stack"                 # stacks sit on their methods: drawn on top
+                        ax.scatter(f["energy_uj_per_token"], f["ppl_ratio"], s=45 if big else 22,
+                                   marker=MARKERS[fam], zorder=4 if big else 3,
                                    label=fam if real else f"{fam} (accuracy reference, not realizable)",
                                    color=palette[fam] if real else "none", edgecolor=palette[fam] if not real
                                    else "k", linewidth=0.3 if real else 0.8)
@@ -196,11 +198,13 @@ def pareto_figure(df: pd.DataFrame, model: str, batch: int):
             ax.set_xlabel(f"energy per generated token (µJ, log; batch {b}, context {int(d['context'].iloc[0])})"
                           if len(d) else "energy per generated token (µJ, log)")
             ax.set_ylabel("perplexity / FP32 perplexity (log; 95 % CI)")
-            ax.set_title(f"{model} on {corpus}, batch {b}" + (" (memory-bound)" if b == 1 else ""))
+            same = " (front unchanged at batch 1)" if len(batches) == 1 and b != 1 and 1 in set(sub["batch"]) else ""
+            ax.set_title(f"{model} on {corpus}, batch {b}" + (" (memory-bound)" if b == 1 else same))
     handles = {}
     for ax in axes.flat:
         for h, lab in zip(*ax.get_legend_handles_labels()):
             handles.setdefault(lab, h)
     fig.tight_layout(rect=(0, 0.06, 1, 1))
-    fig.legend(handles.values(), handles.keys(), loc="lower center", ncol=5, fontsize=7, frameon=False)
+    fig.legend(handles.values(), handles.keys(), loc="lower center", ncol=5 if len(batches) > 1 else 3, fontsize=7,
+               frameon=False)
     return fig

@@ -41,8 +41,10 @@ include: "workflow/rules/download.smk"
 include: "workflow/rules/calibrate.smk"
 include: "workflow/rules/quantize.smk"
 include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/stack.smk"
 include: "workflow/rules/hwcost.smk"
 include: "workflow/rules/fidelity.smk"
+include: "workflow/rules/energy.smk"
 include: "workflow/rules/report.smk"
 
 

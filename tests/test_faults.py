@@ -32,7 +32,8 @@ import yaml
 
 from hub_standin import FAKE_SHA, SilentHub
 from lpbench import sources
-from lpbench.config import CODE_ROOT, ConfigError, check_entries, check_references, load_yaml, method_facts
+from lpbench.config import (CODE_ROOT, ConfigError, check_entries, check_references, expand_stacks, load_yaml,
+                            method_facts)
 from lpbench.corpora import CorpusError, materialize as materialize_corpus, verify_text
 from lpbench.data import TokenFileError, eval_windows, load_tokens, token_record
 from lpbench.sources import DownloadError, ModelIntegrityError, load_model, materialize
@@ -270,12 +271,14 @@ def test_method_facts_are_what_the_methods_say_and_are_remembered(tmp_path):
     from lpbench.methods.gptq import gptq_key
 
     cfg = load_yaml(ROOT / "config" / "config.yaml")
+    resolved = expand_stacks(cfg["methods"])[0]                                    # stacks resolved
 
     def fact(n, e):
-        m = build_method(n, e)
+        m = build_method(n, resolved[n])
         seeded = "seed" in type(m).defaults
         return {"offline": has_offline_step(e), "gptq": gptq_key(m, cfg["seed"]),
-                "seed": (e.get("seed", cfg["seed"]) if seeded else None)}
+                "seed": (e.get("seed", cfg["seed"]) if seeded else None),
+                **({"stack": m.facts()} if m.kind == "stack" else {})}
     direct = {n: fact(n, e) for n, e in cfg["methods"].items()}
     assert any(f["gptq"] for f in direct.values()) and any(f["offline"] for f in direct.values())
     # a seeded method's GPTQ set names its seed: replicates never share a set

@@ -67,5 +67,7 @@ def test_every_registered_kind_reports_known_ops():
 
     costs = load_costs(Path(__file__).parents[1] / "config" / "hw_costs.yaml")
     d = ModelDims(hidden=8, intermediate=16, layers=2, heads=2, kv_heads=1, head_dim=4, vocab=10)
+    stack_of = [{"name": "a", "method": "rtn"}, {"name": "b", "method": "slanc"}]   # a stack needs methods
     for kind, cls in METHOD_KINDS.items():
-        energy_pj(cls(name=kind).ops_per_token(d), costs)  # raises on an unknown op name
+        method = cls(name=kind, of=stack_of) if kind == "stack" else cls(name=kind)
+        energy_pj(method.ops_per_token(d), costs)  # raises on an unknown op name

@@ -194,10 +194,39 @@ def did_you_mean(unknown, known) -> str:
                                          for u, v in near.items()) + "?)"
 
 
+def expand_stacks(methods: dict) -> tuple[dict, list[str]]:
+    """``methods`` with each ``stack`` entry's ``of`` list resolved: every method name replaced by a copy of
+    that method's entry with its ``name`` (``{"name": "rrs-w4a4", "method": "rrs", ...}``), so that a stack's
+    entry holds everything that defines it (its config hash changes with any of its methods, and a script
+    builds it from the entry alone). Returns (methods, errors); an unknown name, a stack in a stack or an
+    ``of`` that is not a list of names is an error. Entries already resolved are kept as they are."""
+    out, errors = dict(methods), []
+    for name, entry in methods.items():
+        if not isinstance(entry, dict) or entry.get("method") != "stack":
+            continue
+        of = entry.get("of")
+        if not isinstance(of, list) or not all(isinstance(x, (str, dict)) for x in of):
+            errors.append(f"method '{name}' (kind stack): 'of' must be a list of configured method names, "
+                          f"got {of!r}")
+            continue
+        resolved = []
+        for x in of:
+            if isinstance(x, dict):
+                resolved.append(x)
+            elif x not in methods:
+                errors.append(f"method '{name}' (kind stack): unknown method '{x}'{did_you_mean([x], methods)}")
+            elif methods[x].get("method") == "stack":
+                errors.append(f"method '{name}' (kind stack): '{x}' is itself a stack; list its methods instead")
+            else:
+                resolved.append({"name": x, **methods[x]})
+        out[name] = {**entry, "of": resolved}
+    return out, errors
+
+
 def check_references(config: dict, build_methods: bool = True) -> dict:
     """Every name an experiment uses is configured; with ``build_methods``, every method entry builds
-    (this imports the method modules, and with them torch). Returns the built methods by name (none
-    without ``build_methods``)."""
+    (this imports the method modules, and with them torch; stacks are resolved first,
+    :func:`expand_stacks`). Returns the built methods by name (none without ``build_methods``)."""
     errors = []
     built = {}
     for i, exp in enumerate(config["experiments"]):
@@ -209,7 +238,11 @@ def check_references(config: dict, build_methods: bool = True) -> dict:
     if build_methods:
         from lpbench.methods import build_method
 
-        for name, entry in config["methods"].items():
+        methods, stack_errors = expand_stacks(config["methods"])
+        errors += stack_errors
+        for name, entry in methods.items():
+            if any(e.startswith(f"method '{name}' (kind stack)") for e in stack_errors):
+                continue
             try:
                 built[name] = build_method(name, entry)
             except (ValueError, TypeError) as e:
@@ -270,8 +303,11 @@ def method_fact(method, entry: dict, default_seed: int | None) -> dict:
 
     seeded = "seed" in type(method).defaults
     seed = method.params["seed"] if seeded and method.params["seed"] is not None else default_seed
-    return {"offline": has_offline_step(entry), "gptq": gptq_key(method, default_seed),
+    fact = {"offline": has_offline_step(entry), "gptq": gptq_key(method, default_seed),
             "seed": seed if seeded else None}
+    if method.kind == "stack":
+        fact["stack"] = method.facts()
+    return fact
 
 
 def experiment_triples(config: dict) -> list[tuple[str, str, str]]:

@@ -4,12 +4,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 
-from lpbench.config import experiment_triples, load_yaml, method_facts, window_settings
+from lpbench.config import expand_stacks, experiment_triples, load_yaml, method_facts, window_settings
 from lpbench.studies.selection import artifact_paths, eval_paths, model_paths
 
 # unknown model/corpus/method names or bad method parameters: fail now. What the DAG needs of each method
 # is remembered in .snakemake/lpbench/ for the same methods and code, so a no-op run does not import torch.
 METHOD_FACTS = method_facts(config, cache_dir=".snakemake/lpbench")
+# a stack's entry carries its methods' entries (lpbench.methods.stack): its params and config hash follow them
+config["methods"] = expand_stacks(config["methods"])[0]
 
 
 def resolve(path):
@@ -98,8 +100,16 @@ def local_source_input(section):
 def method_entry(method):
     """A method's config entry as its jobs build it: a method that declares a ``seed`` gets the config's
     ``seed`` written in when its entry sets none (so the entry, its result JSON and its GPTQ set name
-    all say which seed ran)."""
+    all say which seed ran); a stack's methods are written in the same way."""
     entry = config["methods"][method]
+    if "stack" in METHOD_FACTS[method]:
+        return {
+            **entry,
+            "of": [
+                {"name": c["name"], **method_entry(c["name"])} if c.get("name") in METHOD_FACTS else c
+                for c in entry["of"]
+            ],
+        }
     seed = METHOD_FACTS[method].get("seed")
     return entry if seed is None or entry.get("seed") is not None else {**entry, "seed": seed}
 
@@ -109,12 +119,18 @@ def method_gptq_key(method):
     return METHOD_FACTS[method]["gptq"]
 
 
+def gptq_entry(method):
+    """The config entry whose transform defines a method's GPTQ set (a stack's: its GPTQ method's)."""
+    stack = METHOD_FACTS[method].get("stack")
+    return method_entry(stack["gptq_component"] if stack else method)
+
+
 #: GPTQ weight set name -> the config entry of one method that uses it (its transform defines the set)
 GPTQ_ENTRIES = {}
 for _m, _c, _meth in TRIPLES:
     _key = method_gptq_key(_meth)
     if _key is not None:
-        GPTQ_ENTRIES.setdefault(_key, method_entry(_meth))
+        GPTQ_ENTRIES.setdefault(_key, gptq_entry(_meth))
 
 
 def method_artifact_input(wc):
@@ -137,6 +153,42 @@ def artifact_windows(wc):
     if n and n > window_settings(config, wc.model, "calibration")["n_windows"]:
         return f"resources/calib_windows/{wc.model}/{wc.corpus}/n{n}.pt"
     return f"resources/calib/{wc.model}/{wc.corpus}.windows.pt"
+
+
+#: configured stacks (lpbench.methods.stack) and a wildcard pattern matching exactly their names
+STACKS = sorted(name for name, f in METHOD_FACTS.items() if "stack" in f)
+STACK_PATTERN = "|".join(re.escape(s) for s in STACKS) or "(?!)"
+
+
+def calib_windows_file(wc, methods):
+    """Calibration windows for the offline steps of ``methods``: the shared ones, or the larger seeded set
+    the most demanding of them asks for (``calib_windows`` above ``calibration.n_windows``)."""
+    n = max((config["methods"][m].get("calib_windows") or 0 for m in methods), default=0)
+    if n > window_settings(config, wc.model, "calibration")["n_windows"]:
+        return f"resources/calib_windows/{wc.model}/{wc.corpus}/n{n}.pt"
+    return f"resources/calib/{wc.model}/{wc.corpus}.windows.pt"
+
+
+def stack_artifact_input(wc):
+    """A stack's artifact reads its methods' own artifact files where they are shared, and the model,
+    statistics and windows (and the GPTQ set of its GPTQ method) where one is recalibrated."""
+    facts = METHOD_FACTS[wc.method]["stack"]
+    recal = facts["recalibrate"]
+    shared = [
+        f"resources/artifacts/{wc.model}/{wc.corpus}/{m}.pt"
+        for m in facts["components"]
+        if METHOD_FACTS[m]["offline"] and m not in recal
+    ]
+    out = {"shared": shared} if shared else {}
+    if recal:
+        out.update(
+            model=f"resources/models/{wc.model}/lpbench_model.json",
+            stats=f"resources/calib/{wc.model}/{wc.corpus}.pt",
+            windows=calib_windows_file(wc, recal),
+        )
+        if facts["gptq_component"]:
+            out["gptq"] = f"resources/gptq/{wc.model}/{wc.corpus}/{METHOD_FACTS[wc.method]['gptq']}.pt"
+    return out
 
 
 def eval_results():

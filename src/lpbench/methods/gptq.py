@@ -23,6 +23,9 @@ def gptq_key(method, default_seed: int | None = None) -> str | None:
     """Name of the GPTQ weight set a method uses (None for RTN weights). A rotating method's set is computed
     in its rotation, so its key holds the method's seed (``seed``, else ``default_seed``: the config's);
     sets are shared only within a seed."""
+    if method.kind == "stack":                     # the set of the stack's GPTQ method
+        inner = method.gptq_component()
+        return None if inner is None else gptq_key(inner, default_seed)
     p = method.params
     if p.get("weights") != "gptq":
         return None

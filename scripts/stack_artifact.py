@@ -7,9 +7,8 @@ delegate()  # under `make run`: this job runs in the pre-loaded worker (lpbench.
 
 from pathlib import Path
 
-import torch
-
 from lpbench.archs import get_arch
+from lpbench.integrity import load_checked, save_checked
 from lpbench.jobs import compute, setup
 from lpbench.methods import build_method
 from lpbench.methods.gptq import load_gptq
@@ -18,17 +17,17 @@ from lpbench.sources import load_model
 log = setup(snakemake)
 method = build_method(snakemake.wildcards.method, snakemake.params.entry)
 inp = snakemake.input
-shared = {Path(p).name[: -len(".pt")]: torch.load(p)["artifact"]
+shared = {Path(p).name[: -len(".pt")]: load_checked(p)["artifact"]
           for p in (inp.shared if "shared" in inp.keys() else [])}
 recal = method.facts()["recalibrate"]
 model = arch = stats = windows = gptq = None
 if recal:
     model, _, _ = load_model(Path(inp.model).parent)
     arch = get_arch(model)
-    stats, windows = torch.load(inp.stats), torch.load(inp.windows)
+    stats, windows = load_checked(inp.stats), load_checked(inp.windows)
     gptq = load_gptq(inp.gptq) if "gptq" in inp.keys() else None
 with compute():
     artifact = method.calibrate(model, arch, stats, windows, shared=shared, gptq_weights=gptq)
-torch.save({"method": method.describe(), "artifact": artifact, "shared": sorted(shared), "recalibrated": recal},
-           snakemake.output[0])
+save_checked({"method": method.describe(), "artifact": artifact, "shared": sorted(shared), "recalibrated": recal},
+             snakemake.output[0])
 log.info("%s: shared %s, recalibrated %s", method.name, sorted(shared), recal)

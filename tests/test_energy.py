@@ -114,7 +114,7 @@ def test_hwcost_table_prices_the_same_gemm_and_extras():
 
 
 def test_rrs_cost_extra_equals_the_difference_to_plain_w4a4():
-    from lpbench.studies.rrs import cost_rows
+    from lpbench.studies.rrs.analysis import cost_rows
 
     rrs = method("rrs")
     rows = cost_rows({"m": SMOL}, {"m": LLAMA}, {"rrs": ENTRIES["rrs"]}, COSTS,
@@ -128,7 +128,7 @@ def test_rrs_cost_extra_equals_the_difference_to_plain_w4a4():
 @pytest.mark.parametrize("kind, fmt", [("rmsnorm", "fp32"), ("rmsnorm", "fp16"), ("layernorm", "fp32")])
 def test_iterl2norm_energy_table_is_the_same_norm_model(kind, fmt):
     """results/tables/iterl2norm_energy.csv at div_sqrt_vs_mult = 1 prices one norm as the norms component."""
-    from lpbench.studies.iterl2norm import energy_table
+    from lpbench.studies.iterl2norm.hardware import energy_table
 
     d = ModelDims(hidden=512, intermediate=1024, layers=1, heads=8, kv_heads=8, head_dim=64, vocab=8,
                   mlp_matrices=3 if kind == "rmsnorm" else 2)
@@ -173,6 +173,26 @@ def test_unknown_kind_has_no_datapath():
         datapath(Odd(), SMOL, LLAMA)
     with pytest.raises(ValueError, match="batch and context"):
         token_energy(SMOL, Datapath(), COSTS, 0, 8)
+
+
+def test_a_kind_without_datapath_gets_an_empty_energy_row_not_a_failed_job(monkeypatch):
+    """A newly added method kind must not break the energy table of every other method."""
+    import lpbench.studies.pareto as pareto
+
+    real = pareto.build_method
+
+    def build(name, entry):
+        m = real(name, entry)
+        if name == "odd":
+            m.kind = "odd"                        # a registered kind the energy model does not know
+        return m
+
+    monkeypatch.setattr(pareto, "build_method", build)
+    entries = {"fp32": {"method": "fp32"}, "odd": {"method": "fp32"}}
+    rows = pareto.energy_rows({"m": SMOL}, {"m": LLAMA}, entries, [("m", "fp32"), ("m", "odd")], COSTS, [1, 4], 8)
+    odd = [r for r in rows if r["method"] == "odd"]
+    assert len(odd) == 2 and all(r["total_pj"] != r["total_pj"] and "no datapath" in r["notes"] for r in odd)
+    assert all(r["total_pj"] > 0 for r in rows if r["method"] == "fp32")
 
 
 # ---- Pareto table ---------------------------------------------------------------------------------------

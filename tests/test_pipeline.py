@@ -41,7 +41,8 @@ def test_end_to_end_on_the_test_config(e2e_local_run):
     res = tmp_path / "results"
     ppl = pd.read_csv(res / "tables" / "perplexity.csv")
     assert set(ppl["model"]) == {"tiny-llama", "tiny-opt"}
-    assert set(ppl["method"]) == {"fp32", "bf16", "rtn-w8a8", "rtn-w4a4"}
+    assert set(ppl["method"]) == {"fp32", "bf16", "rtn-w8a8", "rtn-w4a4", "slanc-fp16", "tender-int8",
+                                  "slanc-fp16+tender-int8"}
     assert ppl["perplexity"].notna().all()
     enc = pd.read_csv(res / "tables" / "encoder.csv")
     assert enc.loc[enc["method"] == "fp32", "relative_error"].item() == 0.0
@@ -50,6 +51,11 @@ def test_end_to_end_on_the_test_config(e2e_local_run):
     assert len(claims) == len(ledger)        # one row per claim of the ledger
     assert set(claims["verdict"]) <= {"reproduced", "not reproduced", "not run", "inconclusive"}
     assert (res / "figures" / "perplexity.png").stat().st_size > 10_000
+    # whole-model energy and the Pareto table: every causal (model, method), the stack included
+    energy, pareto = pd.read_csv(res / "tables" / "energy.csv"), pd.read_csv(res / "tables" / "pareto.csv")
+    assert ("tiny-llama", "slanc-fp16+tender-int8") in set(zip(energy["model"], energy["method"]))
+    assert set(zip(pareto["model"], pareto["method"])) == set(zip(ppl["model"], ppl["method"]))
+    assert pareto["on_front"].any() and (res / "figures" / "pareto" / "tiny-llama.png").stat().st_size > 10_000
     # the tiny Unified Normalization study: every (task, norm, seed) trained, folded, timed, in the ledger
     un = pd.read_csv(res / "tables" / "unified_norm.csv")
     # (vision: 4 norms, vision-outliers: 2, lm: 2) x 2 seeds

@@ -17,7 +17,7 @@ from workflow_run import ROOT, smk
 
 ENTRIES = {
     "rrs": {"method": "rrs", "group_size": 16},
-    "quarot": {"method": "quarot", "rotation_seed": 3},
+    "quarot": {"method": "quarot", "seed": 3},
     "slanc": {"method": "slanc", "variant": "static", "fmt": "fp16", "apply_as": "fold"},
     "iter": {"method": "iterl2norm", "iters": 3},
     "tender": {"method": "tender", "bits": 8, "groups": 4, "chunk": 8, "calib_windows": 2},
@@ -92,7 +92,7 @@ def test_shared_artifacts_are_taken_as_given():
     base = tiny_model("llama")
     arch = get_arch(base)
     s = stack("rrs", "slanc")
-    given = {"rrs": {"rotation_seed": 7}, "slanc": {"scales": {"x": 1}}}
+    given = {"rrs": {"any": 7}, "slanc": {"scales": {"x": 1}}}
     assert s.calibrate(base, arch, {}, ids(), shared=given)["components"] == given
 
 
@@ -144,8 +144,8 @@ def test_rotation_keeps_every_norm_inputs_norm(family):
     model = tiny_model(family)
     arch = get_arch(model)
     before = norm_inputs(model)
-    rotation = build_method("rot", {"method": "quarot", "w_bits": 16, "a_bits": 16})   # rotation only
-    after = norm_inputs(rotation.apply(model, arch, {"rotation_seed": 0}))
+    rotation = build_method("rot", {"method": "quarot", "w_bits": 16, "a_bits": 16, "seed": 0})  # rotation only
+    after = norm_inputs(rotation.apply(model, arch, {}))
     assert before.keys() == after.keys()
     for n in before:
         assert torch.allclose(after[n], before[n], rtol=1e-5, atol=1e-6), n

@@ -12,6 +12,7 @@ rule stack_artifact:
         unpack(stack_artifact_input),
     output:
         "resources/artifacts/{model}/{corpus}/{method}.pt",
+        "resources/artifacts/{model}/{corpus}/{method}.pt.sha256",
     log:
         "logs/stack_artifact/{model}/{corpus}/{method}.log",
     benchmark:

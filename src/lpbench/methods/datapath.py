@@ -106,7 +106,12 @@ def partial(method, dims, arch) -> dict:
                 "norm_iters": p["iters"], "norm_init": p["init"], "extra_ops": {}}
     if k == "stack":
         return merged(method.components, dims, arch)
-    raise ValueError(f"method kind '{k}' has no datapath for the energy model (lpbench.methods.datapath)")
+    raise NoDatapath(f"method kind '{k}' has no datapath for the energy model: declare it in "
+                     f"lpbench.methods.datapath (docs/extending.md)")
+
+
+class NoDatapath(ValueError):
+    """A method kind the energy model cannot price (its energy row is left empty, with this reason)."""
 
 
 def merged(components: list, dims, arch) -> dict:

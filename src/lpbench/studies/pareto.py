@@ -26,7 +26,7 @@ import seaborn as sns  # noqa: E402
 from lpbench.bootstrap import as_series, ratio_ci
 from lpbench.hwcost import COMPONENTS, token_energy
 from lpbench.methods import build_method
-from lpbench.methods.datapath import datapath
+from lpbench.methods.datapath import NoDatapath, datapath
 from lpbench.plots import interval_errorbars
 
 #: method kind -> the paper (or baseline family) it belongs to, for colours and the table
@@ -43,8 +43,14 @@ def energy_rows(dims: dict, archs: dict, methods: dict, pairs, costs: dict, batc
     rows = []
     for model, name in pairs:
         m = build_method(name, methods[name])
-        dp = datapath(m, dims[model], archs[model])
         comps = " -> ".join(c.name for c in m.components) if m.kind == "stack" else ""
+        try:
+            dp = datapath(m, dims[model], archs[model])
+        except NoDatapath as e:               # a kind added without a datapath: an empty row that says why
+            rows += [{"model": model, "method": name, "kind": m.kind, "components": comps, "batch": b,
+                      "context": context, "total_pj": float("nan"), "total_pj_quadratic": float("nan"),
+                      "realizable": False, "notes": str(e)} for b in batches]
+            continue
         for b in batches:
             e = token_energy(dims[model], dp, costs, b, context)
             q = token_energy(dims[model], dp, costs, b, context, int_mult="quadratic")
@@ -89,7 +95,8 @@ def pareto_table(energy: pd.DataFrame, results: list[dict], reference: str = "fp
                          "ppl_ratio": ci.get("ratio", math.nan), "ci_low": ci.get("ci_low", math.nan),
                          "ci_high": ci.get("ci_high", math.nan), "tokens": ci.get("tokens"),
                          "finite": bool(ci) and math.isfinite(ci["ratio"]),
-                         "status": "ok" if ci and math.isfinite(ci["ratio"]) else
+                         "status": "no energy model for its kind" if not math.isfinite(x["total_pj"]) else
+                         "ok" if ci and math.isfinite(ci["ratio"]) else
                          "no FP32 reference" if a is not None else "NaN/inf logits",
                          "realizable": bool(x.get("realizable", True))})
     df = pd.DataFrame(rows)

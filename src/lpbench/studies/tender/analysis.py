@@ -176,7 +176,7 @@ def groups_figure(df: pd.DataFrame):
     # the G sweep only: same calibration set as the INT4 Tender row of each model (the calibration-size
     # sweep shares G and would otherwise stack several points at one G)
     ref_cw = df[(df["role"] == "tender") & (df["a_bits"] == 4)].set_index("model")["calib_windows"]
-    t = t[[ref_cw.get(m) is None or cw == ref_cw.get(m) for m, cw in zip(t["model"], t["calib_windows"])]]
+    t = t.loc[[ref_cw.get(m) is None or cw == ref_cw.get(m) for m, cw in zip(t["model"], t["calib_windows"])]]
     models = [m for m in dict.fromkeys(t["model"]) if t.loc[t["model"] == m, "groups"].nunique() >= 2]
     if not models:
         models = list(dict.fromkeys(t["model"]))[:1]

@@ -388,5 +388,5 @@ def test_adding_a_seed_plans_only_its_jobs(tmp_path):
     assert stats.pop("evaluate") == "1" and "method=quarot-w4a4-s2" in log
     assert stats.pop("gptq_weights") == "1" and "quarot-hadamard-s2-w4-mse.pt" in log
     assert set(stats) <= {"aggregate", "hwcost", "rrs_cost", "rrs_perplexity", "fidelity_tables", "claims", "figures",
-                          "all"}, stats
+                          "energy", "pareto", "pareto_figure", "all"}, stats
     assert "quarot-hadamard-s1" not in log and "quarot-hadamard-s0" not in log

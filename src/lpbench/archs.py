@@ -15,6 +15,7 @@ blocks). Norm *roles*:
 """
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass, field
 
 import torch.nn as nn
@@ -138,6 +139,19 @@ def spec_for_model_type(model_type: str) -> ArchSpec:
         f"unsupported architecture: model_type '{model_type}'. Known families (model_types): {known}. "
         "To add one, add an ArchSpec to lpbench.archs.FAMILIES naming its block list, norms (by role), "
         "attention linears q/k/v/o, MLP linears (gate/up/down or fc1/fc2), embedding, final norm and LM head.")
+
+
+def activations_pass(model: nn.Module, arch: ArchSpec, ids):
+    """One forward pass for passes that only read activations inside the model (calibration statistics,
+    hooks on block linears and norms): a causal LM computes its logits for the last position only
+    (transformers' ``logits_to_keep=1``), since the LM head is most of a small model's FLOPs (Gemma 3:
+    262k x 640, 1.8x its 18 blocks) and nothing here reads it. Every activation before the head is the
+    same as in a full pass; models whose forward has no ``logits_to_keep`` run in full."""
+    if not arch.causal:
+        return model(ids)
+    if "logits_to_keep" in inspect.signature(model.forward).parameters:
+        return model(ids, use_cache=False, logits_to_keep=1)
+    return model(ids, use_cache=False)
 
 
 def get_arch(model: nn.Module) -> ArchSpec:

@@ -19,7 +19,7 @@ import torch
 import torch.nn as nn
 from tqdm import tqdm
 
-from lpbench.archs import ArchSpec, get_submodule
+from lpbench.archs import ArchSpec, activations_pass, get_submodule
 
 
 class _Recorder:
@@ -74,7 +74,7 @@ def collect_stats(model: nn.Module, arch: ArchSpec, windows: torch.Tensor, batch
         handles.append(get_submodule(model, name).register_forward_pre_hook(rec.norm_hook(name)))
     try:
         for i in tqdm(range(0, len(windows), batch_size), desc="calibration", disable=not progress):
-            model(windows[i: i + batch_size], use_cache=False) if arch.causal else model(windows[i: i + batch_size])
+            activations_pass(model, arch, windows[i: i + batch_size])
     finally:
         for h in handles:
             h.remove()

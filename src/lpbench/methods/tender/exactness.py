@@ -6,7 +6,7 @@ import torch
 import torch.nn as nn
 
 from lpbench.accel.tender import SCHEMES, exactness_check, tender_group_index
-from lpbench.archs import ArchSpec, get_submodule
+from lpbench.archs import ArchSpec, activations_pass, get_submodule
 from lpbench.methods.tender.quantizers import input_sites, site_policy
 
 
@@ -39,7 +39,7 @@ def exactness_on_model(method, model: nn.Module, arch: ArchSpec, artifact: dict,
             hooks.append(get_submodule(model, name).register_forward_pre_hook(
                 lambda _m, args, name=name: captured.__setitem__(name, args[0].detach().float().clone())))
     try:
-        model(window, use_cache=False) if arch.causal else model(window)
+        activations_pass(model, arch, window)
     finally:
         for h in hooks:
             h.remove()

@@ -7,7 +7,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from lpbench.accel.tender import SCHEMES, tender_group_index
-from lpbench.archs import ArchSpec, get_submodule
+from lpbench.archs import ArchSpec, activations_pass, get_submodule
 from lpbench.methods import BITS, Bool, Choice, Int, Method, ModelDims, register
 from lpbench.methods.tender.attention import (ALL_FAMILIES, ATTN_IMPL, TenderAttention, register_attention,
                                               set_attn_impl)
@@ -151,7 +151,7 @@ class Tender(Method):
     def _run(self, model, arch, windows):
         for i in range(len(windows)):
             w = windows[i: i + 1]
-            model(w, use_cache=False) if arch.causal else model(w)
+            activations_pass(model, arch, w)
 
     # ---- interface --------------------------------------------------------------------------------
     @torch.no_grad()

@@ -9,7 +9,7 @@ import pandas as pd
 import torch
 import torch.nn as nn
 
-from lpbench.archs import ArchSpec, get_submodule
+from lpbench.archs import ArchSpec, activations_pass, get_submodule
 
 
 @torch.inference_mode()
@@ -34,7 +34,7 @@ def record_norm_inputs(model: nn.Module, arch: ArchSpec, windows: torch.Tensor, 
     handles = [get_submodule(model, n).register_forward_pre_hook(hook) for n in arch.norm_names(model)]
     try:
         for w in windows:
-            model(w.unsqueeze(0), use_cache=False) if arch.causal else model(w.unsqueeze(0))
+            activations_pass(model, arch, w.unsqueeze(0))
     finally:
         for h in handles:
             h.remove()

@@ -37,7 +37,7 @@ import lpbench.plots  # noqa: F401  (selects the Agg backend before pyplot is im
 import matplotlib.pyplot as plt  # noqa: E402
 import seaborn as sns  # noqa: E402
 
-from lpbench.archs import ArchSpec, get_submodule
+from lpbench.archs import ArchSpec, activations_pass, get_submodule
 from lpbench.bootstrap import as_series, seed_perplexity_ci
 from lpbench.hwcost import energy_pj
 from lpbench.methods import build_method
@@ -126,7 +126,7 @@ def capture_inputs(model: nn.Module, arch: ArchSpec, window: torch.Tensor,
                 got[key] = args[0].detach().reshape(-1, args[0].shape[-1]).float().clone()
             handles.append(get_submodule(block, lin[role]).register_forward_pre_hook(hook))
     try:
-        model(window.reshape(1, -1), use_cache=False)
+        activations_pass(model, arch, window.reshape(1, -1))
     finally:
         for h in handles:
             h.remove()

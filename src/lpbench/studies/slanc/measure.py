@@ -9,7 +9,7 @@ import torch
 import torch.nn as nn
 from tqdm import tqdm
 
-from lpbench.archs import ArchSpec, get_submodule
+from lpbench.archs import ArchSpec, activations_pass, get_submodule
 from lpbench.lowprec import F64, get_format, native_norm, round_to
 from lpbench.methods.slanc import lowprec_norm, slanc_scales, underflow_tokens
 from lpbench.norms import norm_params
@@ -91,7 +91,7 @@ def restore(saved) -> None:
 
 
 def _forward(model, arch, batch):
-    return model(batch, use_cache=False) if arch.causal else model(batch)
+    return activations_pass(model, arch, batch)
 
 
 def _rel_err(out: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:

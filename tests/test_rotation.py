@@ -320,3 +320,21 @@ def test_online_head_hadamard_errors():
         OnlineHadamard(64, across_heads=True)
     with pytest.raises(ValueError, match="Hadamard"):
         OnlineHadamard(9 * 64, head_dim=64, across_heads=True)         # no Hadamard of order 9
+
+
+@pytest.mark.parametrize("gain_dtype", [torch.float32, torch.bfloat16, torch.float16])
+def test_fold_gain_in_float32_is_the_float64_fold_bit_for_bit(gain_dtype):
+    """A float32 weight times a narrow gain is folded in float32 (lpbench.rotation._fold_gain): the same bits
+    as the float64 product rounded to float32, over a wide range of magnitudes (subnormal products too)."""
+    from lpbench.rotation import _fold_gain
+
+    g = torch.Generator().manual_seed(0)
+    w = torch.randn(64, 48, generator=g) * torch.logspace(-30, 30, 48)
+    gamma = (torch.randn(48, generator=g) * torch.logspace(-12, 8, 48)).to(gain_dtype)
+    norm, lin = torch.nn.Module(), torch.nn.Linear(48, 64, bias=False)
+    norm.weight = torch.nn.Parameter(gamma.clone())
+    lin.weight.data.copy_(w)
+    _fold_gain(norm, [lin])
+    want = (w.double() * gamma.double()).float()
+    assert torch.equal(lin.weight.data, want) and (want.abs() < torch.finfo(torch.float32).tiny).any()
+    assert torch.all(norm.weight == 1)

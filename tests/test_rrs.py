@@ -390,3 +390,26 @@ def test_adding_a_seed_plans_only_its_jobs(tmp_path):
     assert set(stats) <= {"aggregate", "hwcost", "rrs_cost", "rrs_perplexity", "fidelity_tables", "claims", "figures",
                           "energy", "pareto", "pareto_figure", "all"}, stats
     assert "quarot-hadamard-s1" not in log and "quarot-hadamard-s0" not in log
+
+
+@pytest.mark.parametrize("family", ["llama", "qwen2", "gemma3"])
+@pytest.mark.parametrize("kind", ["quarot", "rrs"])
+def test_gptq_rows_skip_rotating_replaced_weights_with_the_same_model(family, kind):
+    """apply() with GPTQ weights leaves the weights it replaces unrotated (replaced_linears): the finished
+    model — every tensor, biases included, and its logits — is bit-identical to rotating everything first."""
+    model = tiny_model(family)
+    arch = get_arch(model)
+    g = torch.Generator().manual_seed(3)
+    names = arch.linear_names(model)[1:]                 # one linear without a GPTQ weight: RTN of its rotation
+    weights = {n: torch.randn(get_submodule(model, n).weight.shape, generator=g) for n in names}
+    meth = build_method("x", {"method": kind, "weights": "gptq", "seed": 2})
+    assert meth.replaced_linears(model, arch, {"gptq_weights": weights}) == frozenset(names)
+    fast = meth.apply(copy.deepcopy(model), arch, {"gptq_weights": weights})
+    ref = copy.deepcopy(model)
+    aq, transforms = meth.transform(ref, arch, {})
+    ref = meth.finish(ref, arch, {"gptq_weights": weights}, aq, transforms)
+    a, b = fast.state_dict(), ref.state_dict()
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    ids = torch.randint(0, 101, (1, 16), generator=g)
+    with torch.no_grad():
+        assert torch.equal(fast(ids).logits, ref(ids).logits)

@@ -267,12 +267,16 @@ def quantize_block_linears(model: nn.Module, arch: ArchSpec, w_bits: int, act_qu
 
     ``act_quant_for(role)`` gives the activation quantizer of a linear by its role (q, k, v, o, gate, up,
     down, fc1, fc2). ``transforms[full name]`` is an online input transform (already folded into the
-    weight). ``weights[full name]``, when given, is the already quantized weight (GPTQ)."""
+    weight). ``weights[full name]``, when given, is the already quantized weight (GPTQ). At ``w_bits >= 16`` the
+    QuantLinear takes over the linear's own weight tensor (the linear is dropped: no copy needed)."""
     transforms = transforms or {}
     roles = {rel: role for role, rel in arch.block_linears().items()}
     for name in arch.linear_names(model):
         lin = get_submodule(model, name)
         role = roles[name.split(".", len(arch.layers.split(".")) + 1)[-1]]
-        wq = weights[name] if weights is not None and name in weights else weight_quant(lin.weight.data, w_bits, w_clip)
+        if weights is not None and name in weights:
+            wq = weights[name]
+        else:
+            wq = lin.weight.data if w_bits >= 16 else weight_quant(lin.weight.data, w_bits, w_clip)
         replace_module(model, name, QuantLinear(lin, wq, act_quant=act_quant_for(role),
                                                 input_transform=transforms.get(name)))

@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 import math
 import warnings
+from collections.abc import Collection
 
 import torch
 import torch.nn as nn
@@ -218,14 +219,24 @@ def untie_lm_head(model: nn.Module, arch: ArchSpec) -> None:
         model.all_tied_weights_keys = {}
 
 
+_NARROW = (torch.float32, torch.bfloat16, torch.float16)
+
+
 @torch.no_grad()
 def _fold_gain(norm: nn.Module, linears: list[nn.Linear]) -> None:
-    """``W ← W·diag(γ)`` for every linear reading ``norm``'s output, then ``γ ← 1`` (float64 math)."""
+    """``W ← W·diag(γ)`` for every linear reading ``norm``'s output, then ``γ ← 1`` (float64 math).
+
+    A float32 weight with a float32/bfloat16/float16 gain is multiplied in float32, in place: the float64
+    product of two such numbers is exact (≤ 48 significant bits), so rounding it to float32 is the correctly
+    rounded float32 product — the same bits, without two float64 copies of every weight."""
     if getattr(norm, "bias", None) is not None:
         raise NotImplementedError(f"{type(norm).__name__} has a bias; only a pure gain can be folded")
-    gamma = norm.weight.detach().to(_F64)
+    gamma = norm.weight.detach()
     for lin in linears:
-        lin.weight.copy_((lin.weight.to(_F64) * gamma).to(lin.weight.dtype))
+        if lin.weight.dtype == torch.float32 and gamma.dtype in _NARROW:
+            lin.weight.mul_(gamma.to(torch.float32))
+        else:
+            lin.weight.copy_(lin.weight.to(_F64) * gamma.to(_F64))
     norm.weight.fill_(1.0)
 
 
@@ -247,12 +258,14 @@ def fuse_norms(model: nn.Module, arch: ArchSpec) -> None:
 
 
 @torch.no_grad()
-def rotate_model(model: nn.Module, arch: ArchSpec, Q: torch.Tensor) -> None:
+def rotate_model(model: nn.Module, arch: ArchSpec, Q: torch.Tensor, skip: Collection[nn.Module] = ()) -> None:
     """Rotate the residual stream by the orthogonal ``Q`` (``x → xQ``), in place (QuaRot's ``R1``).
 
     Must follow :func:`fuse_norms` (every norm gain must be 1, checked). Embedding ``E ← EQ``; q, k, v,
     gate, up and lm_head ``W ← WQ``; o and down ``W ← QᵀW``, bias ``b ← bQ``. Products are computed in
     float64 and stored back in each parameter's dtype; the full-precision model computes the same logits.
+    ``skip``: linears whose weight is replaced afterwards (QuaRot's GPTQ weights): weight left as is, bias
+    rotated.
     """
     _require_foldable(arch)
     embed = get_submodule(model, arch.embed)
@@ -272,16 +285,18 @@ def rotate_model(model: nn.Module, arch: ArchSpec, Q: torch.Tensor) -> None:
         readers += [get_submodule(block, n).weight for names in _norm_consumers(arch).values() for n in names]
         writers += [get_submodule(block, n) for n in _stream_writers(arch)]
 
-    done: set[int] = set()                       # a weight shared by two modules is rotated once
+    # a weight shared by two modules is rotated once; one in ``skip`` not at all (copy_ casts to its dtype)
+    done: set[int] = {id(m.weight) for m in skip}
     for w in readers:
         if id(w) not in done:
             done.add(id(w))
-            w.copy_((w.to(_F64) @ q64.to(w.device)).to(w.dtype))
+            w.copy_(w.to(_F64) @ q64.to(w.device))
     for lin in writers:
         qd = q64.to(lin.weight.device)
-        lin.weight.copy_((qd.T @ lin.weight.to(_F64)).to(lin.weight.dtype))
+        if id(lin.weight) not in done:
+            lin.weight.copy_(qd.T @ lin.weight.to(_F64))
         if lin.bias is not None:
-            lin.bias.copy_((lin.bias.to(_F64) @ qd).to(lin.bias.dtype))
+            lin.bias.copy_(lin.bias.to(_F64) @ qd)
 
 
 # ---- online Hadamard transforms ----------------------------------------------------------------------

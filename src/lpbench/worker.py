@@ -45,6 +45,8 @@ PRELOAD = (
     "safetensors.torch", "pandas", "matplotlib", "matplotlib.pyplot", "seaborn", "snakemake.script",
     "snakemake.logging", "lpbench.jobs", "lpbench.evaluate", "lpbench.methods", "lpbench.sources",
     "lpbench.data", "lpbench.calibration", "lpbench.tables", "lpbench.plots", "lpbench.claims",
+    # the Hadamard matrices of every rotating job (lpbench.rotation._ct): ~0.2 CPU-s each once transformers is in
+    "compressed_tensors.transform.utils.hadamard",
 )
 
 

@@ -21,6 +21,8 @@ Each step, why Gemma-3 is rotated after the gain, and the seed: docs/papers/rrs.
 """
 from __future__ import annotations
 
+from collections.abc import Collection
+
 import torch
 import torch.nn as nn
 
@@ -48,37 +50,42 @@ class PostNormRotation(nn.Module):
 
 
 @torch.no_grad()
-def _rotate_sandwich(model: nn.Module, arch: ArchSpec, seed: int) -> None:
+def _rotate_sandwich(model: nn.Module, arch: ArchSpec, seed: int, skip: Collection[nn.Module] = ()) -> None:
     """Exact rotation of a sandwich-norm (Gemma-3) model: an online Hadamard ``Q`` after each pre-norm
-    (on ``x̂ ⊙ γ``, the gain kept in the norm) and ``W ← W·Q`` for the linears it feeds; the residual
-    stream, embeddings, post-norms and LM head are untouched."""
+    (on ``x̂ ⊙ γ``, the gain kept in the norm) and ``W ← W·Q`` for the linears it feeds (not those in
+    ``skip``, whose weight is replaced afterwards); the residual stream, embeddings, post-norms and LM head
+    are untouched. Every pre-norm's ``Q`` is the same matrix (order hidden, ``seed``): built once."""
     if arch.norm_kind != "rmsnorm":
         raise NotImplementedError(f"{arch.family}: sandwich rotation needs RMSNorm")
     d = get_submodule(model, arch.embed).weight.shape[1]
     mlp_in = ["gate", "up"] if arch.mlp_kind == "gated" else ["fc1"]
+    q64 = OnlineHadamard(d, seed=seed).matrix()
     for block in arch.blocks(model):
         for norm_role, roles in (("attn_in", [arch.attn[r] for r in "qkv"]),
                                  ("mlp_in", [arch.mlp[r] for r in mlp_in])):
             rot = OnlineHadamard(d, seed=seed)
-            q64 = rot.matrix()
             for rel in roles:
                 lin = get_submodule(block, rel)
-                lin.weight.copy_((lin.weight.to(_F64) @ q64).to(lin.weight.dtype))
+                if lin not in skip:
+                    lin.weight.copy_(lin.weight.to(_F64) @ q64)
             rel = arch.norms[norm_role]
             replace_module(block, rel, PostNormRotation(get_submodule(block, rel), rot))
 
 
 @torch.no_grad()
-def _rotate_ov(block: nn.Module, arch: ArchSpec, head_dim: int) -> None:
-    """Fold a Hadamard of order head_dim into every head of v_proj's output, undone in o_proj's weight."""
-    h = hadamard_matrix(head_dim)
+def _rotate_ov(block: nn.Module, arch: ArchSpec, h: torch.Tensor, skip: Collection[nn.Module] = ()) -> None:
+    """Fold the Hadamard ``h`` of order head_dim into every head of v_proj's output, undone in o_proj's
+    weight (a weight in ``skip``, replaced afterwards, is left; v's bias is always rotated)."""
+    head_dim = h.shape[0]
     v, o = get_submodule(block, arch.attn["v"]), get_submodule(block, arch.attn["o"])
-    wv = v.weight.to(_F64).reshape(-1, head_dim, v.in_features)            # (kv_heads, hd, in)
-    v.weight.copy_(torch.einsum("ji,hjk->hik", h, wv).reshape(v.weight.shape).to(v.weight.dtype))
+    if v not in skip:
+        wv = v.weight.to(_F64).reshape(-1, head_dim, v.in_features)        # (kv_heads, hd, in)
+        v.weight.copy_(torch.einsum("ji,hjk->hik", h, wv).reshape(v.weight.shape))
     if v.bias is not None:
-        v.bias.copy_((v.bias.to(_F64).reshape(-1, head_dim) @ h).reshape(-1).to(v.bias.dtype))
-    wo = o.weight.to(_F64).reshape(o.out_features, -1, head_dim)            # (out, heads, hd)
-    o.weight.copy_((wo @ h).reshape(o.weight.shape).to(o.weight.dtype))
+        v.bias.copy_((v.bias.to(_F64).reshape(-1, head_dim) @ h).reshape(-1))
+    if o not in skip:
+        wo = o.weight.to(_F64).reshape(o.out_features, -1, head_dim)        # (out, heads, hd)
+        o.weight.copy_((wo @ h).reshape(o.weight.shape))
 
 
 def head_dim_of(model: nn.Module) -> int:
@@ -102,29 +109,36 @@ def down_proj_transform(intermediate: int) -> OnlineHadamard:
 
 @torch.no_grad()
 def quarot_rotate(model: nn.Module, arch: ArchSpec, seed: int, kind: str = "hadamard",
-                  sandwich: str = "online") -> dict[str, nn.Module]:
+                  sandwich: str = "online", skip: Collection[str] = ()) -> dict[str, nn.Module]:
     """Rotate ``model`` in place as QuaRot does (see docs/papers/rrs.md) and return the online input
-    transforms ``{full linear name: OnlineHadamard}`` (already folded into those linears' weights)."""
+    transforms ``{full linear name: OnlineHadamard}`` (already folded into those linears' weights).
+
+    ``skip``: full names of block linears whose weight is replaced right after (by GPTQ weights computed in
+    this rotation, :meth:`W4A4Base.replaced_linears`): their weight is not rotated (it would never be read),
+    everything else — biases, norms, embedding, LM head, the other weights — is as without ``skip``."""
+    skip_mods = {get_submodule(model, name) for name in skip}
     if arch.placement == "sandwich":
         if sandwich != "online":
             raise NotImplementedError(
                 f"{arch.family} has sandwich norms: rotation is exact only with online post-norm rotations "
                 "(sandwich_rotation: online); refused as configured")
-        _rotate_sandwich(model, arch, seed)
+        _rotate_sandwich(model, arch, seed, skip_mods)
     else:
         fuse_norms(model, arch)                   # raises for LayerNorm / post-norm families
         d = get_submodule(model, arch.embed).weight.shape[1]
-        rotate_model(model, arch, rotation_matrix(d, kind, seed))
+        rotate_model(model, arch, rotation_matrix(d, kind, seed), skip=skip_mods)
     hd = head_dim_of(model)
+    h_head = hadamard_matrix(hd)
     transforms = {}
     down_role = "down" if arch.mlp_kind == "gated" else "fc2"
     for i, block in enumerate(arch.blocks(model)):
-        _rotate_ov(block, arch, hd)
+        _rotate_ov(block, arch, h_head, skip_mods)
         o = get_submodule(block, arch.attn["o"])
         down = get_submodule(block, arch.mlp[down_role])
         for lin, rel, rot in ((o, arch.attn["o"], o_proj_transform(o.in_features // hd, hd)),
                               (down, arch.mlp[down_role], down_proj_transform(down.in_features))):
-            fold_online_rotation(lin, rot)
+            if lin not in skip_mods:
+                fold_online_rotation(lin, rot)
             transforms[f"{arch.layers}.{i}.{rel}"] = rot
     return transforms
 
@@ -161,6 +175,12 @@ class W4A4Base(Method):
     #: float format of the method's runtime scale/rotation arithmetic in the op counts (QuaRot's and
     #: RRS's CUDA kernels dequantize and rescale in FP16)
     scale_fmt = "fp16"
+
+    def replaced_linears(self, model, arch, artifact) -> frozenset[str]:
+        """Full names of the block linears whose weight :meth:`finish` replaces by the artifact's GPTQ weight
+        (computed in the method's own transform): a rotation need not rewrite those weights."""
+        weights = artifact.get("gptq_weights") if self.params["weights"] == "gptq" else None
+        return frozenset(n for n in arch.linear_names(model) if n in weights) if weights else frozenset()
 
     def finish(self, model, arch, artifact, act_quant_for, transforms=None):
         """Quantize weights (RTN or the artifact's GPTQ weights) and activations, attach KV quantization."""
@@ -203,15 +223,17 @@ class QuaRot(W4A4Base):
     spec = {**W4A4Base.spec, "seed": Int(0, none=True), "rotation": Choice("hadamard", "orthogonal"),
             "sandwich_rotation": Choice("online", "refuse")}
 
-    def transform(self, model, arch, artifact):
-        """Rotate (R1 from the method's seed); return (act_quant_for, transforms)."""
+    def transform(self, model, arch, artifact, skip=()):
+        """Rotate (R1 from the method's seed); return (act_quant_for, transforms). ``skip``: block linears
+        whose weight is replaced afterwards (:func:`quarot_rotate`)."""
         transforms = quarot_rotate(model, arch, method_seed(self.params), self.params["rotation"],
-                                   self.params["sandwich_rotation"])
+                                   self.params["sandwich_rotation"], skip=skip)
         spec = act_spec(self.params["a_bits"], self.params["clip_ratio"])
         return (lambda role: spec), transforms
 
     def apply(self, model, arch, artifact):
-        act_quant_for, transforms = self.transform(model, arch, artifact)
+        skip = self.replaced_linears(model, arch, artifact)
+        act_quant_for, transforms = self.transform(model, arch, artifact, skip=skip)
         return self.finish(model, arch, artifact, act_quant_for, transforms)
 
     def extra_ops(self, dims, sandwich: bool = False) -> dict[str, float]:

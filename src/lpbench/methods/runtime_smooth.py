@@ -124,9 +124,11 @@ class RotatedRuntimeSmooth(RuntimeSmooth):
     defaults = {**RuntimeSmooth.defaults, "rotation": "hadamard", "seed": None, "sandwich_rotation": "online"}
     spec = {**RuntimeSmooth.spec, **{k: QuaRot.spec[k] for k in ("seed", "rotation", "sandwich_rotation")}}
 
-    def transform(self, model, arch, artifact):
-        _, transforms = QuaRot.transform(self, model, arch, artifact)
+    def transform(self, model, arch, artifact, skip=()):
+        _, transforms = QuaRot.transform(self, model, arch, artifact, skip=skip)
         return self.act_quant_for(), transforms
+
+    apply = QuaRot.apply           # the rotation leaves the weights GPTQ replaces (replaced_linears) as they are
 
     def extra_ops(self, dims, sandwich: bool = False):
         rot = QuaRot.extra_ops(self, dims, sandwich)

@@ -22,7 +22,9 @@ def test_duplicate_keys_name_file_line_and_key(tmp_path):
         load_yaml(path)
     assert f"{path}:{first + 1}:3: duplicate key 'rtn-w4a4' (first given on line {first})" in str(err.value)
     (tmp_path / "c.json").write_text('{"seed": 0,\n\t"seed": 1}')
-    with pytest.raises(ConfigError, match=r"c.json: duplicate key 'seed'"):
+    # (libyaml reads this JSON as YAML and names line and column; the pure-Python parser refuses the tab and
+    # the JSON reader names the key)
+    with pytest.raises(ConfigError, match=r"c.json(:2:2)?: duplicate key 'seed'"):
         load_yaml(tmp_path / "c.json")
     merged = tmp_path / "merge.yaml"                # a key overriding one brought in by a merge is not a duplicate
     merged.write_text("base: &b {w_bits: 4, a_bits: 4}\nm: {<<: *b, w_bits: 8}\n")

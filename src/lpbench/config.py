@@ -34,13 +34,21 @@ class ConfigError(ValueError):
     pass
 
 
+def safe_loader():
+    """PyYAML's safe loader, the libyaml (C) one where PyYAML has it: the same documents ~10x faster; the
+    Snakefile reads the config, the claims ledger and their schemas on every run, no-op runs included."""
+    import yaml
+
+    return getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
 @functools.lru_cache(maxsize=None)
 def _strict_loader():
-    """A ``yaml.SafeLoader`` whose mappings refuse a key given twice (PyYAML keeps the last silently).
+    """:func:`safe_loader` whose mappings refuse a key given twice (PyYAML keeps the last silently).
     Keys brought in by a merge (``<<: *anchor``) may be overridden, as YAML specifies."""
     import yaml
 
-    class StrictLoader(yaml.SafeLoader):
+    class StrictLoader(safe_loader()):
         pass
 
     def construct_mapping(loader, node, deep=False):
@@ -58,7 +66,7 @@ def _strict_loader():
                     raise DuplicateKeyError(key, first.line + 1, key_node.start_mark.line + 1,
                                             key_node.start_mark.column + 1)
                 seen[key] = key_node.start_mark
-        return yaml.SafeLoader.construct_mapping(loader, node, deep=deep)
+        return yaml.constructor.SafeConstructor.construct_mapping(loader, node, deep=deep)
 
     StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, construct_mapping)
     return StrictLoader
@@ -164,7 +172,7 @@ def check_entries(config: dict, schema: dict | None = None) -> None:
     entry's ``repo_id`` must have the hub's form (``owner/name``)."""
     import yaml
 
-    schema = schema if schema is not None else yaml.safe_load(SCHEMA.read_text())
+    schema = schema if schema is not None else yaml.load(SCHEMA.read_text(), Loader=safe_loader())
     errors = []
     for section, by_source in allowed_keys(schema).items():
         for name, entry in (config.get(section) or {}).items():
@@ -345,7 +353,7 @@ def main(argv: list[str] | None = None) -> int:
     references, sequence lengths within the models' position tables where known."""
     import yaml
 
-    schema = yaml.safe_load(SCHEMA.read_text())
+    schema = yaml.load(SCHEMA.read_text(), Loader=safe_loader())
     status = 0
     for f in argv if argv is not None else sys.argv[1:]:
         try:

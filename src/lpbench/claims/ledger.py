@@ -58,13 +58,13 @@ def check_ledger(path: str | Path, base: str | Path | None = None, schema: Path 
     path = Path(path)
     if base is not None and not path.is_absolute() and not path.exists():
         path = Path(base) / path
-    from lpbench.config import ConfigError, load_yaml
+    from lpbench.config import ConfigError, load_yaml, safe_loader
 
     try:
         data = load_yaml(path)          # strict: a key given twice names file, line and key
     except ConfigError as e:
         raise LedgerError(str(e)) from None
-    validator = Draft202012Validator(yaml.safe_load(Path(schema).read_text()))
+    validator = Draft202012Validator(yaml.load(Path(schema).read_text(), Loader=safe_loader()))
     errors = sorted(validator.iter_errors(data), key=lambda e: [str(p) for p in e.absolute_path])
     problems = list(dict.fromkeys(f"{_where(list(e.absolute_path), data)}: {_message(e)}" for e in errors))
     if not problems:  # the schema holds: a list of claims, each with an id

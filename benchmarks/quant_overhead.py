@@ -45,7 +45,7 @@ def prepared_model(model_dir, name, entry, calib=None, gptq_dir=None, seed=0):
         artifact = method.calibrate(model, get_arch(model), torch.load(f"{calib}.pt"),
                                     torch.load(f"{calib}.windows.pt"))
         model, _, _ = load_model(model_dir)
-    key = gptq_key(method)
+    key = gptq_key(method, seed)                 # the set of the seed it runs with (the config's)
     if key is not None:                  # the pipeline's shared GPTQ weight set (gptq_weights rule)
         path = Path(gptq_dir) / f"{key}.pt"
         if not path.exists():

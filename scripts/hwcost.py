@@ -3,23 +3,17 @@ from lpbench.worker import delegate
 
 delegate()  # under `make run`: this job runs in the pre-loaded worker (lpbench.worker)
 
-from pathlib import Path
 
 import pandas as pd
-from transformers import AutoConfig
 
-from lpbench.archs import spec_for_model_type
 from lpbench.hwcost import energy_pj, load_costs
 from lpbench.jobs import setup
-from lpbench.methods import ModelDims, build_method
+from lpbench.methods import build_method, model_dims
 from lpbench.tables import write_table
 
 log = setup(snakemake)
 costs = load_costs(snakemake.input.costs)
-dims = {}
-for meta in snakemake.input.models:
-    cfg = AutoConfig.from_pretrained(Path(meta).parent)
-    dims[Path(meta).parent.name] = ModelDims.from_config(cfg, spec_for_model_type(cfg.model_type))
+dims, _ = model_dims(snakemake.input.models)
 rows = []
 for model, name in snakemake.params.pairs:
     method = build_method(name, snakemake.params.methods[name])

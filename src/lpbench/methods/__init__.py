@@ -23,12 +23,13 @@ from __future__ import annotations
 import importlib
 import pkgutil
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
 import torch.nn as nn
 
-from lpbench.archs import ArchSpec
+from lpbench.archs import ArchSpec, spec_for_model_type
 
 METHOD_KINDS: dict[str, type["Method"]] = {}
 
@@ -60,6 +61,20 @@ class ModelDims:
         """Multiply-accumulates per token in the blocks' linears (embedding and LM head excluded)."""
         attn = (self.heads + 2 * self.kv_heads) * self.head_dim * self.hidden + self.heads * self.head_dim * self.hidden
         return float(self.layers * (attn + self.mlp_matrices * self.hidden * self.intermediate))
+
+
+def model_dims(model_files) -> tuple[dict[str, ModelDims], dict[str, ArchSpec]]:
+    """Dims and architecture of each materialized model, by id, from its ``lpbench_model.json`` paths (the
+    id is the file's directory name; the config beside it is read, the weights are not)."""
+    from transformers import AutoConfig
+
+    dims, archs = {}, {}
+    for meta in model_files:
+        cfg = AutoConfig.from_pretrained(Path(meta).parent)
+        name = Path(meta).parent.name
+        archs[name] = spec_for_model_type(cfg.model_type)
+        dims[name] = ModelDims.from_config(cfg, archs[name])
+    return dims, archs
 
 
 @dataclass(frozen=True)

@@ -128,7 +128,7 @@ def test_pipeline_through_slurm_equals_local_run(cluster, e2e_local_run, tmp_pat
     evals = workdir / "results" / "evals"
     slurm_metrics = {str(p.relative_to(evals)): json.loads(p.read_text())["metrics"]
                      for p in sorted(evals.rglob("*.json"))}
-    assert len(slurm_metrics) == 12 and slurm_metrics.keys() == e2e_local_run.metrics.keys()
+    assert len(slurm_metrics) == 15 and slurm_metrics.keys() == e2e_local_run.metrics.keys()
     for name, metrics in slurm_metrics.items():
         assert metrics == e2e_local_run.metrics[name], name
         key = "perplexity" if "perplexity" in metrics else "relative_error"
@@ -138,11 +138,11 @@ def test_pipeline_through_slurm_equals_local_run(cluster, e2e_local_run, tmp_pat
     # completed, and accounting (slurmdbd) knows it
     remote = re.findall(r"^rule (\w+):", log, re.M)
     local = set(re.findall(r"^localrule (\w+):", log, re.M))
-    # 12 evaluations: the two causal fp32 ones are rule evaluate_reference (they also write the FP32 reference)
-    assert remote.count("evaluate") == 10 and remote.count("evaluate_reference") == 2, log[-4000:]
+    # 15 evaluations: the two causal fp32 ones are rule evaluate_reference (they also write the FP32 reference)
+    assert remote.count("evaluate") == 13 and remote.count("evaluate_reference") == 2, log[-4000:]
     assert "download_model" in remote, log[-4000:]
     assert local <= {"all", "aggregate", "figures", "claims", "iterl2norm_latency", "iterl2norm_figures",
-                     "iterl2norm_model_table", "fidelity_tables"}, local
+                     "iterl2norm_model_table", "fidelity_tables", "energy", "pareto", "pareto_figure"}, local
     job_ids = submitted_job_ids(log)
     assert len(job_ids) == len(remote), log[-4000:]
     rows = sacct(cluster["env"], job_ids)

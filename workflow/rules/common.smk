@@ -149,10 +149,7 @@ def method_artifact_input(wc):
 def artifact_windows(wc):
     """Calibration windows of a method's offline step: the shared ones, or a larger seeded set when the
     method asks for more (``calib_windows`` above ``calibration.n_windows``, e.g. the Tender sweep)."""
-    n = config["methods"][wc.method].get("calib_windows")
-    if n and n > window_settings(config, wc.model, "calibration")["n_windows"]:
-        return f"resources/calib_windows/{wc.model}/{wc.corpus}/n{n}.pt"
-    return f"resources/calib/{wc.model}/{wc.corpus}.windows.pt"
+    return calib_windows_file(wc, [wc.method])
 
 
 #: configured stacks (lpbench.methods.stack) and a wildcard pattern matching exactly their names

@@ -2,10 +2,22 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 
 from hub_standin import HubStandin
+from lpbench.config import load_yaml
+from lpbench.sources import materialize
+from workflow_run import TEST_CONFIG
+
+
+@pytest.fixture(scope="module")
+def tiny_llama(tmp_path_factory) -> Path:
+    """The test config's tiny random Llama, materialized as ``download_model`` would (once per module)."""
+    cfg = load_yaml(TEST_CONFIG)
+    d = tmp_path_factory.mktemp("llama")
+    return materialize("tiny-llama", cfg["models"]["tiny-llama"], d / "tiny-llama", d / "w")
 
 
 @pytest.fixture

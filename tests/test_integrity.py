@@ -13,19 +13,11 @@ import torch
 import yaml
 
 from lpbench import integrity
-from lpbench.config import load_yaml
 from lpbench.integrity import ArtifactError, ModelSourceError, load_checked, save_checked
-from lpbench.sources import materialize
 from workflow_run import TEST_CONFIG, config_copy, smk
 
 TINY_CORPUS = Path(__file__).parent / "data" / "tiny_corpus.txt"
 
-
-@pytest.fixture(scope="module")
-def tiny_llama(tmp_path_factory) -> Path:
-    cfg = load_yaml(TEST_CONFIG)
-    d = tmp_path_factory.mktemp("llama")
-    return materialize("tiny-llama", cfg["models"]["tiny-llama"], d / "tiny-llama", d / "w")
 
 
 def test_artifact_round_trip_and_sha256sum_format(tmp_path):

@@ -5,14 +5,12 @@ from __future__ import annotations
 
 import json
 import subprocess
-from pathlib import Path
 
 import pytest
 import torch
 
 from lpbench.config import ConfigError, load_yaml
 from lpbench.limits import check_device, check_job_seqlen, check_positions
-from lpbench.sources import materialize
 from workflow_run import TEST_CONFIG, config_copy, dry_run_fails, smk_cmd, smk_env
 
 
@@ -89,12 +87,6 @@ def test_seqlen_beyond_positions_fails_the_dry_run(tmp_path):
     out = dry_run_fails(tmp_path, cfg)
     assert "models.tiny-bert.eval.seqlen = 256 exceeds the 128 positions model 'tiny-bert'" in out
 
-
-@pytest.fixture(scope="module")
-def tiny_llama(tmp_path_factory) -> Path:
-    cfg = load_yaml(TEST_CONFIG)
-    d = tmp_path_factory.mktemp("llama")
-    return materialize("tiny-llama", cfg["models"]["tiny-llama"], d / "tiny-llama", d / "w")
 
 
 def test_job_checks_seqlen_against_the_downloaded_model(tiny_llama):

@@ -299,13 +299,18 @@ def test_settings_and_grid():
         settings({"norms": {}, "tasks": {"t": {"kind": "lm", "data": "c", "norms": ["zz"], "arch": {}}}})
 
 
-def test_training_is_deterministic_and_logs_statistics(tmp_path):
-    from lpbench.studies.unified_norm.train import train_run
-
+def random_image_set(path) -> None:
+    """A seeded 28×28 uint8 image set in the images rule's format (64 train, 20 test, labels 0–9)."""
     rng = np.random.default_rng(0)
     blob = {s: {"images": torch.from_numpy(rng.integers(0, 256, (n, 28, 28), dtype=np.uint8)),
                 "labels": torch.arange(n) % 10} for s, n in (("train", 64), ("test", 20))}
-    torch.save(blob, tmp_path / "img.pt")
+    torch.save(blob, path)
+
+
+def test_training_is_deterministic_and_logs_statistics(tmp_path):
+    from lpbench.studies.unified_norm.train import train_run
+
+    random_image_set(tmp_path / "img.pt")
     task = {"kind": "vision", "arch": {"dim": 16, "depth": 1, "heads": 2, "mlp_ratio": 1.0},
             "train": {"steps": 12, "batch": 16}, "eval": {"batch": 10}}
     spec = {"kind": "un", "outlier_filtration": True, "warmup_frac": 0.25, "clamp_frac": 0.5}
@@ -428,10 +433,7 @@ def test_un_schedule_readings():
 def test_outlier_training_run_marks_its_steps(tmp_path):
     from lpbench.studies.unified_norm.train import train_run
 
-    rng = np.random.default_rng(0)
-    blob = {s: {"images": torch.from_numpy(rng.integers(0, 256, (n, 28, 28), dtype=np.uint8)),
-                "labels": torch.arange(n) % 10} for s, n in (("train", 64), ("test", 20))}
-    torch.save(blob, tmp_path / "img.pt")
+    random_image_set(tmp_path / "img.pt")
     task = {"kind": "vision", "arch": {"dim": 16, "depth": 1, "heads": 2, "mlp_ratio": 1.0},
             "train": {"steps": 12, "batch": 16}, "eval": {"batch": 10},
             "outliers": {"step_prob": 0.5, "token_frac": 0.05, "scale": 100.0, "start_frac": 0.0, "stop_frac": 1.0}}

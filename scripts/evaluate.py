@@ -17,7 +17,7 @@ from lpbench.integrity import load_checked
 from lpbench.jobs import setup, write_json
 from lpbench.limits import check_job_device, check_job_seqlen
 from lpbench.methods import build_method
-from lpbench.methods.gptq import load_gptq
+from lpbench.methods.gptq import load_clip_scales, load_gptq
 from lpbench.provenance import code_revision, package_versions
 from lpbench.sources import sha256_file
 
@@ -30,13 +30,16 @@ model_meta = json.loads(Path(snakemake.input.model).read_text())  # verified by 
 ids, tokens_meta = load_tokens(snakemake.input.tokens, snakemake.input.tokens_meta, model_meta,
                                snakemake.input.corpus)
 has_artifact = "artifact" in snakemake.input.keys()
-artifact, artifact_sha256, gptq_sha256 = {}, None, None     # each file verified against its <file>.sha256
+artifact, artifact_sha256, gptq_sha256, clip_scales_sha256 = {}, None, None, None  # each verified (<file>.sha256)
 if has_artifact:
     blob, artifact_sha256 = load_checked(snakemake.input.artifact, with_hash=True)
     artifact = blob["artifact"]
 if "gptq" in snakemake.input.keys():
     gptq, gptq_sha256 = load_gptq(snakemake.input.gptq, with_hash=True)
     artifact = {**artifact, "gptq_weights": gptq}
+if "clip_scales" in snakemake.input.keys():     # an RTN + clip row: its search's result, from a GPTQ set
+    scales, clip_scales_sha256 = load_clip_scales(snakemake.input.clip_scales, with_hash=True)
+    artifact = {**artifact, "clip_scales": scales}
 # causal LMs: the FP32 job (rule evaluate_reference) also writes the reference distribution, every other
 # evaluation reads it (rule evaluate, input "reference"); encoders have neither
 reference = snakemake.input.reference if "reference" in snakemake.input.keys() else None
@@ -55,6 +58,7 @@ result["provenance"] = {"config_hash": snakemake.params.config_hash, "seed": sna
                                    "text_sha256": tokens_meta["text"]["sha256"],
                                    "tokens_sha256": tokens_meta["tokens"]["sha256"],
                                    "artifact_sha256": artifact_sha256, "gptq_sha256": gptq_sha256,
+                                   "clip_scales_sha256": clip_scales_sha256,
                                    "reference_sha256": sha256_file(Path(reference)) if reference else None},
                         "wall_time_s": round(time.perf_counter() - t0, 2)}
 write_json(snakemake.output[0], result)

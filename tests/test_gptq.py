@@ -12,8 +12,8 @@ from helpers import tiny_model
 from lpbench.archs import get_arch, get_submodule
 from lpbench.gptq import Hessian, gptq_quantize, layer_error, weight_scale
 from lpbench.methods import build_method
-from lpbench.methods.gptq import compute_gptq, gptq_key
-from lpbench.quant import _mse_clip_scale_literal, mse_clip_scale
+from lpbench.methods.gptq import clip_scales_key, compute_gptq, gptq_key
+from lpbench.quant import _mse_clip_scale_literal, mse_clip_scale, weight_quant
 
 F64 = torch.float64
 ROOT = Path(__file__).resolve().parents[1]
@@ -248,6 +248,56 @@ def test_gptq_keys_share_weights_by_transform():
     assert k({"method": "quarot", "weights": "gptq"}) != k({"method": "rs", "weights": "gptq"})
     assert k({"method": "quarot"}) is None
 
+
+
+@pytest.mark.parametrize("family", ["llama", "gemma3"])
+def test_rtn_clip_row_from_a_gptq_sets_scales_equals_its_own_search(family):
+    """An RTN + MSE-clip row given the scales of the plain GPTQ set (clip_scales_key) ends with the same model as
+    the row searching itself: every tensor and the logits bit-identical. The scales do not depend on the
+    calibration data (GPTQ fixes them before its column loop): two sets from different windows hold equal scales,
+    and each equals the float64 brute-force search's choice."""
+    model = tiny_model(family)
+    arch = get_arch(model)
+    g = torch.Generator().manual_seed(4)
+    rtn = build_method("r", {"method": "w4a4", "w_clip": "mse"})
+    set_method = build_method("g", {"method": "w4a4", "weights": "gptq", "w_clip": "mse"})
+    assert clip_scales_key(rtn) == gptq_key(set_method)
+    sets = [compute_gptq(set_method, copy.deepcopy(model), arch, {}, torch.randint(0, 101, (2, 16), generator=g))
+            for _ in range(2)]
+    scales = [{n: v["scale"] for n, v in s["gptq"].items()} for s in sets]
+    assert scales[0].keys() == set(arch.linear_names(model))
+    for n, sc in scales[0].items():
+        assert torch.equal(sc, scales[1][n])
+        w = get_submodule(model, n).weight.data
+        assert torch.allclose(sc.double(), _mse_clip_scale_literal(w, 4), rtol=1e-6, atol=0)
+    fast = rtn.apply(copy.deepcopy(model), arch, {"clip_scales": scales[0]})
+    own = rtn.apply(copy.deepcopy(model), arch, {})
+    a, b = fast.state_dict(), own.state_dict()
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    ids = torch.randint(0, 101, (1, 16), generator=g)
+    with torch.no_grad():
+        assert torch.equal(fast(ids).logits, own(ids).logits)
+
+
+def test_clip_scales_key_only_for_untransformed_rtn_clip_rows():
+    k = lambda e: clip_scales_key(build_method("x", e))  # noqa: E731
+    assert k({"method": "w4a4", "w_clip": "mse"}) == "plain-w4-mse"
+    assert k({"method": "w4a4", "w_clip": "mse", "kv_bits": 4}) == "plain-w4-mse"
+    assert k({"method": "w4a4", "w_clip": "mse", "w_bits": 8}) == "plain-w8-mse"
+    for entry in ({"method": "w4a4"}, {"method": "w4a4", "w_clip": "mse", "weights": "gptq"},
+                  {"method": "w4a4", "w_clip": "mse", "w_bits": 16}, {"method": "quarot", "w_clip": "mse"},
+                  {"method": "rs", "w_clip": "mse"}, {"method": "smoothquant", "w_bits": 4, "w_clip": "mse"}):
+        assert k(entry) is None, entry
+
+
+def test_weight_quant_with_a_given_scale_checks_it():
+    w = torch.randn(6, 10, generator=torch.Generator().manual_seed(5))
+    s = mse_clip_scale(w, 4)
+    assert torch.equal(weight_quant(w, 4, "mse", s), weight_quant(w, 4, "mse"))
+    with pytest.raises(ValueError, match="clip is 'none'"):
+        weight_quant(w, 4, "none", s)
+    with pytest.raises(ValueError, match=r"needs \(6, 1\)"):
+        weight_quant(w, 4, "mse", s[:5])
 
 # ---- real models (skipped until the pipeline has converted them) --------------------------------------------
 def _real(name):

@@ -240,15 +240,20 @@ def _mse_clip_scale_literal(w: torch.Tensor, bits: int, grid: int = 100, maxshri
     return scale
 
 
-def weight_quant(w: torch.Tensor, bits: int, clip: str = "none") -> torch.Tensor:
-    """Fake-quantized copy of a weight (out, in): symmetric per output channel, INT-``bits``."""
+def weight_quant(w: torch.Tensor, bits: int, clip: str = "none", scale: torch.Tensor | None = None) -> torch.Tensor:
+    """Fake-quantized copy of a weight (out, in): symmetric per output channel, INT-``bits``. ``scale``: the
+    result of ``mse_clip_scale(w, bits)`` when it is already known (``clip="mse"`` only), instead of the search."""
     if bits >= 16:
         return w.detach().clone()
+    if scale is not None and clip != "mse":
+        raise ValueError(f"a given weight scale stands for the MSE clip search; this weight's clip is '{clip}'")
     if clip == "none":
         return fake_quant(w.detach(), QuantSpec(bits=bits, granularity="per_row"))
     if clip == "mse":
         qmax = 2 ** (bits - 1) - 1
-        s = mse_clip_scale(w.detach(), bits)
+        s = mse_clip_scale(w.detach(), bits) if scale is None else scale
+        if s.shape != (w.shape[0], 1):
+            raise ValueError(f"a given weight scale has shape {tuple(s.shape)}; this weight needs ({w.shape[0]}, 1)")
         return (torch.clamp(torch.round(w.detach().float() / s), -qmax - 1, qmax) * s).to(w.dtype)
     raise ValueError(f"unknown weight clip '{clip}'; known: 'none', 'mse'")
 
@@ -262,13 +267,16 @@ def act_spec(bits: int, clip_ratio: float = 1.0) -> QuantSpec | None:
 @torch.no_grad()
 def quantize_block_linears(model: nn.Module, arch: ArchSpec, w_bits: int, act_quant_for,
                            transforms: dict[str, nn.Module] | None = None, w_clip: str = "none",
-                           weights: dict[str, torch.Tensor] | None = None) -> None:
+                           weights: dict[str, torch.Tensor] | None = None,
+                           clip_scales: dict[str, torch.Tensor] | None = None) -> None:
     """Replace every block linear by a :class:`QuantLinear`.
 
     ``act_quant_for(role)`` gives the activation quantizer of a linear by its role (q, k, v, o, gate, up,
     down, fc1, fc2). ``transforms[full name]`` is an online input transform (already folded into the
-    weight). ``weights[full name]``, when given, is the already quantized weight (GPTQ). At ``w_bits >= 16`` the
-    QuantLinear takes over the linear's own weight tensor (the linear is dropped: no copy needed)."""
+    weight). ``weights[full name]``, when given, is the already quantized weight (GPTQ). ``clip_scales[full
+    name]``, when given, is the result of the weight's MSE clip search (``w_clip="mse"``), known already (see
+    :func:`lpbench.methods.gptq.clip_scales_key`). At ``w_bits >= 16`` the QuantLinear takes over the linear's
+    own weight tensor (the linear is dropped: no copy needed)."""
     transforms = transforms or {}
     roles = {rel: role for role, rel in arch.block_linears().items()}
     for name in arch.linear_names(model):
@@ -277,6 +285,7 @@ def quantize_block_linears(model: nn.Module, arch: ArchSpec, w_bits: int, act_qu
         if weights is not None and name in weights:
             wq = weights[name]
         else:
-            wq = lin.weight.data if w_bits >= 16 else weight_quant(lin.weight.data, w_bits, w_clip)
+            wq = lin.weight.data if w_bits >= 16 else weight_quant(lin.weight.data, w_bits, w_clip,
+                                                                   (clip_scales or {}).get(name))
         replace_module(model, name, QuantLinear(lin, wq, act_quant=act_quant_for(role),
                                                 input_transform=transforms.get(name)))

@@ -127,22 +127,30 @@ def gptq_entry(method):
 
 #: GPTQ weight set name -> the config entry of one method that uses it (its transform defines the set)
 GPTQ_ENTRIES = {}
+#: (model, corpus, GPTQ set name) of every set the evaluations need
+GPTQ_SETS = set()
 for _m, _c, _meth in TRIPLES:
     _key = method_gptq_key(_meth)
     if _key is not None:
         GPTQ_ENTRIES.setdefault(_key, gptq_entry(_meth))
+        GPTQ_SETS.add((_m, _c, _key))
 
 
 def method_artifact_input(wc):
     """The offline artifact an evaluation reads; none for methods without an offline step, so no
     job starts just to write an empty file. GPTQ weights come from the shared set of the method's
-    transform (rule gptq_weights), computed once per (model, corpus, transform)."""
+    transform (rule gptq_weights), computed once per (model, corpus, transform). An RTN + MSE-clip row
+    reads its clip search's result from the scales of a GPTQ set of the same weights when that set is
+    computed anyway (lpbench.methods.gptq.clip_scales_key); otherwise it searches itself."""
     out = {}
     if METHOD_FACTS[wc.method]["offline"]:
         out["artifact"] = f"resources/artifacts/{wc.model}/{wc.corpus}/{wc.method}.pt"
     key = method_gptq_key(wc.method)
     if key is not None:
         out["gptq"] = f"resources/gptq/{wc.model}/{wc.corpus}/{key}.pt"
+    scales = METHOD_FACTS[wc.method].get("clip_scales")
+    if scales is not None and (wc.model, wc.corpus, scales) in GPTQ_SETS:
+        out["clip_scales"] = f"resources/gptq/{wc.model}/{wc.corpus}/{scales}.pt"
     return out
 
 

@@ -40,6 +40,31 @@ def gptq_key(method, default_seed: int | None = None) -> str | None:
     return f"{t}-w{p['w_bits']}-{p['w_clip']}" + ("-actorder" if p.get("act_order") else "")
 
 
+def clip_scales_key(method) -> str | None:
+    """Name of the GPTQ weight set whose stored scales are this method's MSE clip search, or None.
+
+    GPTQ fixes each output channel's scale once, before its column loop, by the MSE clip search of the layer's
+    weights as they are (the official ``find_params(W)`` comes before any column is updated), so the scales in a
+    ``plain`` set are exactly the search an RTN + clip row of the same weights and bits runs (``w4a4`` with
+    ``weights: rtn, w_clip: mse``: no transform). Such a row reads them instead of searching again (the
+    pipeline does so when that set is computed anyway; otherwise the row searches itself: same scales,
+    ``tests/test_gptq.py``). Other kinds transform their weights first (a stack's components search inline)."""
+    p = method.params
+    if method.kind != "w4a4" or p.get("weights") != "rtn" or p.get("w_clip") != "mse" or p["w_bits"] >= 16:
+        return None
+    return f"plain-w{p['w_bits']}-mse"
+
+
+def load_clip_scales(path, with_hash: bool = False):
+    """``{linear name: scale (out, 1)}`` of a ``gptq_weights`` file (see :func:`clip_scales_key`), verified
+    against its recorded sha256 like :func:`load_gptq`."""
+    from lpbench.integrity import load_checked
+
+    blob, digest = load_checked(path, with_hash=True)
+    scales = {n: v["scale"] for n, v in blob["gptq"].items()}
+    return (scales, digest) if with_hash else scales
+
+
 @torch.no_grad()
 def compute_gptq(method, model, arch, stats, windows, log=None, profile: dict | None = None) -> dict:
     """The method's transform (its own calibration — SmoothQuant's scales — and its seed — QuaRot's R1),
@@ -84,4 +109,4 @@ class PlainW4A4(W4A4Base):
         return self.merge(self.plain_ops(dims), self.kv_ops(dims))
 
 
-__all__ = ["gptq_key", "compute_gptq", "load_gptq", "PlainW4A4"]
+__all__ = ["gptq_key", "clip_scales_key", "compute_gptq", "load_gptq", "load_clip_scales", "PlainW4A4"]

@@ -189,7 +189,8 @@ class W4A4Base(Method):
             raise ValueError(f"method '{self.name}': weights: gptq but no GPTQ weights were given (the "
                              "gptq_weights rule computes them: lpbench.methods.gptq)")
         quantize_block_linears(model, arch, self.params["w_bits"], act_quant_for, transforms,
-                               w_clip=self.params["w_clip"], weights=weights)
+                               w_clip=self.params["w_clip"], weights=weights,
+                               clip_scales=artifact.get("clip_scales"))
         attach_kv_quant(model, arch, self.params["kv_bits"], asym=self.params["kv_asym"])
         return model
 

@@ -13,7 +13,7 @@ from lpbench.archs import get_arch, get_submodule
 from lpbench.gptq import Hessian, gptq_quantize, layer_error, weight_scale
 from lpbench.methods import build_method
 from lpbench.methods.gptq import clip_scales_key, compute_gptq, gptq_key
-from lpbench.quant import _mse_clip_scale_literal, mse_clip_scale, weight_quant
+from lpbench.quant import _mse_clip_rows, _mse_clip_scale_literal, mse_clip_scale, weight_quant
 
 F64 = torch.float64
 ROOT = Path(__file__).resolve().parents[1]
@@ -121,6 +121,46 @@ def test_clip_search_on_grid_weights_equals_brute_force():
     assert torch.allclose(ratio, 1 - errs.argmin(1).double() / 100, atol=1e-6)
     assert ratio[0] == 1.0                                          # zero error unclipped: no shrink
 
+
+
+def _clip_test_rows():
+    """Rows of every kind the search meets: Gaussian of mixed magnitudes, heavy-tailed (clipping pays), on a
+    4-bit grid with exact zeros, all zero, constant, a single outlier, and widths 1, 7 and 2048."""
+    g = torch.Generator().manual_seed(7)
+    gauss = torch.randn(40, 96, generator=g) * torch.rand(40, 1, generator=g)
+    heavy = torch.distributions.StudentT(2.0).sample((40, 96))
+    codes = torch.randint(-8, 8, (40, 96), generator=g).float()
+    grid = codes * (torch.rand(40, 3, generator=g) + 0.1).repeat_interleave(32, 1)
+    special = torch.zeros(4, 96)
+    special[1] = 0.3
+    special[2, 5] = 50.0
+    special[3] = torch.linspace(-1, 1, 96)
+    return [torch.cat([gauss, heavy, grid, special]), torch.randn(9, 1, generator=g), torch.randn(5, 7, generator=g),
+            torch.randn(3, 2048, generator=g)]
+
+
+def test_pruned_clip_search_is_bit_identical_to_computing_every_candidate(monkeypatch):
+    """Ruling candidates out by the power-mean bound changes nothing: the same scale, bit for bit, as the
+    search that computes all 80 on every row (itself checked against float64 brute force above) — on one
+    thread, where the pruned form runs (widths 96, 2048; widths 1 and 7 compute every candidate)."""
+    import lpbench.quant as quant
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        rows = _clip_test_rows()
+        expected = [[quant._mse_clip_rows_all(w, b, 100, 0.8, 2.4) for b in (2, 3, 4, 8)] for w in rows]
+        pruned = 0
+        for w, exp in zip(rows, expected):
+            with monkeypatch.context() as m:
+                if w.shape[1] % quant._PRUNE_WIDTH == 0:        # the pruned form must not fall back here
+                    m.setattr(quant, "_mse_clip_rows_all", lambda *a: pytest.fail("fell back"))
+                    pruned += 1
+                for b, e in zip((2, 3, 4, 8), exp):
+                    assert torch.equal(_mse_clip_rows(w, b, 100, 0.8, 2.4), e), (tuple(w.shape), b)
+        assert pruned == 2
+    finally:
+        torch.set_num_threads(threads)
 
 def test_sequential_gptq_on_tiny_model_beats_rtn_in_output():
     model = tiny_model("llama")

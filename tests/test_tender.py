@@ -320,6 +320,36 @@ def test_calib_windows_limits_the_pass():
 
 
 @pytest.mark.parametrize("make", [_tiny_llama, _tiny_opt])
+@pytest.mark.parametrize("scope", ["linear", "all"])
+def test_one_shared_pass_gives_each_configurations_own_artifact(make, scope):
+    """Configurations that differ in calibration windows, static/runtime mode and scheme share one pass
+    (rule shared_pass): read after k windows, it finishes into the artifact a pass over the first k windows
+    alone gives — every key, in order, bit for bit — and the model is restored after both."""
+    model = make()
+    arch = get_arch(model)
+    calib = torch.randint(0, 128, (6, 40), generator=torch.Generator().manual_seed(3))
+    ev = torch.randint(0, 128, (1, 40), generator=torch.Generator().manual_seed(1))
+    ref = _logits(model, ev)
+    base = {"method": "tender", "bits": 4, "chunk": 16, "scope": scope}
+    members = [build_method("c2", {**base, "calib_windows": 2}), build_method("c4", {**base, "calib_windows": 4}),
+               build_method("dyn", {**base, "calib_windows": 4, "static": False}),
+               build_method("all", {**base, "scheme": "round_up"})]
+    assert len({m.pass_key() for m in members}) == 1
+    assert build_method("x", {**base, "bits": 8}).pass_key() != members[0].pass_key()
+    readings = members[0].collect_pass(model, arch, calib, [2, 4, 6])
+    assert sorted(readings) == [2, 4, 6]
+    for m in members:
+        own = m.own_windows(calib)
+        shared = m.calibrate_from_pass(model, arch, readings[len(own)], own)
+        alone = m.calibrate(model, arch, {}, calib[: len(own)])
+        assert list(shared) == list(alone), m.name
+        assert all(torch.equal(shared[k], alone[k]) for k in alone), m.name
+    assert torch.equal(_logits(model, ev), ref)
+    with pytest.raises(ValueError, match="outside 1..6"):
+        members[0].collect_pass(model, arch, calib, [7])
+
+
+@pytest.mark.parametrize("make", [_tiny_llama, _tiny_opt])
 def test_exactness_on_model_layers(make):
     """TENDER-2 on model layers with calibrated static scales (clipping, bias, unsigned fc2 included)."""
     model = make()
@@ -408,3 +438,40 @@ def test_mse_clipped_weights_option(monkeypatch):
     assert not torch.equal(plain.get_submodule(name).weight, lin.weight)
     with pytest.raises(NotImplementedError, match="absmax"):
         m.exactness_on_model(_tiny_llama(), arch, art, calib[:1])
+
+
+def test_shared_pass_rule_plans_one_pass_and_its_artifacts_equal_own_calibrations(tmp_path):
+    """Through Snakemake: two Tender configurations that differ only in windows and mode get one shared_pass
+    job (over the most windows) and their artifacts equal what their own calibrations give; a configuration
+    alone in its pass keeps its own calibration."""
+    import re
+
+    from workflow_run import config_copy, smk
+
+    from lpbench.integrity import load_checked
+    from lpbench.sources import load_model
+
+    def add(cfg):
+        cfg["methods"].update({"tender-a": {"method": "tender", "bits": 8, "calib_windows": 1},
+                               "tender-b": {"method": "tender", "bits": 8, "calib_windows": 2, "static": False},
+                               "tender-c": {"method": "tender", "bits": 4, "calib_windows": 2}})
+        cfg["experiments"] = [{"models": ["tiny-llama"], "corpora": ["tiny"],
+                               "methods": ["tender-a", "tender-b", "tender-c"]}]
+
+    path = config_copy(tmp_path, add)
+    arts = [f"resources/artifacts/tiny-llama/tiny/{m}.pt" for m in ("tender-a", "tender-b", "tender-c")]
+    plan = smk(tmp_path, "-n", "--cores", "1", *arts, configfile=path)
+    assert plan.returncode == 0, plan.stderr[-3000:]
+    stats = dict(re.findall(r"^(\w+)\s+(\d+)$", plan.stdout.split("Job stats:", 1)[1].split("total", 1)[0], re.M))
+    assert stats["shared_pass"] == "1" and stats["method_artifact"] == "3"
+    run = smk(tmp_path, "--cores", "1", *arts, configfile=path)
+    assert run.returncode == 0, run.stderr[-3000:]
+    model, _, _ = load_model(tmp_path / "resources" / "models" / "tiny-llama")
+    windows = load_checked(tmp_path / "resources" / "calib" / "tiny-llama" / "tiny.windows.pt")
+    for name, entry in (("tender-a", {"method": "tender", "bits": 8, "calib_windows": 1}),
+                        ("tender-b", {"method": "tender", "bits": 8, "calib_windows": 2, "static": False}),
+                        ("tender-c", {"method": "tender", "bits": 4, "calib_windows": 2})):
+        got = load_checked(tmp_path / "resources" / "artifacts" / "tiny-llama" / "tiny" / f"{name}.pt")["artifact"]
+        own = build_method(name, entry).calibrate(model, get_arch(model), {}, windows)
+        assert list(got) == list(own) and all(torch.equal(got[k], own[k]) for k in own), name
+    assert len(list((tmp_path / "resources" / "passes").rglob("*.pt"))) == 1

@@ -266,10 +266,11 @@ CODE_ROOT = Path(__file__).resolve().parent
 
 def method_facts(config: dict, cache_dir: str | Path | None = None, code_root: Path = CODE_ROOT) -> dict:
     """:func:`check_references`, then for every configured method ``{"offline": bool, "gptq": str | None,
-    "clip_scales": str | None, "seed": int | None}``: whether it has an offline step (an artifact job), the
-    name of the shared GPTQ weight set it reads, the GPTQ set whose scales are its MSE clip search
-    (:func:`lpbench.methods.gptq.clip_scales_key`), and the seed of a method that declares one (its ``seed``,
-    else the config's).
+    "clip_scales": str | None, "pass": str | None, "seed": int | None}``: whether it has an offline step (an
+    artifact job), the name of the shared GPTQ weight set it reads, the GPTQ set whose scales are its MSE
+    clip search (:func:`lpbench.methods.gptq.clip_scales_key`), the statistics pass its calibration can
+    share with others (``Method.pass_key``), and the seed of a method that declares one (its ``seed``, else
+    the config's).
 
     Building the methods imports torch, and the Snakefile is parsed on every run (a no-op ``make run``
     took 3.8–4.8 s with it, 1.9–2.0 s without). So with ``cache_dir`` the answer is kept in a file named
@@ -314,7 +315,7 @@ def method_fact(method, entry: dict, default_seed: int | None) -> dict:
     seeded = "seed" in type(method).defaults
     seed = method.params["seed"] if seeded and method.params["seed"] is not None else default_seed
     fact = {"offline": has_offline_step(entry), "gptq": gptq_key(method, default_seed),
-            "clip_scales": clip_scales_key(method), "seed": seed if seeded else None}
+            "clip_scales": clip_scales_key(method), "pass": method.pass_key(), "seed": seed if seeded else None}
     if method.kind == "stack":
         fact["stack"] = method.facts()
     return fact

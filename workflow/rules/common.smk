@@ -136,6 +136,25 @@ for _m, _c, _meth in TRIPLES:
         GPTQ_SETS.add((_m, _c, _key))
 
 
+def own_window_count(wc, method):
+    """How many calibration windows a method's offline step reads (``calib_windows``, else all shared)."""
+    n = config["methods"][method].get("calib_windows")
+    return n if n is not None else window_settings(config, wc.model, "calibration")["n_windows"]
+
+
+#: (model, corpus, pass name) -> the methods whose calibrations share that statistics pass (two or more;
+#: Method.pass_key): one pass over the most windows any of them reads, read at each one's count
+SHARED_PASSES = {}
+for _m, _c, _meth in TRIPLES:
+    if METHOD_FACTS[_meth].get("pass") is not None:
+        SHARED_PASSES.setdefault((_m, _c, METHOD_FACTS[_meth]["pass"]), []).append(_meth)
+SHARED_PASSES = {k: v for k, v in SHARED_PASSES.items() if len(v) > 1}
+
+
+def shared_pass_members(wc):
+    return SHARED_PASSES[(wc.model, wc.corpus, wc.key)]
+
+
 def method_artifact_input(wc):
     """The offline artifact an evaluation reads; none for methods without an offline step, so no
     job starts just to write an empty file. GPTQ weights come from the shared set of the method's
@@ -158,6 +177,14 @@ def artifact_windows(wc):
     """Calibration windows of a method's offline step: the shared ones, or a larger seeded set when the
     method asks for more (``calib_windows`` above ``calibration.n_windows``, e.g. the Tender sweep)."""
     return calib_windows_file(wc, [wc.method])
+
+
+def artifact_pass_input(wc):
+    """The shared statistics pass a method's offline step reads, if it shares one (SHARED_PASSES)."""
+    key = METHOD_FACTS[wc.method].get("pass")
+    if key is None or (wc.model, wc.corpus, key) not in SHARED_PASSES:
+        return {}
+    return {"shared_pass": f"resources/passes/{wc.model}/{wc.corpus}/{key}.pt"}
 
 
 #: configured stacks (lpbench.methods.stack) and a wildcard pattern matching exactly their names

@@ -2,6 +2,7 @@ rule method_artifact:
     """A method's offline artifact (scales, rotations, groupings), computed once and shared; its sha256 is
     recorded beside it and verified by every reader (lpbench.integrity)."""
     input:
+        unpack(artifact_pass_input),
         model="resources/models/{model}/lpbench_model.json",
         stats="resources/calib/{model}/{corpus}.pt",
         windows=artifact_windows,
@@ -22,6 +23,32 @@ rule method_artifact:
         seed=config["seed"],
     script:
         "../../scripts/method_artifact.py"
+
+
+rule shared_pass:
+    """One statistics pass shared by the calibrations of methods that differ only in how many windows they
+    read and in what they keep (Tender's calibration-size sweep and runtime variants: Method.pass_key), read
+    after each member's window count; each member's method_artifact job finishes its own artifact from it."""
+    input:
+        model="resources/models/{model}/lpbench_model.json",
+        windows=lambda wc: calib_windows_file(wc, shared_pass_members(wc)),
+    output:
+        "resources/passes/{model}/{corpus}/{key}.pt",
+        "resources/passes/{model}/{corpus}/{key}.pt.sha256",
+    log:
+        "logs/shared_pass/{model}/{corpus}/{key}.log",
+    benchmark:
+        "results/benchmarks/shared_pass/{model}/{corpus}/{key}.tsv"
+    conda:
+        ENV
+    threads: config["threads"]
+    resources:
+        mem_mb=8000,
+    params:
+        entry=lambda wc: method_entry(shared_pass_members(wc)[0]),
+        at=lambda wc: sorted({own_window_count(wc, m) for m in shared_pass_members(wc)}),
+    script:
+        "../../scripts/shared_pass.py"
 
 
 rule gptq_weights:

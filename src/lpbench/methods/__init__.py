@@ -179,6 +179,13 @@ class Method:
     def calibrate(self, model: nn.Module, arch: ArchSpec, stats: dict, windows: torch.Tensor) -> dict:
         return {}
 
+    def pass_key(self) -> str | None:
+        """Name of a statistics pass that configurations of this kind can share (rule ``shared_pass``), or
+        None. A kind that returns one also defines ``own_windows(windows)``, ``collect_pass(model, arch,
+        windows, at)`` (the pass read after each window count in ``at``) and ``calibrate_from_pass(model,
+        arch, reading, windows)``, with ``calibrate`` equal to a pass over its own windows then the finish."""
+        return None
+
     def apply(self, model: nn.Module, arch: ArchSpec, artifact: dict) -> nn.Module:
         return model
 

@@ -148,11 +148,6 @@ class Tender(Method):
         if handle["prev_impl"] is not None:
             set_attn_impl(model, handle["prev_impl"])
 
-    def _run(self, model, arch, windows):
-        for i in range(len(windows)):
-            w = windows[i: i + 1]
-            activations_pass(model, arch, w)
-
     # ---- interface --------------------------------------------------------------------------------
     @torch.no_grad()
     def calibrate(self, model: nn.Module, arch: ArchSpec, stats: dict, windows: torch.Tensor) -> dict:
@@ -162,34 +157,68 @@ class Tender(Method):
         for ``scheme='auto'`` (static mode, causal LM) picks round-up vs round-down by the NLL of the
         first window with static TMax/groups and runtime bias (``select_best_scheme``). ``stats`` is not
         used: Tender needs per-chunk-position statistics of the *quantized* model."""
+        windows = self.own_windows(windows)
+        collected = self.collect_pass(model, arch, windows, [len(windows)])[len(windows)]
+        return self.calibrate_from_pass(model, arch, collected, windows)
+
+    def own_windows(self, windows: torch.Tensor) -> torch.Tensor:
+        """The calibration windows this configuration reads: the first ``calib_windows`` (all if None)."""
+        return windows if self.params["calib_windows"] is None else windows[: self.params["calib_windows"]]
+
+    def pass_key(self) -> str:
+        """Name of the statistics pass this configuration's calibration makes: the pass (runtime mode,
+        round-up) depends on everything but ``calib_windows``, ``static`` and ``scheme``, so configurations
+        that differ only in those can share one pass over the most windows, read at each one's window count
+        (rule ``shared_pass``; :meth:`collect_pass`)."""
+        p = self.params
+        return (f"tender-b{p['bits']}-w{p['weight_bits'] or p['bits']}-g{p['groups'] or 'auto'}-c{p['chunk']}-"
+                f"{p['scope']}-clip{p['w_clip']}")
+
+    @torch.no_grad()
+    def collect_pass(self, model: nn.Module, arch: ArchSpec, windows: torch.Tensor, at: list[int]) -> dict:
+        """The statistics pass over ``windows`` (one window at a time), read after each window count in
+        ``at``: ``{k: {statistic: tensor}}``. The reading after k windows is what a pass over the first k
+        alone records (running sums and maxima in window order; nothing depends on later windows)."""
         self._check_scope(arch)
         G = self.groups_for_model(model, arch)
-        static = bool(self.params["static"])
-        if self.params["calib_windows"] is not None:
-            windows = windows[: self.params["calib_windows"]]
-        art: dict[str, torch.Tensor] = {}
+        want = sorted(set(at))
+        if not want or want[0] < 1 or want[-1] > len(windows):
+            raise ValueError(f"method '{self.name}': pass readings {want} outside 1..{len(windows)} windows")
+        out: dict[int, dict] = {}
         handle = self._install(model, arch, G, {}, "round_up", collect=True)
         try:
-            self._run(model, arch, windows)
-            for site, q in handle["quantizers"].items():
-                r = q.collector.result()
-                q.collector = None
-                if "bias" in r:
-                    art[f"site/{site}/bias"] = r["bias"]
-                if static:
-                    art[f"site/{site}/tmax"] = r["tmax"]
-                    art[f"site/{site}/cmax"] = r["cmax"]
-            for key, (_, st) in handle["states"].items():
-                r = st.collector.result()
-                st.collector = None
-                for b in ("q_bias", "k_bias"):
-                    art[f"{key}/{b}"] = r[b]
-                if static:
-                    for k in ("q_tmax", "q_cmax", "s_tmax", "s_cmax", "k_scale", "v_scale"):
-                        art[f"{key}/{k}"] = r[k]
+            for i in range(want[-1]):
+                activations_pass(model, arch, windows[i: i + 1])
+                if i + 1 in want:
+                    out[i + 1] = self._collected(handle)
         finally:
             self._uninstall(model, handle)
+        return out
 
+    @staticmethod
+    def _collected(handle) -> dict[str, dict]:
+        return {"sites": {site: q.collector.result() for site, q in handle["quantizers"].items()},
+                "states": {key: st.collector.result() for key, (_, st) in handle["states"].items()}}
+
+    @torch.no_grad()
+    def calibrate_from_pass(self, model: nn.Module, arch: ArchSpec, collected: dict, windows: torch.Tensor) -> dict:
+        """The artifact from a pass's statistics (:meth:`collect_pass`) over this configuration's ``windows``
+        (static or runtime mode, and the ``scheme='auto'`` choice on the first window)."""
+        G = self.groups_for_model(model, arch)
+        static = bool(self.params["static"])
+        art: dict[str, torch.Tensor] = {}
+        for site, r in collected["sites"].items():
+            if "bias" in r:
+                art[f"site/{site}/bias"] = r["bias"]
+            if static:
+                art[f"site/{site}/tmax"] = r["tmax"]
+                art[f"site/{site}/cmax"] = r["cmax"]
+        for key, r in collected["states"].items():
+            for b in ("q_bias", "k_bias"):
+                art[f"{key}/{b}"] = r[b]
+            if static:
+                for k in ("q_tmax", "q_cmax", "s_tmax", "s_cmax", "k_scale", "v_scale"):
+                    art[f"{key}/{k}"] = r[k]
         scheme = self.params["scheme"]
         nll = {}
         if scheme == "auto":

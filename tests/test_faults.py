@@ -268,7 +268,7 @@ def test_shipped_configs_pass_every_check():
 
 def test_method_facts_are_what_the_methods_say_and_are_remembered(tmp_path):
     from lpbench.methods import build_method, has_offline_step
-    from lpbench.methods.gptq import gptq_key
+    from lpbench.methods.gptq import clip_scales_key, gptq_key
 
     cfg = load_yaml(ROOT / "config" / "config.yaml")
     resolved = expand_stacks(cfg["methods"])[0]                                    # stacks resolved
@@ -277,10 +277,17 @@ def test_method_facts_are_what_the_methods_say_and_are_remembered(tmp_path):
         m = build_method(n, resolved[n])
         seeded = "seed" in type(m).defaults
         return {"offline": has_offline_step(e), "gptq": gptq_key(m, cfg["seed"]),
+                "clip_scales": clip_scales_key(m), "pass": m.pass_key(),
                 "seed": (e.get("seed", cfg["seed"]) if seeded else None),
                 **({"stack": m.facts()} if m.kind == "stack" else {})}
     direct = {n: fact(n, e) for n, e in cfg["methods"].items()}
     assert any(f["gptq"] for f in direct.values()) and any(f["offline"] for f in direct.values())
+    # the RTN + clip rows read the plain GPTQ set's scales; Tender's window/mode variants share one pass
+    assert direct["rtnclip-w4a4"]["clip_scales"] == direct["rtnclip-w4a4-kv4"]["clip_scales"] == \
+        direct["gptq-w4a4"]["gptq"]
+    assert len({direct[m]["pass"] for m in ("tender-int8", "tender-int8-c2", "tender-int8-c32",
+                                            "tender-int8-dyn")}) == 1
+    assert direct["tender-int4-g2"]["pass"] != direct["tender-int4"]["pass"] != direct["tender-int8"]["pass"]
     # a seeded method's GPTQ set names its seed: replicates never share a set
     assert direct["quarot-w4a4"]["gptq"] != direct["quarot-w4a4-s1"]["gptq"] == direct["rrs-w4a4-s1"]["gptq"]
     assert direct["quarot-w4a4"]["seed"] == cfg["seed"] and direct["rrs-w16a4-s3"]["seed"] == 3

@@ -3,7 +3,6 @@ from lpbench.worker import delegate
 
 delegate()  # under `make run`: this job runs in the pre-loaded worker (lpbench.worker)
 
-
 import pandas as pd
 
 from lpbench.hwcost import energy_pj, load_costs
